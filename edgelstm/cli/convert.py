@@ -1,0 +1,141 @@
+"""`edgelstm convert MODEL -o OUTDIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgelstm.cli._app import App
+from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--outdir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory for the .tflite files and manifest.json.",
+)
+@click.option(
+    "--variant",
+    type=click.Choice(["sequence", "step", "all"]),
+    default="all",
+    show_default=True,
+    help="sequence: whole sequence per invoke (fused LSTM); step: one time step per invoke, state as explicit I/O.",
+)
+@click.option(
+    "--quantize",
+    "quantize",
+    multiple=True,
+    type=click.Choice([q.value for q in Quantization]),
+    help="Repeatable. Default: float. int8/int16x8 need --calibration.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    help=".npy or .npz (key 'x') shaped like the model input.",
+)
+@click.option(
+    "--calibration-samples",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Sequences used to calibrate.",
+)
+@click.option(
+    "--verify-samples",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Sequences used for the parity check.",
+)
+@click.option("--seq-len", type=int, help="Sequence length, when the model's is None.")
+@click.option("--name", help="File stem of the artifacts (default: the model file's stem).")
+@click.option("--float-io", is_flag=True, help="Keep float input/output tensors on integer models.")
+@click.option(
+    "--unsafe",
+    is_flag=True,
+    help="Allow Lambda layers and custom objects (runs code from the file).",
+)
+@click.option(
+    "--allow-unfused", is_flag=True, help="Keep a sequence model whose LSTM did not fuse."
+)
+@click.option(
+    "--no-verify-fail", is_flag=True, help="Report parity beyond the bound instead of failing."
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for synthetic verification inputs."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.pass_obj
+def convert(
+    app: App,
+    *,
+    model: Path,
+    outdir: Path,
+    variant: str,
+    quantize: tuple[str, ...],
+    calibration: Path | None,
+    calibration_samples: int,
+    verify_samples: int,
+    seq_len: int | None,
+    name: str | None,
+    float_io: bool,
+    unsafe: bool,
+    allow_unfused: bool,
+    no_verify_fail: bool,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Convert a Keras recurrent model (.keras, .h5, SavedModel dir) to verified TFLite."""
+    from edgelstm.convert.orchestrate import convert_model
+
+    cfg = ConvertConfig(
+        variants=None if variant == "all" else [Variant(variant)],
+        quantizations=[Quantization(q) for q in dict.fromkeys(quantize or ("float",))],
+        calibration=str(calibration) if calibration else None,
+        calibration_samples=calibration_samples,
+        verify_samples=verify_samples,
+        seq_len=seq_len,
+        unsafe=unsafe,
+        allow_unfused=allow_unfused,
+        verify_fail=not no_verify_fail,
+        float_io=float_io,
+        seed=seed,
+        name=name,
+    )
+    manifest = convert_model(model, outdir, cfg, progress=lambda m: app.info(f"[convert] {m}"))
+    if as_json:
+        app.out_json(manifest.to_dict())
+    else:
+        app.out(format_manifest(manifest, outdir))
+
+
+def format_manifest(manifest: Manifest, outdir: Path) -> str:
+    """A short human table of the artifacts."""
+    rows = [("artifact", "ops", "size", "MACs", "max err", "bound", "argmax", "ok")]
+    for a in manifest.artifacts:
+        p = a.parity
+        rows.append(
+            (
+                a.file,
+                "fused LSTM" if a.fused_lstm else f"{len(a.ops)} kinds",
+                f"{a.size_bytes / 1024:.1f} KiB",
+                f"{a.macs_per_invoke:,}",
+                f"{p.max_abs:.2e}" if p else "-",
+                f"{p.bound:.0e}" if p else "-",
+                f"{p.argmax_agreement:.0%}" if p and p.argmax_agreement is not None else "-",
+                ("yes" if p.passed else "NO") if p else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.extend(f"note: {n}" for n in manifest.notes)
+    for a in manifest.artifacts:
+        lines.extend(f"note: {a.file}: {n}" for n in a.notes)
+    lines.append(f"wrote {len(manifest.artifacts)} artifact(s) and manifest.json to {outdir}")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Build the deployable TensorFlow graphs from a ModelSpec.
+
+* sequence: the chain rebuilt in tf_keras, batch 1, fixed length, so the TFLite converter emits
+  the fused UNIDIRECTIONAL_SEQUENCE_LSTM op (Keras 3 LSTMs lower to WHILE loops instead).
+* step: one time step as a tf.function over plain ops, with every recurrent state an explicit
+  input and output (names per edgelstm.types), which converts to FULLY_CONNECTED/LOGISTIC/TANH/...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelstm._tf import import_tf, import_tf_keras
+from edgelstm.convert.graph import ModelSpec
+from edgelstm.types import STEP_INPUT, STEP_OUTPUT, state_input_name, state_output_name
+
+
+def build_sequence_model(ms: ModelSpec) -> Any:
+    """The tf_keras sequence model (batch 1, length ms.seq_len) with the source weights."""
+    keras = import_tf_keras()
+    keras.backend.clear_session()
+    if ms.token_input:
+        x = keras.Input(shape=(ms.seq_len,), batch_size=1, dtype="int32", name=STEP_INPUT)
+    else:
+        x = keras.Input(shape=(ms.seq_len, ms.in_dim), batch_size=1, name=STEP_INPUT)
+    y = x
+    for spec, handler in zip(ms.layers, ms.handlers, strict=True):
+        y = handler.sequence(spec, y, keras)
+    return keras.Model(x, y, name="edgelstm_sequence")
+
+
+def step_input_specs(ms: ModelSpec) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape, dtype) of the step model's inputs: x first, then the states in order."""
+    specs: list[tuple[str, tuple[int, ...], str]] = [
+        (STEP_INPUT, (1,), "int32") if ms.token_input else (STEP_INPUT, (1, ms.in_dim), "float32")
+    ]
+    for k, _spec, states in ms.state_layout():
+        for st in states:
+            specs.append((state_input_name(k, st.role), (1, *st.shape), "float32"))
+    return specs
+
+
+def _run_step(
+    ms: ModelSpec, x: Any, states: list[Any], step_fn: str, tf: Any = None
+) -> tuple[Any, list[Any]]:
+    """Apply every layer's one-step function, threading the state tensors through."""
+    layout = {id(spec): n for _, spec, sts in ms.state_layout() for n in [len(sts)]}
+    pos = 0
+    new_states: list[Any] = []
+    y = x
+    for spec, handler in zip(ms.layers, ms.handlers, strict=True):
+        n = layout.get(id(spec), 0)
+        mine = states[pos : pos + n]
+        pos += n
+        if step_fn == "tf":
+            y, nxt = handler.step(spec, y, mine, tf)
+        else:
+            y, nxt = handler.step_numpy(spec, y, mine)
+        new_states.extend(nxt)
+    return y, new_states
+
+
+def build_step_module(ms: ModelSpec) -> Any:
+    """A tf.Module whose `serve` runs one time step with explicit state in and out."""
+    tf = import_tf()
+    specs = step_input_specs(ms)
+    names = [n for n, _, _ in specs]
+    out_names = [STEP_OUTPUT] + [
+        state_output_name(k, st.role) for k, _spec, sts in ms.state_layout() for st in sts
+    ]
+
+    def serve(*args: Any) -> dict[str, Any]:
+        x, states = args[0], list(args[1:])
+        y, nxt = _run_step(ms, x, states, "tf", tf)
+        outputs = {STEP_OUTPUT: tf.identity(y, name=STEP_OUTPUT)}
+        for name, tensor in zip(out_names[1:], nxt, strict=True):
+            outputs[name] = tf.identity(tensor, name=name)
+        return outputs
+
+    signature = [
+        tf.TensorSpec(shape, getattr(tf, dtype), name=name) for name, shape, dtype in specs
+    ]
+    module = tf.Module()
+    module.serve = tf.function(serve, input_signature=signature)
+    module.input_names = names
+    return module
+
+
+def build_sequence_module(model: Any, ms: ModelSpec) -> Any:
+    """Wrap the tf_keras sequence model in a signature with input `x` and output `y`."""
+    tf = import_tf()
+    shape = (1, ms.seq_len) if ms.token_input else (1, ms.seq_len, ms.in_dim)
+    dtype = tf.int32 if ms.token_input else tf.float32
+    module = tf.Module()
+    module.model = model
+
+    def serve(x: Any) -> dict[str, Any]:
+        return {STEP_OUTPUT: model(x, training=False)}
+
+    module.serve = tf.function(
+        serve, input_signature=[tf.TensorSpec(shape, dtype, name=STEP_INPUT)]
+    )
+    return module
+
+
+def save_module(module: Any, path: Path) -> None:
+    """SavedModel with the `serving_default` signature, for the isolated converter."""
+    tf = import_tf()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+def run_step_numpy(ms: ModelSpec, xs: np.ndarray) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """Run the float step math over one sequence in NumPy (float64).
+
+    Returns the per-step outputs [T, ...] and the inputs fed at every step (x and states), which
+    are the realistic calibration samples for a quantized step model.
+    """
+    specs = step_input_specs(ms)
+    states = [np.zeros(shape, np.float64) for _, shape, _ in specs[1:]]
+    ys = []
+    feeds = []
+    for t in range(xs.shape[0]):
+        x = np.asarray(xs[t : t + 1], np.int64 if ms.token_input else np.float64)
+        if ms.token_input:
+            x = x.reshape(1)
+        feeds.append(
+            {specs[0][0]: x.astype(np.int32 if ms.token_input else np.float32)}
+            | {
+                name: s.astype(np.float32)
+                for (name, _, _), s in zip(specs[1:], states, strict=True)
+            }
+        )
+        y, states = _run_step(ms, x, states, "numpy")
+        ys.append(np.asarray(y, np.float64)[0])
+    return np.stack(ys), feeds

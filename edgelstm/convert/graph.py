@@ -1,0 +1,224 @@
+"""Read a loaded Keras model into a framework-neutral chain of LayerSpecs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgelstm.convert.layers import Handler, LayerSpec, StateSpec, handler_for
+from edgelstm.errors import BadInputError, UnsupportedLayerError
+from edgelstm.types import LayerSummary, ModelSummary, OutputKind
+
+
+@dataclass
+class ModelSpec:
+    """A linear chain of layers with a fixed-length, batch-1 deploy shape."""
+
+    framework: str
+    layers: list[LayerSpec]
+    handlers: list[Handler]
+    seq_len: int | None
+    in_dim: int | None  # None for token (Embedding) input
+    token_input: bool
+    out_shape: list[int | None]
+    output_kind: OutputKind
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def recurrent(self) -> bool:
+        return any(h.recurrent for h in self.handlers)
+
+    @property
+    def stream_blockers(self) -> list[str]:
+        return [b for spec in self.layers for b in spec.blockers]
+
+    @property
+    def streamable(self) -> bool:
+        return not self.stream_blockers
+
+    def state_layout(self) -> list[tuple[int, LayerSpec, list[StateSpec]]]:
+        """(k, layer, its states) for every layer that carries state, k counting from 0."""
+        out = []
+        k = 0
+        for spec, h in zip(self.layers, self.handlers, strict=True):
+            states = h.states(spec)
+            if states:
+                out.append((k, spec, states))
+                k += 1
+        return out
+
+    def summary(self) -> ModelSummary:
+        shape_in: list[int | None] = [None, self.seq_len] + (
+            [] if self.token_input else [self.in_dim]
+        )
+        return ModelSummary(
+            framework=self.framework,
+            seq_len=self.seq_len,
+            input_shape=shape_in,
+            output_shape=self.out_shape,
+            output_kind=self.output_kind,
+            token_input=self.token_input,
+            layers=[
+                LayerSummary(
+                    name=s.name,
+                    kind=s.kind,
+                    units=s.config.get("units") if isinstance(s.config.get("units"), int) else None,
+                    details={
+                        k: v
+                        for k, v in s.config.items()
+                        if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
+                    },
+                )
+                for s in self.layers
+            ],
+            recurrent=self.recurrent,
+            streamable=self.streamable,
+            stream_blockers=self.stream_blockers,
+        )
+
+
+def _layer_chain(model: Any) -> list[Any]:
+    """The model's layers in order, checking the topology is a single chain."""
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    cls = type(model).__name__
+    if cls == "Sequential":
+        nested = [
+            layer
+            for layer in layers
+            if hasattr(layer, "layers")
+            and type(layer).__name__ in ("Sequential", "Functional", "Model")
+        ]
+        if nested:
+            raise UnsupportedLayerError(
+                f"layer '{nested[0].name}': nested models are not supported; flatten the model"
+            )
+        return layers
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UnsupportedLayerError(
+            f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; edgelstm deploys "
+            "single-input, single-output models"
+        )
+    config = model.get_config()
+    prev = None
+    for entry in config.get("layers", []):
+        if entry["class_name"] == "InputLayer":
+            prev = entry["config"]["name"] if "name" in entry["config"] else entry.get("name")
+            continue
+        name = entry.get("name") or entry["config"]["name"]
+        parents = _inbound_names(entry.get("inbound_nodes", []))
+        if len(parents) != 1 or (prev is not None and parents[0] != prev):
+            raise UnsupportedLayerError(
+                f"layer '{name}': the model is not a single chain of layers (inputs from {parents}); "
+                "branching functional models are not supported"
+            )
+        prev = name
+    return layers
+
+
+def _inbound_names(nodes: Any) -> list[str]:
+    names: list[str] = []
+
+    def visit(obj: Any) -> None:
+        if isinstance(obj, dict):
+            hist = (
+                obj.get("config", {}).get("keras_history")
+                if obj.get("class_name") == "__keras_tensor__"
+                else None
+            )
+            if hist:
+                names.append(hist[0])
+                return
+            for v in obj.values():
+                visit(v)
+        elif isinstance(obj, list):
+            # tf_keras: [[layer_name, node_index, tensor_index, kwargs]]
+            if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
+                names.append(obj[0])
+                return
+            for v in obj:
+                visit(v)
+
+    visit(nodes)
+    return names
+
+
+def parse_model(model: Any, framework: str, seq_len: int | None = None) -> ModelSpec:
+    """Turn a Keras model into a ModelSpec with a fixed sequence length."""
+    in_shape = (
+        list(model.input_shape)
+        if not isinstance(model.input_shape, list)
+        else list(model.input_shape[0])
+    )
+    out_shape = (
+        list(model.output_shape)
+        if not isinstance(model.output_shape, list)
+        else list(model.output_shape[0])
+    )
+    if len(in_shape) not in (2, 3):
+        raise BadInputError(
+            f"model input shape {tuple(in_shape)} is not a sequence: expected (batch, time, features) "
+            "or (batch, time) tokens"
+        )
+    model_len = in_shape[1]
+    if seq_len is not None and model_len is not None and seq_len != model_len:
+        raise BadInputError(
+            f"--seq-len {seq_len} differs from the model's fixed sequence length {model_len}"
+        )
+    seq = seq_len or model_len
+    if seq is None:
+        raise BadInputError(
+            "the model's sequence length is None: pass --seq-len T to fix it for deployment"
+        )
+    chain = _layer_chain(model)
+    if not chain:
+        raise BadInputError("the model has no layers")
+    token_input = len(in_shape) == 2
+    if token_input and type(chain[0]).__name__ != "Embedding":
+        raise BadInputError(
+            f"model input shape {tuple(in_shape)} has no feature axis and the first layer is not an Embedding"
+        )
+    dim: int | None = None if token_input else int(in_shape[2])
+    specs: list[LayerSpec] = []
+    handlers: list[Handler] = []
+    masked = False
+    for layer in chain:
+        h = handler_for(type(layer).__name__, layer.name)
+        spec = h.parse(layer, dim)
+        if h.recurrent and masked:
+            spec.config["masked"] = True
+            for sub in ("forward", "backward"):
+                if sub in spec.config:
+                    spec.config[sub].config["masked"] = True
+        if spec.kind == "Masking" or (spec.kind == "Embedding" and spec.config.get("mask_zero")):
+            masked = True
+        specs.append(spec)
+        handlers.append(h)
+        dim = spec.out_dim
+    output_kind = OutputKind.MANY_TO_MANY if len(out_shape) == 3 else OutputKind.MANY_TO_ONE
+    spec_model = ModelSpec(
+        framework=framework,
+        layers=specs,
+        handlers=handlers,
+        seq_len=int(seq),
+        in_dim=None if token_input else int(in_shape[2]),
+        token_input=token_input,
+        out_shape=out_shape,
+        output_kind=output_kind,
+    )
+    # A recurrent layer that returns only its last output ends streaming equivalence unless
+    # everything after it is per-step (then the step output is "the answer if the sequence ended now").
+    seen_last = False
+    for spec, h in zip(specs, handlers, strict=True):
+        if seen_last and not h.per_step:
+            spec.blockers.append(f"{spec.name}: follows a layer with return_sequences=False")
+        if (
+            h.recurrent
+            and spec.kind != "Bidirectional"
+            and not spec.config.get("return_sequences", True)
+        ):
+            seen_last = True
+    for spec in specs:
+        spec_model.notes.extend(spec.notes)
+    if not spec_model.recurrent:
+        spec_model.notes.append("the model has no recurrent layer (converted anyway)")
+    return spec_model

@@ -1,0 +1,162 @@
+"""Run the TFLite converter in a child process, so a converter crash cannot take the CLI down.
+
+Some conversions segfault inside TensorFlow (int8 of WHILE-loop RNNs). The parent writes a job list,
+a worker process converts the jobs in order and records each result; if the worker dies, the job it
+was on is reported as crashed and a fresh worker takes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CRASH_EXIT_HINT = "the TensorFlow converter crashed"
+
+
+@dataclass
+class ConvertJob:
+    """One conversion: a SavedModel to a .tflite with a quantization scheme."""
+
+    id: str
+    saved_model: str
+    out: str
+    quantization: str
+    calibration: str | None = None  # .npz: one array per signature input, [N, *input_shape]
+    float_io: bool = False
+
+
+@dataclass
+class JobResult:
+    id: str
+    ok: bool
+    message: str = ""
+    crashed: bool = False
+
+
+def run_jobs(jobs: list[ConvertJob], workdir: Path, timeout: float = 900.0) -> dict[str, JobResult]:
+    """Convert every job in isolated worker processes; never raises for a converter failure."""
+    results: dict[str, JobResult] = {}
+    pending = list(jobs)
+    attempt = 0
+    while pending:
+        attempt += 1
+        jobs_file = workdir / f"jobs_{attempt}.json"
+        jobs_file.write_text(json.dumps([vars(j) for j in pending]))
+        log = workdir / f"worker_{attempt}.log"
+        with open(log, "wb") as logf:
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "edgelstm.convert.isolate", str(jobs_file)],
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "0"},
+                )
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                code = -signal.SIGKILL
+        for job in pending:
+            done = Path(job.out + ".result.json")
+            if done.exists():
+                results[job.id] = JobResult(**json.loads(done.read_text()))
+                done.unlink()
+        remaining = [j for j in pending if j.id not in results]
+        if remaining and code != 0:
+            # The first unfinished job is the one the worker died on.
+            victim = remaining[0]
+            results[victim.id] = JobResult(
+                victim.id,
+                ok=False,
+                crashed=True,
+                message=f"{CRASH_EXIT_HINT} ({_describe_exit(code)})",
+            )
+            remaining = remaining[1:]
+        elif remaining:
+            for job in remaining:
+                results[job.id] = JobResult(
+                    job.id, ok=False, message="worker exited without converting it"
+                )
+            remaining = []
+        pending = remaining
+    return results
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _convert(job: ConvertJob) -> bytes:
+    import numpy as np
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(
+        job.saved_model, signature_keys=["serving_default"]
+    )
+    quant = job.quantization
+    if quant == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quant == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif quant in ("int8", "int16x8"):
+        data = dict(np.load(job.calibration))
+        names = sorted(data)
+        count = len(data[names[0]])
+
+        def representative() -> Any:
+            for i in range(count):
+                yield {name: data[name][i] for name in names}
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        if quant == "int8":
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            io_type = tf.int8
+        else:
+            conv.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            ]
+            io_type = tf.int16
+        if not job.float_io and all(data[n].dtype.kind == "f" for n in names):
+            conv.inference_input_type = io_type
+            conv.inference_output_type = io_type
+        elif not job.float_io:
+            conv.inference_output_type = io_type
+    elif quant != "float":
+        raise ValueError(f"unknown quantization {quant}")
+    return conv.convert()
+
+
+def _worker(jobs_file: str) -> None:
+    from edgelstm._tf import import_tf
+
+    import_tf()
+    for raw in json.loads(Path(jobs_file).read_text()):
+        job = ConvertJob(**raw)
+        result_path = Path(job.out + ".result.json")
+        try:
+            data = _convert(job)
+            tmp = Path(job.out + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, job.out)
+            result = JobResult(job.id, ok=True)
+        except Exception as exc:  # the converter's own errors: report, keep going
+            text = str(exc).strip().splitlines()
+            msg = next((line for line in text if "error" in line.lower()), text[0] if text else "")
+            result = JobResult(job.id, ok=False, message=f"{type(exc).__name__}: {msg[:400]}")
+        result_path.write_text(json.dumps(vars(result)))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])

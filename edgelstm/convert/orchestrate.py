@@ -1,0 +1,354 @@
+"""`convert_model`: load -> parse -> build -> convert (isolated) -> check fusion -> verify -> write.
+
+Everything is produced in a temporary directory and moved into OUTDIR only when the whole run
+succeeded, so a failure never leaves half-written artifacts behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelstm import __version__
+from edgelstm.convert import build, isolate
+from edgelstm.convert.fbedit import tie_state_quantization
+from edgelstm.convert.graph import ModelSpec, parse_model
+from edgelstm.convert.load import load_keras_model
+from edgelstm.convert.verify import compare, keras_reference, run_sequence, run_step
+from edgelstm.errors import BadInputError, ConversionError, VerificationError
+from edgelstm.tflite_info import TFLiteInfo, read_tflite
+from edgelstm.types import (
+    Artifact,
+    ConvertConfig,
+    Manifest,
+    OutputKind,
+    Quantization,
+    Variant,
+)
+
+Progress = Callable[[str], None]
+
+
+def load_calibration(path: str | Path, ms: ModelSpec) -> np.ndarray:
+    """Calibration sequences from .npy or .npz (key `x`), checked against the model's input."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{path}: calibration file not found")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as data:
+                if "x" not in data:
+                    raise BadInputError(
+                        f"{path}: .npz has no array 'x' (keys: {', '.join(data.files)})"
+                    )
+                x = data["x"]
+        else:
+            x = np.load(path, allow_pickle=False)
+    except BadInputError:
+        raise
+    except Exception as exc:
+        raise BadInputError(
+            f"{path}: not a readable .npy/.npz file ({type(exc).__name__})"
+        ) from None
+    want = (ms.seq_len,) if ms.token_input else (ms.seq_len, ms.in_dim)
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise BadInputError(
+            f"{path}: calibration data has shape {tuple(x.shape)}, the model needs (N, {', '.join(map(str, want))})"
+        )
+    if ms.token_input and x.dtype.kind not in "iu":
+        raise BadInputError(f"{path}: calibration data must be integer token ids (got {x.dtype})")
+    if not ms.token_input and x.dtype.kind != "f":
+        raise BadInputError(f"{path}: calibration data must be floating point (got {x.dtype})")
+    if len(x) == 0:
+        raise BadInputError(f"{path}: calibration data is empty")
+    if not ms.token_input and not np.isfinite(x).all():
+        raise BadInputError(f"{path}: calibration data contains NaN or inf")
+    return x.astype(np.int32 if ms.token_input else np.float32)
+
+
+def synthetic_inputs(ms: ModelSpec, n: int, seed: int) -> np.ndarray:
+    """Seeded inputs shaped like the model's, for parity checks without user data."""
+    rng = np.random.default_rng(seed)
+    if ms.token_input:
+        vocab = ms.layers[0].config["input_dim"]
+        return rng.integers(0, vocab, size=(n, ms.seq_len)).astype(np.int32)
+    return rng.standard_normal((n, ms.seq_len, ms.in_dim)).astype(np.float32)
+
+
+def _is_classifier(ms: ModelSpec) -> bool:
+    last = ms.layers[-1]
+    return last.config.get("activation") == "softmax" or (
+        last.kind == "Activation" and last.config.get("activation") == "softmax"
+    )
+
+
+def _step_calibration(
+    ms: ModelSpec, xs: np.ndarray, limit: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Step-model calibration: inputs *and realistic states*, from running the float cell."""
+    feeds: list[dict[str, np.ndarray]] = []
+    for seq in xs:
+        feeds.extend(build.run_step_numpy(ms, seq)[1])
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(feeds), size=min(limit, len(feeds)), replace=False))
+    return {name: np.stack([feeds[i][name] for i in pick]) for name in feeds[0]}
+
+
+def _artifact(
+    path: Path, info: TFLiteInfo, variant: Variant, quant: Quantization, ms: ModelSpec
+) -> Artifact:
+    states = info.states()
+    layout = [(k, spec) for k, spec, _ in ms.state_layout()]
+    for st in states:
+        k = int(st.layer[len("state") :])
+        st.layer = layout[k][1].name if k < len(layout) else st.layer
+    return Artifact(
+        file=path.name,
+        variant=variant,
+        quantization=quant,
+        ops=info.op_set,
+        op_counts=info.op_counts,
+        fused_lstm=info.fused_lstm,
+        inputs=info.inputs,
+        outputs=info.outputs,
+        states=states if variant == Variant.STEP else [],
+        macs_per_invoke=info.macs,
+        params=info.params,
+        size_bytes=info.size_bytes,
+    )
+
+
+def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[str]:
+    """Fail when a sequence model with LSTMs kept WHILE/TensorList/Flex ops, naming the layer."""
+    notes = []
+    lstms = [s for s in ms.layers if s.kind == "LSTM"] + [
+        s.config[p]
+        for s in ms.layers
+        if s.kind == "Bidirectional"
+        for p in ("forward", "backward")
+        if s.config[p].kind == "LSTM"
+    ]
+    fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
+    unfused_lstms = [s for s in lstms if s.config.get("masked")]
+    for s in unfused_lstms:
+        notes.append(f"{s.name}: not fused: masking (a masked LSTM is unrolled into plain ops)")
+    bad = info.unfused_ops
+    if bad:
+        culprits = []
+        for s in ms.layers:
+            c = s.config
+            for arg in ("go_backwards", "stateful", "masked"):
+                if c.get(arg):
+                    culprits.append(f"layer '{s.name}' ({arg})")
+        who = (
+            ", ".join(culprits)
+            or ", ".join(f"layer '{s.name}'" for s in lstms)
+            or "a recurrent layer"
+        )
+        msg = f"sequence model still has {', '.join(bad)} ops (not fused): {who}"
+        if not allow_unfused:
+            raise ConversionError(msg + "; pass --allow-unfused to keep it anyway")
+        notes.append(msg)
+    elif lstms and fused < len(lstms) - len(unfused_lstms):
+        notes.append(f"{len(lstms) - fused} LSTM layer(s) not fused")
+    return notes
+
+
+def _source_info(path: Path, framework: str) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        digest.update(f.read_bytes())
+    return {"path": str(path), "sha256": digest.hexdigest(), "framework": framework}
+
+
+def _stem(cfg: ConvertConfig, model_path: Path) -> str:
+    stem = cfg.name or (model_path.name if model_path.is_dir() else model_path.stem)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "model"
+
+
+def check_outdir(outdir: Path) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInputError(f"{outdir}: output path exists and is a file")
+
+
+def convert_model(
+    model_path: str | Path,
+    outdir: str | Path,
+    cfg: ConvertConfig,
+    progress: Progress = lambda _msg: None,
+) -> Manifest:
+    """Convert a Keras model file into verified .tflite artifacts plus manifest.json in outdir."""
+    model_path, outdir = Path(model_path), Path(outdir)
+    check_outdir(outdir)
+    if cfg.calibration_samples < 1 or cfg.verify_samples < 1:
+        raise BadInputError("--calibration-samples and --verify-samples must be at least 1")
+    needs_cal = [q for q in cfg.quantizations if q.needs_calibration]
+    if needs_cal and not cfg.calibration:
+        raise BadInputError(
+            f"--quantize {needs_cal[0].value} needs --calibration FILE (.npy or .npz with key 'x')"
+        )
+
+    progress(f"loading {model_path}")
+    model, framework = load_keras_model(model_path, unsafe=cfg.unsafe)
+    ms = parse_model(model, framework, cfg.seq_len)
+    calib = load_calibration(cfg.calibration, ms) if cfg.calibration else None
+
+    variants = cfg.variants or (
+        [Variant.SEQUENCE, Variant.STEP] if ms.streamable else [Variant.SEQUENCE]
+    )
+    notes = list(ms.notes)
+    if Variant.STEP in variants and not ms.streamable:
+        if cfg.variants and Variant.SEQUENCE not in cfg.variants:
+            raise BadInputError("the model cannot be streamed: " + "; ".join(ms.stream_blockers))
+        notes.append("no step model: " + "; ".join(ms.stream_blockers))
+        variants = [v for v in variants if v != Variant.STEP] or [Variant.SEQUENCE]
+        if Variant.SEQUENCE not in variants:
+            variants.append(Variant.SEQUENCE)
+
+    verify_x = (
+        calib[: cfg.verify_samples]
+        if calib is not None
+        else synthetic_inputs(ms, cfg.verify_samples, cfg.seed)
+    )
+    progress(f"reference outputs from the {framework} model on {len(verify_x)} sequences")
+    reference = keras_reference(model, verify_x)
+
+    stem = _stem(cfg, model_path)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    work = Path(tempfile.mkdtemp(prefix="edgelstm-work-"))
+    try:
+        jobs: list[isolate.ConvertJob] = []
+        for variant in variants:
+            progress(f"building the {variant.value} graph")
+            module = (
+                build.build_sequence_module(build.build_sequence_model(ms), ms)
+                if variant == Variant.SEQUENCE
+                else build.build_step_module(ms)
+            )
+            saved = work / f"saved_{variant.value}"
+            build.save_module(module, saved)
+            cal_file = None
+            if calib is not None and needs_cal:
+                cal_file = work / f"calib_{variant.value}.npz"
+                cal_x = calib[: cfg.calibration_samples]
+                if variant == Variant.SEQUENCE:
+                    np.savez(cal_file, x=cal_x[:, None])
+                else:
+                    # Cap steps so calibration stays quick on long sequences.
+                    np.savez(cal_file, **_step_calibration(ms, cal_x, limit=2000, seed=cfg.seed))
+            for quant in cfg.quantizations:
+                name = f"{stem}_{variant.value}_{quant.value}.tflite"
+                jobs.append(
+                    isolate.ConvertJob(
+                        id=f"{variant.value}/{quant.value}",
+                        saved_model=str(saved),
+                        out=str(stage / name),
+                        quantization=quant.value,
+                        calibration=str(cal_file) if cal_file else None,
+                        float_io=cfg.float_io,
+                    )
+                )
+        progress(f"converting {len(jobs)} artifact(s) in an isolated process")
+        results = isolate.run_jobs(jobs, work)
+
+        artifacts: list[Artifact] = []
+        failures: list[str] = []
+        for job in jobs:
+            variant, quant = Variant(job.id.split("/")[0]), Quantization(job.id.split("/")[1])
+            res = results[job.id]
+            if not res.ok:
+                failures.append(f"{job.id}: {res.message}")
+                continue
+            path = Path(job.out)
+            data = path.read_bytes()
+            info = read_tflite(data)
+            tie_notes: list[str] = []
+            if variant == Variant.STEP and quant.is_integer:
+                data, tie_notes = tie_state_quantization(
+                    data, [(s.input, s.output) for s in info.states()]
+                )
+                if tie_notes:
+                    _write_atomic(path, data)
+                    info = read_tflite(data)
+            art = _artifact(path, info, variant, quant, ms)
+            art.notes.extend(tie_notes)
+            if variant == Variant.SEQUENCE and quant == Quantization.FLOAT:
+                art.notes.extend(_fusion_check(ms, info, cfg.allow_unfused))
+            progress(f"verifying {path.name} in LiteRT")
+            got = (
+                run_sequence(data, info, verify_x)
+                if variant == Variant.SEQUENCE
+                else run_step(data, info, verify_x, ms.token_input)
+            )
+            art.parity = compare(reference, got, quant, variant, ms.output_kind, _is_classifier(ms))
+            if variant == Variant.SEQUENCE and ms.recurrent and info.variable_tensors:
+                art.notes.append(
+                    "fused LSTM state lives in variable tensors: call reset_all_variables() "
+                    "(TFLite Micro: interpreter.Reset()) before each new sequence"
+                )
+            artifacts.append(art)
+
+        if failures:
+            ok_keys = {(a.variant, a.quantization) for a in artifacts}
+            for f in failures:
+                variant, quant = (
+                    Variant(f.split("/")[0]),
+                    Quantization(f.split("/")[1].split(":")[0]),
+                )
+                alt = Variant.STEP if variant == Variant.SEQUENCE else Variant.SEQUENCE
+                if (alt, quant) in ok_keys:
+                    notes.append(
+                        f"{f} -- fell back to the {alt.value} {quant.value} artifact, which converted"
+                    )
+                else:
+                    raise ConversionError(f"conversion failed: {f}")
+        bad = [a for a in artifacts if a.parity and not a.parity.passed]
+        if bad and cfg.verify_fail:
+            a = bad[0]
+            raise VerificationError(
+                f"{a.file}: max abs error {a.parity.max_abs:.3g} exceeds the bound {a.parity.bound:.3g} "
+                f"for {a.quantization.value} (pass --no-verify-fail to keep it)"
+            )
+
+        manifest = Manifest(
+            edgelstm_version=__version__,
+            source=_source_info(model_path, framework),
+            model=ms.summary(),
+            artifacts=artifacts,
+            notes=notes,
+        )
+        (stage / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        _publish(stage, outdir)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _publish(stage: Path, outdir: Path) -> None:
+    """Move finished files into outdir: a rename of the whole dir when it is new."""
+    if not outdir.exists():
+        os.replace(stage, outdir)
+        return
+    for f in sorted(stage.iterdir()):
+        os.replace(f, outdir / f.name)
+
+
+__all__ = ["ConvertConfig", "OutputKind", "convert_model"]
