@@ -29,6 +29,9 @@ class ConvertJob:
     quantization: str
     calibration: str | None = None  # .npz: one array per signature input, [N, *input_shape]
     float_io: bool = False
+    # "saved_model": an edgelstm-built SavedModel; "keras_file": the user's Keras file converted with
+    # the plain TFLiteConverter.from_keras_model (batch fixed to 1), i.e. what users get without us.
+    source_kind: str = "saved_model"
 
 
 @dataclass
@@ -100,9 +103,12 @@ def _convert(job: ConvertJob) -> bytes:
     import numpy as np
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(
-        job.saved_model, signature_keys=["serving_default"]
-    )
+    if job.source_kind == "keras_file":
+        conv = tf.lite.TFLiteConverter.from_keras_model(_batch1_keras_model(job.saved_model))
+    else:
+        conv = tf.lite.TFLiteConverter.from_saved_model(
+            job.saved_model, signature_keys=["serving_default"]
+        )
     quant = job.quantization
     if quant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -116,7 +122,10 @@ def _convert(job: ConvertJob) -> bytes:
 
         def representative() -> Any:
             for i in range(count):
-                yield {name: data[name][i] for name in names}
+                if job.source_kind == "keras_file":
+                    yield [data[name][i] for name in names]
+                else:
+                    yield {name: data[name][i] for name in names}
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
@@ -136,6 +145,20 @@ def _convert(job: ConvertJob) -> bytes:
     elif quant != "float":
         raise ValueError(f"unknown quantization {quant}")
     return conv.convert()
+
+
+def _batch1_keras_model(path: str) -> Any:
+    """The user's Keras model with its batch dimension fixed to 1 (weights unchanged)."""
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    shape = tuple(model.input_shape[1:])
+    dtype = model.inputs[0].dtype
+    fixed = keras.models.clone_model(
+        model, input_tensors=keras.Input(batch_shape=(1, *shape), dtype=dtype)
+    )
+    fixed.set_weights(model.get_weights())
+    return fixed
 
 
 def _worker(jobs_file: str) -> None:

@@ -207,6 +207,8 @@ def convert_model(
         [Variant.SEQUENCE, Variant.STEP] if ms.streamable else [Variant.SEQUENCE]
     )
     notes = list(ms.notes)
+    if not ms.streamable and cfg.variants is None:
+        notes.append("no step model: " + "; ".join(ms.stream_blockers))
     if Variant.STEP in variants and not ms.streamable:
         if cfg.variants and Variant.SEQUENCE not in cfg.variants:
             raise BadInputError("the model cannot be streamed: " + "; ".join(ms.stream_blockers))

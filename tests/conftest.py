@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny seeded Keras models saved to disk, built once per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+T, D = 12, 4
+
+
+def _layers(kind: str) -> list:
+    import keras
+
+    L = keras.layers
+    inp = keras.Input((T,), dtype="int32") if kind == "emb" else keras.Input((T, D))
+    body = {
+        "lstm": [L.LSTM(16, return_sequences=True), L.LSTM(8), L.Dense(3, activation="softmax")],
+        "lstm_seq": [L.LSTM(8, return_sequences=True), L.Dense(2)],
+        "gru": [L.GRU(8), L.Dense(3, activation="softmax")],
+        "gru_seq": [L.GRU(8, return_sequences=True), L.Dropout(0.2), L.TimeDistributed(L.Dense(2))],
+        "rnn": [L.SimpleRNN(8, return_sequences=True), L.Dense(2)],
+        "bidi": [L.Bidirectional(L.LSTM(6, return_sequences=True)), L.LSTM(5), L.Dense(2)],
+        "conv": [
+            L.Conv1D(6, 3, padding="causal", activation="relu"),
+            L.LSTM(8, return_sequences=True),
+            L.Dense(1),
+        ],
+        "emb": [L.Embedding(20, 6), L.LSTM(8), L.Dense(20, activation="softmax")],
+        "mask": [L.Masking(0.0), L.LSTM(8), L.Dense(2)],
+        "back": [L.LSTM(8, go_backwards=True, return_sequences=True), L.Dense(2)],
+        "dense_only": [L.Dense(4, activation="relu"), L.Dense(2)],
+        "layernorm": [L.LSTM(8, return_sequences=True), L.LayerNormalization(), L.Dense(2)],
+    }[kind]
+    return [inp, *body]
+
+
+@pytest.fixture(scope="session")
+def keras_model_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Factory: kind -> path of a saved Keras 3 model (.keras), seeded, cached per session."""
+    cache: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("models")
+
+    def make(kind: str) -> Path:
+        if kind not in cache:
+            from edgelstm._tf import import_tf
+
+            import_tf()
+            import keras
+
+            keras.utils.set_random_seed(1)
+            model = keras.Sequential(_layers(kind))
+            path = root / f"{kind}.keras"
+            model.save(path)
+            cache[kind] = path
+        return cache[kind]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def calibration_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cal") / "cal.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.standard_normal((48, T, D)).astype(np.float32))
+    return path
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., tuple[int, str, str]]:
+    """Run `edgelstm ARGS` in a subprocess: (exit code, stdout, stderr)."""
+    import subprocess
+
+    def run(*args: str, timeout: float = 600) -> tuple[int, str, str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgelstm", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return run

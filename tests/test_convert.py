@@ -1,0 +1,219 @@
+"""edgelstm convert: every layer kind, variant and quantization, against real converter + LiteRT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgelstm.convert.orchestrate import convert_model
+from edgelstm.errors import BadInputError, UnsupportedLayerError
+from edgelstm.tflite_info import read_tflite
+from edgelstm.types import ConvertConfig, Quantization, Variant
+
+FLOAT = [Quantization.FLOAT]
+
+# kind -> (expected variants, fused LSTM ops in the sequence model, state tensors in the step model)
+MATRIX = {
+    "lstm": ({"sequence", "step"}, 2, 4),
+    "gru": ({"sequence", "step"}, 0, 1),
+    "rnn": ({"sequence", "step"}, 0, 1),
+    "bidi": ({"sequence"}, 3, 0),
+    "conv": ({"sequence", "step"}, 1, 3),
+    "emb": ({"sequence", "step"}, 1, 2),
+    "mask": ({"sequence", "step"}, 0, 2),
+    "back": ({"sequence"}, 1, 0),
+    "gru_seq": ({"sequence", "step"}, 0, 1),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MATRIX))
+def test_float_matrix(kind: str, keras_model_file, tmp_path: Path) -> None:
+    variants, fused, n_states = MATRIX[kind]
+    manifest = convert_model(
+        keras_model_file(kind), tmp_path / "out", ConvertConfig(quantizations=FLOAT)
+    )
+    assert {a.variant.value for a in manifest.artifacts} == variants
+    for art in manifest.artifacts:
+        info = read_tflite(tmp_path / "out" / art.file)
+        assert not info.unfused_ops, f"{art.file} kept {info.unfused_ops}"
+        assert art.parity is not None and art.parity.passed, art.parity
+        assert art.parity.max_abs <= 1e-4
+        if art.variant == Variant.SEQUENCE:
+            assert info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0) == fused
+            assert info.inputs[0].shape[0] == 1  # batch fixed to 1
+        else:
+            assert len(art.states) == n_states
+            assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in info.op_counts
+            assert {s.input for s in art.states} | {"x"} == {t.name for t in info.inputs}
+    data = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert data["source"]["framework"] == "keras3"
+    if "step" not in variants:
+        assert any("no step model" in n for n in data["notes"])
+
+
+def test_int8_lstm_state_quantization_is_tied(
+    keras_model_file, calibration_file, tmp_path: Path
+) -> None:
+    cfg = ConvertConfig(quantizations=[Quantization.INT8], calibration=str(calibration_file))
+    # A regression head: an untrained softmax sits at ~1/3 everywhere, where argmax is noise.
+    manifest = convert_model(keras_model_file("lstm_seq"), tmp_path / "o", cfg)
+    seq = manifest.artifact("sequence", "int8")
+    step = manifest.artifact("step", "int8")
+    assert seq.fused_lstm and seq.inputs[0].dtype == "int8" and seq.outputs[0].dtype == "int8"
+    for art in (seq, step):
+        assert art.parity.passed and art.parity.cosine > 0.99, art.parity
+    info = read_tflite(tmp_path / "o" / step.file)
+    by_name = {t.name: t for t in info.inputs + info.outputs}
+    for st in step.states:
+        i, o = by_name[st.input], by_name[st.output]
+        # Firmware copies raw int8 state from output to input: quantization must be identical.
+        assert (
+            (i.dtype, i.scale, i.zero_point)
+            == (o.dtype, o.scale, o.zero_point)
+            == ("int8", st.scale, st.zero_point)
+        )
+
+
+def test_int8_gru_through_plain_ops(keras_model_file, calibration_file, tmp_path: Path) -> None:
+    cfg = ConvertConfig(quantizations=[Quantization.INT8], calibration=str(calibration_file))
+    manifest = convert_model(keras_model_file("gru"), tmp_path / "o", cfg)
+    for art in manifest.artifacts:
+        assert "WHILE" not in art.ops and art.parity.passed
+        assert art.inputs[0].dtype == "int8"
+
+
+def test_dynamic_and_float16(keras_model_file, tmp_path: Path) -> None:
+    cfg = ConvertConfig(
+        quantizations=[Quantization.DYNAMIC, Quantization.FLOAT16], variants=[Variant.STEP]
+    )
+    manifest = convert_model(keras_model_file("lstm_seq"), tmp_path / "o", cfg)
+    assert len(manifest.artifacts) == 2
+    for art in manifest.artifacts:
+        assert art.parity.passed, art.parity
+        assert art.inputs[0].dtype == "float32"
+
+
+def test_step_model_streams_like_keras_many_to_many(keras_model_file, tmp_path: Path) -> None:
+    """The step model fed one step at a time reproduces Keras on every step."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgelstm._tf import import_tf
+
+    import_tf()
+    import keras
+
+    path = keras_model_file("lstm_seq")
+    manifest = convert_model(
+        path, tmp_path / "o", ConvertConfig(quantizations=FLOAT, variants=[Variant.STEP])
+    )
+    art = manifest.artifacts[0]
+    x = np.random.default_rng(5).standard_normal((1, 12, 4)).astype(np.float32)
+    ref = keras.saving.load_model(path)(x).numpy()[0]
+    runner = Interpreter(model_path=str(tmp_path / "o" / art.file)).get_signature_runner()
+    state = {s.input: np.zeros(s.shape, np.float32) for s in art.states}
+    outs = []
+    for t in range(12):
+        res = runner(x=x[:, t], **state)
+        state = {s.input: res[s.output] for s in art.states}
+        outs.append(res["y"][0])
+    np.testing.assert_allclose(np.stack(outs), ref, atol=1e-5)
+
+
+def test_h5_and_savedmodel_inputs(tmp_path: Path) -> None:
+    from edgelstm._tf import import_tf_keras
+
+    k2 = import_tf_keras()
+    k2.utils.set_random_seed(3)
+    model = k2.Sequential([k2.Input((10, 3)), k2.layers.LSTM(6), k2.layers.Dense(2)])
+    model.save(tmp_path / "m.h5")
+    model.save(tmp_path / "sm", save_format="tf")
+    for src in (tmp_path / "m.h5", tmp_path / "sm"):
+        manifest = convert_model(
+            src, tmp_path / f"out_{src.name}", ConvertConfig(quantizations=FLOAT)
+        )
+        assert manifest.model.framework == "tf_keras"
+        assert all(a.parity.passed for a in manifest.artifacts)
+        assert manifest.artifact("sequence", "float").fused_lstm
+
+
+def test_deterministic_bytes(keras_model_file, calibration_file, tmp_path: Path) -> None:
+    cfg = ConvertConfig(
+        quantizations=[Quantization.INT8],
+        calibration=str(calibration_file),
+        variants=[Variant.STEP],
+    )
+    a = convert_model(keras_model_file("gru"), tmp_path / "a", cfg)
+    convert_model(keras_model_file("gru"), tmp_path / "b", cfg)
+    for art in a.artifacts:
+        assert (tmp_path / "a" / art.file).read_bytes() == (tmp_path / "b" / art.file).read_bytes()
+    ma = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    mb = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert ma == mb
+
+
+def test_converter_crash_is_isolated(tmp_path: Path) -> None:
+    """The plain converter segfaults on int8 of a Keras 3 LSTM; the worker dies, we do not."""
+    from edgelstm._tf import import_tf
+    from edgelstm.convert import isolate
+
+    import_tf()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 4)), keras.layers.LSTM(8), keras.layers.Dense(2)])
+    model.save(tmp_path / "k3.keras")
+    np.savez(
+        tmp_path / "cal.npz",
+        x=np.random.default_rng(0).standard_normal((8, 1, 12, 4)).astype(np.float32),
+    )
+    jobs = [
+        isolate.ConvertJob(
+            "int8",
+            str(tmp_path / "k3.keras"),
+            str(tmp_path / "a.tflite"),
+            "int8",
+            str(tmp_path / "cal.npz"),
+            source_kind="keras_file",
+        ),
+        isolate.ConvertJob(
+            "float",
+            str(tmp_path / "k3.keras"),
+            str(tmp_path / "b.tflite"),
+            "float",
+            source_kind="keras_file",
+        ),
+    ]
+    results = isolate.run_jobs(jobs, tmp_path)
+    assert results["int8"].crashed and "crashed" in results["int8"].message
+    assert results["float"].ok  # a fresh worker took the remaining job
+    assert "WHILE" in read_tflite(tmp_path / "b.tflite").op_set  # Keras 3 LSTM is not fused
+
+
+def test_unsupported_layer_is_named(keras_model_file, tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedLayerError, match="LayerNormalization"):
+        convert_model(keras_model_file("layernorm"), tmp_path / "o", ConvertConfig())
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_recurrent_layer_is_allowed(keras_model_file, tmp_path: Path) -> None:
+    manifest = convert_model(
+        keras_model_file("dense_only"), tmp_path / "o", ConvertConfig(variants=[Variant.SEQUENCE])
+    )
+    assert any("no recurrent layer" in n for n in manifest.notes)
+
+
+def test_calibration_shape_checked(keras_model_file, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((4, 7, 4), np.float32))
+    cfg = ConvertConfig(quantizations=[Quantization.INT8], calibration=str(bad))
+    with pytest.raises(BadInputError, match=r"shape \(4, 7, 4\)"):
+        convert_model(keras_model_file("lstm"), tmp_path / "o", cfg)
+    with pytest.raises(BadInputError, match="needs --calibration"):
+        convert_model(
+            keras_model_file("lstm"),
+            tmp_path / "o",
+            ConvertConfig(quantizations=[Quantization.INT8]),
+        )
