@@ -217,3 +217,65 @@ def test_calibration_shape_checked(keras_model_file, tmp_path: Path) -> None:
             tmp_path / "o",
             ConvertConfig(quantizations=[Quantization.INT8]),
         )
+
+
+def test_step_model_continues_stateful_keras_across_chunks(tmp_path: Path) -> None:
+    """A stateful Keras LSTM fed 4 chunks == the step model fed the same 24 steps in one stream."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgelstm._tf import import_tf
+
+    import_tf()
+    import keras
+
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [
+            keras.Input(batch_shape=(1, 6, 3)),
+            keras.layers.LSTM(8, stateful=True, return_sequences=True),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.save(tmp_path / "sf.keras")
+    manifest = convert_model(tmp_path / "sf.keras", tmp_path / "o", ConvertConfig())
+    assert any("stateful=True" in n for n in manifest.notes)
+    x = np.random.default_rng(0).standard_normal((4, 6, 3)).astype(np.float32)
+    model.layers[0].reset_state()
+    ref = np.concatenate([model(x[i : i + 1]).numpy()[0] for i in range(4)])
+    art = manifest.artifact("step", "float")
+    runner = Interpreter(model_path=str(tmp_path / "o" / art.file)).get_signature_runner()
+    state = {s.input: np.zeros(s.shape, np.float32) for s in art.states}
+    ys = []
+    for t in range(24):
+        out = runner(x=x.reshape(24, 3)[t : t + 1], **state)
+        state = {s.input: out[s.output] for s in art.states}
+        ys.append(out["y"][0])
+    np.testing.assert_allclose(np.stack(ys), ref, atol=1e-5)
+
+
+def test_fusion_guarantee_names_the_layer(tmp_path: Path) -> None:
+    """A sequence model that kept a WHILE loop fails, naming the LSTM, unless allowed."""
+    from edgelstm._tf import import_tf
+    from edgelstm.convert import isolate
+    from edgelstm.convert.graph import parse_model
+    from edgelstm.convert.orchestrate import _fusion_check
+    from edgelstm.errors import ConversionError
+
+    import_tf()
+    import keras
+
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(4, name="slow_lstm")])
+    model.save(tmp_path / "m.keras")
+    job = isolate.ConvertJob(
+        "f",
+        str(tmp_path / "m.keras"),
+        str(tmp_path / "w.tflite"),
+        "float",
+        source_kind="keras_file",
+    )
+    assert isolate.run_jobs([job], tmp_path)["f"].ok
+    info = read_tflite(tmp_path / "w.tflite")
+    ms = parse_model(model, "keras3")
+    with pytest.raises(ConversionError, match=r"slow_lstm.*--allow-unfused"):
+        _fusion_check(ms, info, allow_unfused=False)
+    assert any("WHILE" in n for n in _fusion_check(ms, info, allow_unfused=True))

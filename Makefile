@@ -1,0 +1,41 @@
+# One command each, on a fresh machine:
+#   make demo   set up, then run the main job (pipeline on the bundled default model)
+#   make test   set up, then run the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+
+.PHONY: setup apt demo test lint bench clean
+
+$(BIN)/edgelstm: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The ARM toolchain and qemu run the C engine on an emulated Cortex-M4 (tests skip without them).
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "installing:$$missing (needs sudo)"; sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	fi
+
+setup: apt $(BIN)/edgelstm
+
+demo: setup
+	$(BIN)/edgelstm pipeline --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check edgelstm tests benchmarks models
+	$(BIN)/ruff format --check edgelstm tests
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info
