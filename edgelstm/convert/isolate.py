@@ -137,10 +137,9 @@ def _convert(job: ConvertJob) -> bytes:
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
             ]
             io_type = tf.int16
-        if not job.float_io and all(data[n].dtype.kind == "f" for n in names):
+        if not job.float_io:
+            # Integer I/O for every float tensor; int32 token inputs stay int32.
             conv.inference_input_type = io_type
-            conv.inference_output_type = io_type
-        elif not job.float_io:
             conv.inference_output_type = io_type
     elif quant != "float":
         raise ValueError(f"unknown quantization {quant}")

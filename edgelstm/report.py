@@ -1,0 +1,162 @@
+"""Render pipeline results as Markdown and self-contained HTML (plots inlined as PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Table:
+    """A titled table of already-formatted cells."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Plot:
+    """A titled figure, as PNG bytes."""
+
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+@dataclass
+class Report:
+    """A report: a title, free-text lines, then tables and plots in order."""
+
+    title: str
+    intro: list[str] = field(default_factory=list)
+    sections: list[Table | Plot] = field(default_factory=list)
+
+    def to_markdown(self, plot_files: dict[str, str] | None = None) -> str:
+        """Markdown; plots are linked from `plot_files` (title -> relative path) when given."""
+        out = [f"# {self.title}", ""]
+        out.extend(f"{line}  " for line in self.intro)
+        for sec in self.sections:
+            out += ["", f"## {sec.title}", ""]
+            if isinstance(sec, Table):
+                out.append("| " + " | ".join(sec.header) + " |")
+                out.append("|" + "|".join("---" for _ in sec.header) + "|")
+                out.extend("| " + " | ".join(r) + " |" for r in sec.rows)
+            elif plot_files and sec.title in plot_files:
+                out.append(f"![{sec.title}]({plot_files[sec.title]})")
+            if sec.caption:
+                out += ["", sec.caption]
+        return "\n".join(out) + "\n"
+
+    def to_html(self) -> str:
+        """One self-contained HTML page (no external assets)."""
+        e = html.escape
+        parts = [
+            "<!doctype html><html><head><meta charset='utf-8'>",
+            f"<title>{e(self.title)}</title><style>",
+            "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}",
+            "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+            "text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
+            "td:first-child,th:first-child{text-align:left}.cap{color:#555;font-size:.9em}",
+            "</style></head><body>",
+            f"<h1>{e(self.title)}</h1>",
+        ]
+        parts.extend(f"<p>{e(line)}</p>" for line in self.intro)
+        for sec in self.sections:
+            parts.append(f"<h2>{e(sec.title)}</h2>")
+            if isinstance(sec, Table):
+                parts.append(
+                    "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in sec.header) + "</tr>"
+                )
+                parts.extend(
+                    "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in sec.rows
+                )
+                parts.append("</table>")
+            else:
+                data = base64.b64encode(sec.png).decode()
+                parts.append(f"<img alt='{e(sec.title)}' src='data:image/png;base64,{data}'>")
+            if sec.caption:
+                parts.append(f"<p class='cap'>{e(sec.caption)}</p>")
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n"
+
+
+def bar_plot(
+    labels: Sequence[str],
+    values: Sequence[float],
+    ylabel: str,
+    errors: Sequence[tuple[float, float]] | None = None,
+) -> bytes | None:
+    """A bar chart as PNG, or None when matplotlib is not installed."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    xs = range(len(labels))
+    yerr = None
+    if errors:
+        yerr = [
+            [v - lo for v, (lo, _) in zip(values, errors, strict=True)],
+            [hi - v for v, (_, hi) in zip(values, errors, strict=True)],
+        ]
+    ax.bar(xs, values, yerr=yerr, color="#4c72b0", capsize=3)
+    ax.set_xticks(list(xs), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig, plt)
+
+
+def scatter_plot(
+    points: Sequence[tuple[str, float, float]], xlabel: str, ylabel: str
+) -> bytes | None:
+    """Labelled points (e.g. size vs latency) as PNG, or None without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for label, x, y in points:
+        ax.scatter([x], [y], s=30)
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return _png(fig, plt)
+
+
+def line_plot(series: dict[str, Sequence[float]], xlabel: str, ylabel: str) -> bytes | None:
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    for name, ys in series.items():
+        ax.plot(range(len(ys)), ys, label=name, lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig, plt)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    plt.rcParams["svg.hashsalt"] = "edgelstm"  # deterministic output
+    return plt
+
+
+def _png(fig: Any, plt: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
