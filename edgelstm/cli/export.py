@@ -1,0 +1,161 @@
+"""`edgelstm export MODEL.tflite --target tflm|c -o OUTDIR`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgelstm.cli._app import App
+from edgelstm.errors import BadInputError
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--target",
+    type=click.Choice(["tflm", "c"]),
+    required=True,
+    help="tflm: TFLite Micro sources + Arduino library + CMake project; c: standalone C engine.",
+)
+@click.option(
+    "-o",
+    "--outdir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output directory (created; files of the same name are replaced).",
+)
+@click.option("--name", help="C symbol/file prefix (default: the model file's stem, sanitised).")
+@click.option(
+    "--progmem", is_flag=True, help="tflm: put the model array in PROGMEM on AVR (__AVR__)."
+)
+@click.option(
+    "--verify",
+    "verify",
+    multiple=True,
+    type=click.Choice(["host", "qemu"]),
+    help="c only, repeatable: build and compare on the host and/or an emulated Cortex-M4.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def export(
+    app: App,
+    *,
+    model: Path,
+    target: str,
+    outdir: Path,
+    name: str | None,
+    progmem: bool,
+    verify: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Export a converted .tflite for microcontrollers.
+
+    A manifest.json next to MODEL (written by `edgelstm convert`) supplies state tensors and
+    metadata; without it they are derived from the flatbuffer.
+    """
+    from edgelstm.export.cgen import c_identifier
+
+    _check_model(model)
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInputError(f"{outdir}: output path exists and is not a directory")
+    c_name = c_identifier(name if name is not None else model.stem)
+    manifest = _read_manifest(app, model)
+
+    if target == "tflm":
+        if verify:
+            raise BadInputError("--verify applies to --target c only")
+        from edgelstm.export.tflm import export_tflm
+
+        app.info(f"[export] {model.name}: measuring the TFLite Micro arena ...")
+        result = export_tflm(model, outdir, name=c_name, progmem=progmem, manifest=manifest)
+        for note in result.get("notes", []):
+            app.info(f"note: {note}")
+        if as_json:
+            app.out_json(result)
+        else:
+            app.out(format_tflm(result))
+        return
+
+    if progmem:
+        app.warn("--progmem applies to --target tflm only; ignored")
+    try:
+        from edgelstm.export.cengine import export_c
+    except ImportError as exc:
+        raise BadInputError(f"--target c is not available in this installation ({exc})") from exc
+
+    result = export_c(model, outdir, name=c_name, verify=list(verify), manifest=manifest)
+    if as_json:
+        app.out_json(result)
+    else:
+        app.out(format_result(result))
+
+
+def _check_model(model: Path) -> None:
+    if not model.exists():
+        raise BadInputError(f"{model}: no such file")
+    if model.is_dir():
+        raise BadInputError(f"{model}: is a directory, not a .tflite file")
+    with model.open("rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise BadInputError(f"{model}: not a TFLite flatbuffer (missing 'TFL3' identifier)")
+
+
+def _read_manifest(app: App, model: Path) -> dict | None:
+    """manifest.json beside the model, if any (a broken one is ignored with a warning)."""
+    path = model.parent / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        app.warn(f"{path}: unreadable ({exc}); deriving metadata from the flatbuffer")
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
+        app.warn(f"{path}: not an edgelstm manifest; deriving metadata from the flatbuffer")
+        return None
+    return data
+
+
+def format_tflm(r: dict[str, Any]) -> str:
+    """A short human report of a TFLite Micro export (sizes first)."""
+    size = r["size"]
+    arena = r["arena"]
+    lines = [
+        f"{r['source']} -> {r['outdir']}  ({r['variant']}, {r['quantization']}, "
+        f"name {r['c_name']}, metadata from {r['metadata_from']})",
+        f"  flash  model data            {size['flash_model_bytes']:>9,} B",
+        f"  RAM    arena used (measured) {size['ram_arena_used_bytes']:>9,} B",
+        f"  RAM    arena minimum         {size['ram_arena_min_bytes']:>9,} B",
+        f"  RAM    arena recommended     {size['ram_arena_recommended_bytes']:>9,} B"
+        f"  (+{arena['margin_bytes']:,} B margin for 32-bit targets / optimised kernels)",
+        f"  MACs per invoke              {r['macs']:>9,}",
+        f"  ops ({r['op_count']}): {', '.join(r['ops'])}",
+    ]
+    for s in r["states"]:
+        lines.append(
+            f"  state {s['output']} -> {s['input']}: {s['dtype']} {s['shape']}, "
+            f"reset {s['reset_value']} (stored {s['reset_raw']})"
+        )
+    lines.append(f"  wrote {len(r['files']) + 1} files (see README.md)")
+    return "\n".join(lines)
+
+
+def format_result(result: dict[str, Any], indent: str = "") -> str:
+    """Generic key/value rendering of a result dict (used for --target c)."""
+    lines = []
+    width = max((len(str(k)) for k in result), default=0)
+    for key, value in result.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(format_result(value, indent + "  "))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            lines.append(f"{indent}{key}:")
+            lines.extend(f"{indent}  - {json.dumps(v, default=str)}" for v in value)
+        else:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            lines.append(f"{indent}{str(key).ljust(width)}  {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,413 @@
+"""`edgelstm export --target tflm`: a .tflite -> TFLite Micro sources, Arduino library, CMake project.
+
+Pure part: `plan_tflm(model, ...) -> TFLMExport` (metadata + every output file as text, in memory).
+Disk part: `write_export(files, outdir)` (atomic) and `export_tflm(path, outdir, ...)` that chains
+them. The flatbuffer is read with `edgelstm.tflite_info` (official schema bindings); the arena is
+measured with the tflite-micro interpreter (`tflm_arena`); templates live in firmware_export/tflm/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgelstm import __version__
+from edgelstm.errors import BadInputError, MissingDependencyError
+from edgelstm.export.cgen import align_macro, c_float, c_identifier, format_bytes
+from edgelstm.export.tflm_arena import ArenaReport, measure_arena
+from edgelstm.export.tflm_ops import resolver_methods
+from edgelstm.tflite_info import TFLiteInfo, read_tflite
+from edgelstm.types import STEP_INPUT, STEP_OUTPUT, Artifact, StateTensor, TensorInfo
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "firmware_export" / "tflm"
+_DTYPE_BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "bool": 1}
+
+
+@dataclass
+class TFLMExport:
+    """Everything `--target tflm` produces for one model, before it touches disk."""
+
+    name: str  # C identifier used as file stem and symbol prefix
+    files: dict[str, str | bytes]  # relative path -> content
+    summary: dict[str, Any]  # the JSON result (sizes, arena, ops, tensors, states)
+    notes: list[str] = field(default_factory=list)
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= max(int(d), 1)
+    return n
+
+
+def _tensor_ctx(t: TensorInfo, macro: str) -> dict[str, Any]:
+    if t.dtype not in _DTYPE_BYTES:
+        raise BadInputError(f"tensor '{t.name}' has dtype {t.dtype}, which TFLite Micro I/O lacks")
+    n = _numel(t.shape)
+    return {
+        "name": t.name,
+        "macro": macro,
+        "index": t.index,
+        "shape": list(t.shape),
+        "shape_c": "{" + ", ".join(str(d) for d in t.shape) + "}",
+        "dims": len(t.shape),
+        "elements": n,
+        "dtype": t.dtype,
+        "bytes": n * _DTYPE_BYTES[t.dtype],
+        "quantized": bool(t.scale),
+        "scale_c": c_float(t.scale),
+        "scale": t.scale,
+        "zero_point": t.zero_point,
+    }
+
+
+def _macro_names(tensors: list[TensorInfo], kind: str) -> list[str]:
+    """INPUT_X, OUTPUT_STATE0_H_OUT ...; falls back to INPUT<i> for unusable or clashing names."""
+    names: list[str] = []
+    for t in tensors:
+        try:
+            ident = c_identifier(t.name).upper()
+        except BadInputError:
+            ident = ""
+        macro = f"{kind}_{ident}" if ident else f"{kind}{t.index}"
+        names.append(macro)
+    dupes = {m for m in names if names.count(m) > 1}
+    return [f"{kind}{t.index}" if m in dupes else m for m, t in zip(names, tensors, strict=True)]
+
+
+def _manifest_artifact(manifest: dict | None, file_name: str, size: int) -> Artifact | None:
+    """The manifest's record of this very file (same name and size), else None."""
+    if not manifest:
+        return None
+    from edgelstm.types import manifest_from_dict
+
+    try:
+        for art in manifest_from_dict(manifest).artifacts:
+            if art.file == file_name and (not art.size_bytes or art.size_bytes == size):
+                return art
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _quantization_guess(info: TFLiteInfo) -> str:
+    """float / int8 / int16x8 / dynamic / float16 from I/O and weight dtypes (no manifest)."""
+    io = {t.dtype for t in info.inputs + info.outputs}
+    if "int16" in io:
+        return "int16x8"
+    if "int8" in io or "uint8" in io:
+        return "int8"
+    weights = {t.dtype for t in info.tensors if t.buffer_bytes}
+    if "float16" in weights:
+        return "float16"
+    if "int8" in weights:
+        return "dynamic" if "DEQUANTIZE" not in info.op_set else "int8"
+    return "float"
+
+
+def _states(info: TFLiteInfo, art: Artifact | None) -> list[StateTensor]:
+    """State pairs: the manifest's (layer names, reset values) when it matches the flatbuffer."""
+    derived = info.states()
+    if art is not None and art.states:
+        by_input = {s.input: s for s in derived}
+        if all(
+            s.input in by_input and by_input[s.input].input_index == s.input_index
+            for s in art.states
+        ):
+            return list(art.states)
+    return derived
+
+
+def _template_env() -> Any:
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise MissingDependencyError("jinja2", "rendering firmware templates", "convert") from exc
+    if not TEMPLATE_DIR.is_dir():
+        raise MissingDependencyError(
+            "firmware_export templates", f"export (looked in {TEMPLATE_DIR})"
+        )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # C sources, not HTML
+    )
+    env.filters["cfloat"] = c_float
+    return env
+
+
+def build_context(
+    model: bytes,
+    *,
+    name: str,
+    progmem: bool = False,
+    manifest: dict | None = None,
+    source_file: str = "model.tflite",
+    arena: ArenaReport | None = None,
+) -> dict[str, Any]:
+    """The values every template sees (also the basis of the JSON summary)."""
+    ident = c_identifier(name)
+    prefix = ident.upper()
+    info = read_tflite(model)
+    methods = resolver_methods(info.all_op_names)
+    art = _manifest_artifact(manifest, source_file, len(model))
+    states = _states(info, art)
+    variant = art.variant.value if art else ("step" if states else "sequence")
+    quant = art.quantization.value if art else _quantization_guess(info)
+    if arena is None:
+        arena = measure_arena(model)
+
+    in_macros = _macro_names(info.inputs, "INPUT")
+    out_macros = _macro_names(info.outputs, "OUTPUT")
+    inputs = [_tensor_ctx(t, m) for t, m in zip(info.inputs, in_macros, strict=True)]
+    outputs = [_tensor_ctx(t, m) for t, m in zip(info.outputs, out_macros, strict=True)]
+    by_in = {t["name"]: t for t in inputs}
+    x = by_in.get(STEP_INPUT) or next(
+        (t for t in inputs if t["name"] not in {s.input for s in states}), inputs[0]
+    )
+    y = next((t for t in outputs if t["name"] == STEP_OUTPUT), None) or next(
+        (t for t in outputs if t["name"] not in {s.output for s in states}), outputs[0]
+    )
+    state_ctx = []
+    for k, s in enumerate(states):
+        t_in = inputs[s.input_index]
+        raw = s.reset_raw
+        state_ctx.append(
+            {
+                "k": k,
+                "layer": s.layer,
+                "role": s.role,
+                "input": s.input,
+                "output": s.output,
+                "input_index": s.input_index,
+                "output_index": s.output_index,
+                "shape": list(s.shape),
+                "elements": t_in["elements"],
+                "bytes": t_in["bytes"],
+                "dtype": s.dtype,
+                "scale": s.scale,
+                "scale_c": c_float(s.scale),
+                "zero_point": s.zero_point,
+                "reset_value": s.reset_value,
+                "reset_value_c": c_float(s.reset_value),
+                "reset_raw": raw,
+                "reset_raw_c": c_float(float(raw)) if s.dtype == "float32" else str(int(raw)),
+            }
+        )
+    per_op = [{"index": op.index, "op": op.name, "macs": op.macs} for op in info.ops if op.macs]
+    return {
+        "name": name,
+        "ident": ident,
+        "prefix": prefix,
+        "lib_name": "EdgeLSTM_" + ident,
+        "version": __version__,
+        "source_file": source_file,
+        "sha256": hashlib.sha256(model).hexdigest(),
+        "model_len": len(model),
+        "model_bytes": format_bytes(model),
+        "metadata_from": "manifest.json" if art else "flatbuffer",
+        "variant": variant,
+        "is_step": variant == "step",
+        "quantization": quant,
+        "fused_lstm": info.fused_lstm,
+        "ops": [op for op, _ in methods],
+        "op_counts": info.op_counts,
+        "resolver": [{"op": op, "method": m} for op, m in methods],
+        "op_count": len(methods),
+        "macs": info.macs,
+        "macs_by_op": per_op,
+        "params": info.params,
+        "inputs": inputs,
+        "outputs": outputs,
+        "x": x,
+        "y": y,
+        "states": state_ctx,
+        "max_state_bytes": max((s["bytes"] for s in state_ctx), default=0),
+        "arena": arena.to_dict(),
+        "progmem": progmem,
+        "align_macro": align_macro(prefix),
+        "variable_tensors": len(info.variable_tensors),
+    }
+
+
+# template -> output path (formatted with the context); None in `when` means always
+_LAYOUT: list[tuple[str, str, str | None]] = [
+    ("model_data.h.j2", "{ident}_model_data.h", None),
+    ("model_data.c.j2", "{ident}_model_data.c", None),
+    ("op_resolver.h.j2", "{ident}_op_resolver.h", None),
+    ("op_resolver.cpp.j2", "{ident}_op_resolver.cpp", None),
+    ("README.md.j2", "README.md", None),
+    ("arduino/library.properties.j2", "arduino/{lib_name}/library.properties", None),
+    ("arduino/library.h.j2", "arduino/{lib_name}/src/{lib_name}.h", None),
+    ("model_data.h.j2", "arduino/{lib_name}/src/{ident}_model_data.h", None),
+    ("model_data.c.j2", "arduino/{lib_name}/src/{ident}_model_data.c", None),
+    ("op_resolver.h.j2", "arduino/{lib_name}/src/{ident}_op_resolver.h", None),
+    ("op_resolver.cpp.j2", "arduino/{lib_name}/src/{ident}_op_resolver.cpp", None),
+    ("model_io.h.j2", "arduino/{lib_name}/src/{ident}_model_io.h", None),
+    ("model_io.h.j2", "{ident}_model_io.h", None),
+    (
+        "arduino/stream.ino.j2",
+        "arduino/{lib_name}/examples/{ident}_stream/{ident}_stream.ino",
+        "step",
+    ),
+    (
+        "arduino/sequence.ino.j2",
+        "arduino/{lib_name}/examples/{ident}_sequence/{ident}_sequence.ino",
+        "sequence",
+    ),
+    ("cmake/CMakeLists.txt.j2", "cmake/CMakeLists.txt", None),
+    ("cmake/main.cpp.j2", "cmake/main.cpp", None),
+]
+
+
+def summarize(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able result of an export (what `--json` prints)."""
+    keep = [
+        "name",
+        "variant",
+        "quantization",
+        "fused_lstm",
+        "ops",
+        "op_counts",
+        "op_count",
+        "macs",
+        "params",
+        "inputs",
+        "outputs",
+        "states",
+        "arena",
+        "sha256",
+        "metadata_from",
+        "progmem",
+    ]
+    out = {k: ctx[k] for k in keep}
+    out["c_name"] = ctx["ident"]
+    out["target"] = "tflm"
+    out["source"] = ctx["source_file"]
+    out["size"] = {
+        "flash_model_bytes": ctx["model_len"],
+        "ram_arena_used_bytes": ctx["arena"]["used_bytes"],
+        "ram_arena_min_bytes": ctx["arena"]["min_bytes"],
+        "ram_arena_recommended_bytes": ctx["arena"]["recommended_bytes"],
+        "ram_io_note": "I/O tensors live inside the arena",
+    }
+    for t in out["inputs"] + out["outputs"]:
+        t.pop("scale_c", None)
+        t.pop("shape_c", None)
+    for s in out["states"]:
+        s.pop("scale_c", None)
+        s.pop("reset_value_c", None)
+        s.pop("reset_raw_c", None)
+    return out
+
+
+def plan_tflm(
+    model: bytes,
+    *,
+    name: str,
+    progmem: bool = False,
+    manifest: dict | None = None,
+    source_file: str = "model.tflite",
+    arena: ArenaReport | None = None,
+) -> TFLMExport:
+    """Render every output file for `model` in memory (no disk writes)."""
+    ctx = build_context(
+        model,
+        name=name,
+        progmem=progmem,
+        manifest=manifest,
+        source_file=source_file,
+        arena=arena,
+    )
+    env = _template_env()
+    files: dict[str, str | bytes] = {}
+    for template, out, when in _LAYOUT:
+        if when is not None and when != ctx["variant"]:
+            continue
+        path = out.format(ident=ctx["ident"], lib_name=ctx["lib_name"])
+        files[path] = env.get_template(template).render(**ctx)
+    summary = summarize(json.loads(json.dumps(ctx, default=str)))
+    summary["files"] = sorted(files)
+    files["export.json"] = json.dumps(summary, indent=2) + "\n"
+    notes = []
+    if ctx["variant"] == "sequence" and ctx["variable_tensors"]:
+        notes.append(
+            "the fused LSTM keeps h/c in variable tensors: call interpreter.Reset() "
+            "before every new sequence (the sketch does)"
+        )
+    return TFLMExport(name=ctx["ident"], files=files, summary=summary, notes=notes)
+
+
+def write_export(files: dict[str, str | bytes], outdir: Path) -> None:
+    """Write `files` under `outdir` atomically: build in a sibling temp dir, then move in place.
+
+    A missing `outdir` appears in one rename; an existing one has each top-level entry replaced,
+    so other files already in it survive and no file is ever half-written."""
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInputError(f"{outdir}: exists and is not a directory")
+    parent = outdir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=parent))
+    try:
+        for rel, content in sorted(files.items()):
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8", newline="\n")
+        if not outdir.exists():
+            os.replace(tmp, outdir)
+            return
+        for entry in sorted(tmp.iterdir()):
+            dest = outdir / entry.name
+            if dest.is_dir() and not dest.is_symlink():
+                old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old.", dir=outdir))
+                os.replace(dest, old / entry.name)
+                os.replace(entry, dest)
+                shutil.rmtree(old)
+            else:
+                os.replace(entry, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def export_tflm(
+    tflite_path: Path,
+    outdir: Path,
+    *,
+    name: str | None = None,
+    progmem: bool = False,
+    manifest: dict | None = None,
+) -> dict[str, Any]:
+    """Export `tflite_path` for TFLite Micro into `outdir`; returns the JSON summary."""
+    tflite_path = Path(tflite_path)
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInputError(f"{outdir}: exists and is not a directory")
+    info_check = read_tflite(tflite_path)  # clear BadInputError for non-.tflite input
+    del info_check
+    model = tflite_path.read_bytes()
+    plan = plan_tflm(
+        model,
+        name=name or tflite_path.stem,
+        progmem=progmem,
+        manifest=manifest,
+        source_file=tflite_path.name,
+    )
+    write_export(plan.files, outdir)
+    result = dict(plan.summary)
+    result["outdir"] = str(outdir)
+    result["notes"] = plan.notes
+    return result
