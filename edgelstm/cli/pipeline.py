@@ -1,0 +1,63 @@
+"""`edgelstm pipeline`: the main job on a zoo recipe."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from edgelstm.cli._app import App
+
+
+@click.command()
+@click.option(
+    "--recipe", default="echo", show_default=True, help="Zoo recipe (see `edgelstm zoo list`)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
+)
+@click.option(
+    "--train", is_flag=True, help="Train the recipe instead of using the committed model."
+)
+@click.option(
+    "--quick", is_flag=True, help="Tiny training settings (with --train) and fewer timing runs."
+)
+@click.option("--epochs", type=int, help="Override the recipe's epochs (with --train).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-export", is_flag=True, help="Skip the microcontroller export.")
+@click.pass_obj
+def pipeline(
+    app: App,
+    *,
+    recipe: str,
+    out: Path,
+    train: bool,
+    quick: bool,
+    epochs: int | None,
+    seed: int,
+    no_export: bool,
+) -> None:
+    """Train (optional) -> convert -> verify -> profile -> export -> report, for one recipe."""
+    from edgelstm.errors import BadInputError
+    from edgelstm.pipeline import PipelineConfig, run_pipeline, write_report
+
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"{out}: output path exists and is a file")
+    start = time.perf_counter()
+    cfg = PipelineConfig(
+        recipe=recipe,
+        out=out,
+        train=train,
+        quick=quick,
+        epochs=epochs,
+        seed=seed,
+        runs=50 if quick else 200,
+        export=not no_export,
+    )
+    res = run_pipeline(
+        cfg, progress=lambda m: app.info(f"[pipeline {time.perf_counter() - start:5.1f}s] {m}")
+    )
+    md, html = write_report(res, out)
+    app.out(md.read_text())
+    app.info(f"wrote {md} and {html} in {time.perf_counter() - start:.1f} s")

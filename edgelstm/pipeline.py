@@ -1,0 +1,369 @@
+"""The main job: recipe -> (train) -> convert -> verify -> profile -> export -> report.
+
+One orchestrator over the stage modules; each stage is a plain function over in-memory results,
+and only `write_report` and the stages' own save functions touch disk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelstm.errors import BadInputError
+from edgelstm.types import ConvertConfig, Manifest, OutputKind, Quantization, Variant
+
+Progress = Callable[[str], None]
+DEFAULT_RECIPE = "echo"
+
+
+@dataclass
+class PipelineConfig:
+    """Options of `edgelstm pipeline`."""
+
+    recipe: str = DEFAULT_RECIPE
+    out: Path = Path("runs/demo")
+    train: bool = False
+    quick: bool = False
+    epochs: int | None = None
+    seed: int = 0
+    quantizations: list[Quantization] = field(
+        default_factory=lambda: [Quantization.FLOAT, Quantization.INT8]
+    )
+    runs: int = 200  # timed invokes per artifact
+    export: bool = True
+
+
+@dataclass
+class PipelineResult:
+    """Everything the report shows."""
+
+    recipe: str
+    model_path: Path
+    trained_now: bool
+    train_metrics: dict[str, Any]
+    manifest: Manifest
+    accuracy: dict[str, float]  # artifact file -> recipe metric on eval data
+    keras_accuracy: float | None
+    metric_name: str
+    latency: dict[str, dict[str, float]]  # artifact file -> stats (µs)
+    exports: dict[str, Any]
+    stage_seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def _metric(name: str, pred: np.ndarray, y: np.ndarray) -> float:
+    """The recipe's metric over predictions and labels (labels < 0 are not scored)."""
+    if name.startswith("per_step_accuracy"):
+        scored = y >= 0
+        return float(np.mean((pred[scored] > 0.5) == (y[scored] > 0.5)))
+    if name == "accuracy":
+        return float(np.mean(np.argmax(pred, -1) == y.reshape(pred.shape[:-1])))
+    if name == "mae":
+        return float(np.mean(np.abs(pred.reshape(y.shape) - y)))
+    raise BadInputError(f"unknown metric '{name}'")
+
+
+def evaluate_artifacts(
+    manifest: Manifest, outdir: Path, eval_x: np.ndarray, eval_y: np.ndarray, metric: str
+) -> dict[str, float]:
+    """The metric of every artifact, run in LiteRT over the eval data."""
+    from edgelstm.convert.verify import run_sequence, run_step
+    from edgelstm.tflite_info import read_tflite
+
+    scores = {}
+    for art in manifest.artifacts:
+        data = (outdir / art.file).read_bytes()
+        info = read_tflite(data)
+        if art.variant == Variant.SEQUENCE:
+            pred = run_sequence(data, info, eval_x)
+        else:
+            pred = run_step(data, info, eval_x, manifest.model.token_input)
+            if manifest.model.output_kind == OutputKind.MANY_TO_ONE:
+                pred = pred[:, -1]
+        scores[art.file] = _metric(metric, pred, eval_y)
+    return scores
+
+
+def time_invoke(model: bytes, runs: int, warmup: int = 20) -> dict[str, float]:
+    """Warmed-up single-thread invoke() latency in LiteRT (inputs set once): µs statistics."""
+    from edgelstm.convert.verify import make_interpreter
+
+    interp = make_interpreter(model, threads=1)
+    for _ in range(warmup):
+        interp.invoke()
+    samples = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter_ns()
+        interp.invoke()
+        samples[i] = (time.perf_counter_ns() - t0) / 1e3
+    return {
+        "runs": runs,
+        "min_us": float(samples.min()),
+        "p50_us": float(np.percentile(samples, 50)),
+        "p90_us": float(np.percentile(samples, 90)),
+        "p99_us": float(np.percentile(samples, 99)),
+        "max_us": float(samples.max()),
+    }
+
+
+def _recipe_files(recipe: str) -> tuple[Path, dict[str, Any]]:
+    from edgelstm.zoo import load_recipe
+
+    r = load_recipe(recipe)
+    return r.dir, {"metric": r.metric, "seq_len": r.seq_len}
+
+
+def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> PipelineResult:
+    """Run every stage for one recipe; results in memory (see write_report)."""
+    from edgelstm.convert.orchestrate import convert_model
+
+    stage: dict[str, float] = {}
+    t = time.perf_counter()
+    model_dir, info = _recipe_files(cfg.recipe)
+    notes: list[str] = []
+    src_dir = model_dir
+    trained_now = False
+    if cfg.train or not (model_dir / "model.keras").exists():
+        progress(f"training recipe '{cfg.recipe}'" + (" (quick)" if cfg.quick else ""))
+        src_dir = cfg.out / "train"
+        train_into(cfg.recipe, src_dir, epochs=cfg.epochs, seed=cfg.seed, quick=cfg.quick)
+        trained_now = True
+        stage["train"] = time.perf_counter() - t
+    model_path = src_dir / "model.keras"
+    train_metrics = (
+        json.loads((src_dir / "metrics.json").read_text())
+        if (src_dir / "metrics.json").exists()
+        else {}
+    )
+    with np.load(src_dir / "eval.npz") as ev:
+        eval_x, eval_y = ev["x"], ev["y"]
+
+    t = time.perf_counter()
+    progress("converting (sequence + step, " + ", ".join(q.value for q in cfg.quantizations) + ")")
+    art_dir = cfg.out / "artifacts"
+    manifest = convert_model(
+        model_path,
+        art_dir,
+        ConvertConfig(
+            quantizations=cfg.quantizations,
+            calibration=str(src_dir / "calibration.npz"),
+            seed=cfg.seed,
+        ),
+        progress=lambda m: progress(f"  {m}"),
+    )
+    stage["convert+verify"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress(f"measuring {info['metric']} on {len(eval_x)} held-out sequences")
+    accuracy = evaluate_artifacts(manifest, art_dir, eval_x, eval_y, info["metric"])
+    keras_acc = None
+    try:
+        from edgelstm.convert.load import load_keras_model
+
+        model, _ = load_keras_model(model_path)
+        keras_acc = _metric(info["metric"], np.asarray(model.predict(eval_x, verbose=0)), eval_y)
+    except Exception as exc:  # the report still stands without the Keras column
+        notes.append(f"Keras metric not measured: {exc}")
+    stage["accuracy"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress(f"profiling every artifact on this CPU ({cfg.runs} warmed-up invokes, 1 thread)")
+    latency = {
+        a.file: time_invoke((art_dir / a.file).read_bytes(), cfg.runs) for a in manifest.artifacts
+    }
+    stage["profile"] = time.perf_counter() - t
+
+    exports: dict[str, Any] = {}
+    if cfg.export:
+        t = time.perf_counter()
+        exports = export_all(manifest, art_dir, cfg.out / "firmware", progress)
+        stage["export"] = time.perf_counter() - t
+    return PipelineResult(
+        recipe=cfg.recipe,
+        model_path=model_path,
+        trained_now=trained_now,
+        train_metrics=train_metrics,
+        manifest=manifest,
+        accuracy=accuracy,
+        keras_accuracy=keras_acc,
+        metric_name=info["metric"],
+        latency=latency,
+        exports=exports,
+        stage_seconds=stage,
+        notes=notes,
+    )
+
+
+def train_into(recipe: str, outdir: Path, *, epochs: int | None, seed: int, quick: bool) -> None:
+    """Train a recipe and save model.keras, metrics.json, calibration.npz, eval.npz."""
+    from edgelstm import train as train_mod
+
+    train_mod.train_and_save(recipe, outdir, epochs=epochs, seed=seed, quick=quick)
+
+
+def export_all(manifest: Manifest, art_dir: Path, out: Path, progress: Progress) -> dict[str, Any]:
+    """TFLite Micro files for every int8/float artifact, and the C engine for step models."""
+    from edgelstm.export.tflm import export_tflm
+
+    results: dict[str, Any] = {}
+    manifest_dict = manifest.to_dict()
+    for art in manifest.artifacts:
+        if art.quantization not in (Quantization.FLOAT, Quantization.INT8, Quantization.INT16X8):
+            continue
+        stem = Path(art.file).stem
+        progress(f"exporting {art.file} for TFLite Micro")
+        results[f"tflm/{stem}"] = export_tflm(
+            art_dir / art.file, out / "tflm" / stem, name=stem, manifest=manifest_dict
+        )
+    return results
+
+
+def build_report(res: PipelineResult) -> Any:
+    """The pipeline's Report: accuracy, size, latency and parity per artifact, plus plots."""
+    from edgelstm import __version__
+    from edgelstm.report import Plot, Report, Table, bar_plot, scatter_plot
+
+    m = res.manifest
+    seq_len = m.model.seq_len or 1
+    rep = Report(title=f"edgelstm pipeline: {res.recipe}")
+    rep.intro = [
+        f"edgelstm {__version__}; model {res.model_path} ({m.model.framework}, input {m.model.input_shape}, "
+        f"{m.model.output_kind.value})"
+        + (" — trained in this run" if res.trained_now else " — committed model"),
+        "Stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.stage_seconds.items()),
+    ]
+    if res.train_metrics:
+        tm = res.train_metrics
+        rep.intro.append(
+            "Training: "
+            + ", ".join(
+                f"{k}={tm[k]}"
+                for k in ("epochs", "test_metric", "wall_time_s", "device")
+                if k in tm
+            )
+        )
+    rows = []
+    best = min(v["p50_us"] for v in res.latency.values())
+    for a in m.artifacts:
+        lat = res.latency[a.file]
+        per_step = lat["p50_us"] / (seq_len if a.variant == Variant.SEQUENCE else 1)
+        p = a.parity
+        rows.append(
+            [
+                a.file,
+                a.variant.value,
+                a.quantization.value,
+                f"{a.size_bytes / 1024:.1f}",
+                f"{a.macs_per_invoke:,}",
+                f"{res.accuracy[a.file]:.4f}",
+                f"{p.max_abs:.2e} ({'ok' if p.passed else 'FAIL'})" if p else "-",
+                f"{lat['p50_us']:.1f} [{lat['min_us']:.1f}, {lat['p99_us']:.1f}]",
+                f"{per_step:.2f}",
+                f"{lat['p50_us'] / best:.1f}x",
+            ]
+        )
+    metric_caption = (
+        f"Keras model on the same data: {res.keras_accuracy:.4f}."
+        if res.keras_accuracy is not None
+        else ""
+    )
+    rep.sections.append(
+        Table(
+            "Artifacts",
+            [
+                "artifact",
+                "variant",
+                "quant",
+                "KiB",
+                "MACs/invoke",
+                res.metric_name,
+                "parity max err",
+                "invoke p50 [min, p99] µs",
+                "µs/step",
+                "vs fastest",
+            ],
+            rows,
+            caption=f"LiteRT, 1 thread, warmed up; parity vs the Keras model. {metric_caption}",
+        )
+    )
+    fw = [
+        [
+            k,
+            f"{v['size']['flash_model_bytes']:,}",
+            f"{v['size']['ram_arena_used_bytes']:,}",
+            f"{v['size']['ram_arena_min_bytes']:,}",
+            f"{v['size']['ram_arena_recommended_bytes']:,}",
+        ]
+        for k, v in res.exports.items()
+        if "size" in v
+    ]
+    if fw:
+        rep.sections.append(
+            Table(
+                "Microcontroller export (TFLite Micro)",
+                ["export", "flash (model) B", "arena used B", "arena min B", "arena recommended B"],
+                fw,
+                caption="Arena measured with the tflite-micro interpreter; see each export's README.",
+            )
+        )
+    labels = [a.file.replace(".tflite", "") for a in m.artifacts]
+    png = bar_plot(
+        labels,
+        [res.latency[a.file]["p50_us"] for a in m.artifacts],
+        "invoke p50 (µs)",
+        [(res.latency[a.file]["min_us"], res.latency[a.file]["p99_us"]) for a in m.artifacts],
+    )
+    if png:
+        rep.sections.append(Plot("Latency per invoke", png, "Bars: median; whiskers: min to p99."))
+    png = scatter_plot(
+        [
+            (lbl, a.size_bytes / 1024, res.accuracy[a.file])
+            for lbl, a in zip(labels, m.artifacts, strict=True)
+        ],
+        "size (KiB)",
+        res.metric_name,
+    )
+    if png:
+        rep.sections.append(Plot("Size vs accuracy", png))
+    notes = [*m.notes, *res.notes, *(f"{a.file}: {n}" for a in m.artifacts for n in a.notes)]
+    if notes:
+        rep.sections.append(Table("Notes", ["note"], [[n] for n in notes]))
+    return rep
+
+
+def write_report(res: PipelineResult, out: Path) -> tuple[Path, Path]:
+    """report.md (+ plot PNGs) and a self-contained report.html in `out`."""
+    from edgelstm.report import Plot
+
+    rep = build_report(res)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {}
+    for i, sec in enumerate(s for s in rep.sections if isinstance(s, Plot)):
+        name = f"plot{i + 1}.png"
+        (out / name).write_bytes(sec.png)
+        plots[sec.title] = name
+    md, html = out / "report.md", out / "report.html"
+    md.write_text(rep.to_markdown(plots))
+    html.write_text(rep.to_html())
+    (out / "result.json").write_text(
+        json.dumps(
+            {
+                "recipe": res.recipe,
+                "accuracy": res.accuracy,
+                "keras_accuracy": res.keras_accuracy,
+                "latency": res.latency,
+                "stage_seconds": res.stage_seconds,
+                "exports": res.exports,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    return md, html

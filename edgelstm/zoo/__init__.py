@@ -1,0 +1,49 @@
+"""The model zoo: recipes are data (models/<name>/recipe.json), generators are registered code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgelstm.errors import BadInputError
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One zoo entry: data generator, architecture, training settings and metric."""
+
+    name: str
+    task: str
+    generator: str
+    seq_len: int
+    features: int
+    layers: tuple[dict[str, Any], ...]
+    loss: str
+    metric: str
+    target: float
+    train: dict[str, Any]
+    quick: dict[str, Any]
+    generator_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return MODELS_DIR / self.name
+
+
+def list_recipes() -> list[Recipe]:
+    """Every recipe under models/, sorted by name."""
+    return [load_recipe(p.parent.name) for p in sorted(MODELS_DIR.glob("*/recipe.json"))]
+
+
+def load_recipe(name: str) -> Recipe:
+    path = MODELS_DIR / name / "recipe.json"
+    if not path.exists():
+        known = ", ".join(p.parent.name for p in sorted(MODELS_DIR.glob("*/recipe.json")))
+        raise BadInputError(f"unknown recipe '{name}' (known: {known})")
+    data = json.loads(path.read_text())
+    data["layers"] = tuple(data["layers"])
+    return Recipe(**data)
