@@ -145,3 +145,24 @@ def test_corrupt_keras_zip_member(tmp_path: Path, run_cli) -> None:
     _assert_one_line_error(
         *run_cli("convert", str(path), "-o", str(tmp_path / "o")), "not a valid .keras file"
     )
+
+
+def test_inspect_tflite_without_tensorflow(run_cli, keras_model_file, tmp_path: Path) -> None:
+    """The runtime side: inspecting a .tflite must work where TensorFlow cannot be imported."""
+    out = tmp_path / "o"
+    code, _, err = run_cli(
+        "convert", str(keras_model_file("gru")), "-o", str(out), "--variant", "step"
+    )
+    assert code == 0, err
+    tflite = next(out.glob("*.tflite"))
+    script = (
+        "import sys, json\n"
+        "sys.modules['tensorflow'] = None; sys.modules['tf_keras'] = None; sys.modules['keras'] = None\n"
+        "from edgelstm.cli import main\n"
+        f"main(['inspect', {str(tflite)!r}, '--json'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["states"][0]["input"] == "state0_h"
