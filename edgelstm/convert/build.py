@@ -90,7 +90,7 @@ def build_step_module(ms: ModelSpec) -> Any:
 
 
 def build_sequence_module(model: Any, ms: ModelSpec) -> Any:
-    """Wrap the tf_keras sequence model in a signature with input `x` and output `y`."""
+    """Wrap a Keras model (any framework) in a batch-1 signature: input `x`, output `y`."""
     tf = import_tf()
     shape = (1, ms.seq_len) if ms.token_input else (1, ms.seq_len, ms.in_dim)
     dtype = tf.int32 if ms.token_input else tf.float32
@@ -136,24 +136,3 @@ def run_step_numpy(ms: ModelSpec, xs: np.ndarray) -> tuple[np.ndarray, list[dict
         y, states = _run_step(ms, x, states, "numpy")
         ys.append(np.asarray(y, np.float64)[0])
     return np.stack(ys), feeds
-
-
-def build_direct_module(model: Any, ms: ModelSpec) -> Any:
-    """The *source* model as-is (no tf_keras rebuild), batch 1: what the plain converter sees.
-
-    Used to show what users get without edgelstm (a Keras 3 LSTM lowers to a WHILE loop and its
-    int8 conversion crashes the converter) and to exercise crash isolation on a real crash.
-    """
-    tf = import_tf()
-    shape = (1, ms.seq_len) if ms.token_input else (1, ms.seq_len, ms.in_dim)
-    dtype = tf.int32 if ms.token_input else tf.float32
-    module = tf.Module()
-    module.model = model
-
-    def serve(x: Any) -> dict[str, Any]:
-        return {STEP_OUTPUT: model(x, training=False)}
-
-    module.serve = tf.function(
-        serve, input_signature=[tf.TensorSpec(shape, dtype, name=STEP_INPUT)]
-    )
-    return module
