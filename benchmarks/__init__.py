@@ -1,0 +1,1 @@
+"""edgelstm benchmarks: `python -m benchmarks.run [--quick] [--out DIR]` (see run.py)."""

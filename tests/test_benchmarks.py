@@ -1,0 +1,90 @@
+"""benchmarks/run.py --quick end to end: real converter, LiteRT, ONNX Runtime, TF and gcc."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _stats_ok(stats: dict) -> bool:
+    return 0 < stats["min_us"] <= stats["median_us"] <= stats["max_us"] and stats["repeats"] >= 1
+
+
+@pytest.mark.slow
+def test_quick_benchmark_end_to_end(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "latest.json").read_text())
+    md = (tmp_path / "latest.md").read_text()
+
+    env = data["env"]
+    assert env["machine"]["cores"] >= 1 and env["machine"]["cpu"]
+    for pkg in ("tensorflow", "ai_edge_litert", "onnxruntime", "numpy", "gcc"):
+        assert env["versions"][pkg], pkg
+    assert env["threads"]["litert_num_threads"] == 1
+    assert data["peak"]["fp32_mac_per_s"] > 1e8  # any real core does >0.1 GMAC/s
+
+    step = {(r["system"], r["runtime"]): r for r in data["step"]}
+    measured = [r for r in data["step"] if r["status"] == "measured"]
+    edgelstm = [r for r in measured if r.get("role") == "edgelstm"]
+    # float and int8 step models, each with and without XNNPACK, all measured.
+    assert {(r["quant"], r["xnnpack"]) for r in edgelstm} == {
+        (q, x) for q in ("float", "int8") for x in (True, False)
+    }
+    for r in measured:
+        if r.get("role") == "floor":
+            continue
+        assert r["python"] and _stats_ok(r["python"]), r["system"]
+        if r["raw"]:
+            assert _stats_ok(r["raw"]), r["system"]
+    roles = {r.get("role") for r in measured}
+    assert {"edgelstm", "fused", "plain", "ort", "keras", "floor"} <= roles
+    # A Python-level step does strictly more work than the bare invoke of the same model.
+    for r in edgelstm:
+        assert r["python"]["median_us"] > r["raw"]["median_us"] * 0.9, r["system"]
+    # The floor is MACs / measured peak, and no runtime beats it.
+    floor = next(r for r in measured if r.get("role") == "floor" and r["quant"] == "fp32")
+    assert floor["raw"]["median_us"] == pytest.approx(
+        floor["macs"] / data["peak"]["fp32_mac_per_s"] * 1e6
+    )
+    assert all(r["raw"]["median_us"] > floor["raw"]["median_us"] for r in edgelstm)
+    # The plain converter's int8 job either worked or is recorded with its failure, never dropped.
+    plain_int8 = [
+        r for r in data["step"] if r["system"].startswith("(b)") and "int8" in r["system"]
+    ]
+    assert len(plain_int8) == 2  # stateless and stateful=True
+    assert all(r["status"] == "measured" or r["notes"] for r in plain_int8)
+    # The C engine row exists either measured or explicitly marked.
+    ceng = [r for r in data["step"] if r.get("role") == "cengine"]
+    assert len(ceng) == 1 and (
+        ceng[0]["status"] == "measured" or "not measured" in ceng[0]["notes"][0]
+    )
+
+    seq = [r for r in data["sequence"] if r["status"] == "measured" and r.get("role") != "floor"]
+    assert {"edgelstm", "edgelstm_seq", "ort", "keras"} <= {r.get("role") for r in seq}
+
+    sizes = [r for r in data["size"] if r.get("quant") and r.get("size_bytes")]
+    quants = {r["quant"] for r in sizes}
+    assert {"float", "dynamic", "float16", "int8"} <= quants
+    float_seq = next(r for r in sizes if r["quant"] == "float" and r["variant"] == "sequence")
+    assert float_seq["metric"] == "accuracy" and float_seq["value"] >= 0.9  # labels = own argmax
+    assert all(0.0 <= r["value"] <= 1.0 for r in sizes if r.get("metric") == "accuracy")
+
+    assert data["targets"] and all("met" in t for t in data["targets"])
+    assert env["machine"]["cpu"] in md
+    assert "| system | runtime | raw invoke µs per step |" in md
+    assert md.count("\n|") > 20
+    assert not list(tmp_path.glob(".latest*")), "temporary files left behind"
+    assert step  # keyed lookup built without duplicates collapsing everything
