@@ -92,7 +92,7 @@ def evaluate_artifacts(
 
 def time_invoke(model: bytes, runs: int, warmup: int = 20) -> dict[str, float]:
     """Warmed-up single-thread invoke() latency in LiteRT (inputs set once): µs statistics."""
-    from edgelstm.convert.verify import make_interpreter
+    from edgelstm.runtime.litert import make_interpreter
 
     interp = make_interpreter(model, threads=1)
     for _ in range(warmup):

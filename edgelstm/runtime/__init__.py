@@ -1,0 +1,1 @@
+"""The runtime side: load and run .tflite models without TensorFlow."""
