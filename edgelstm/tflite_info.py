@@ -212,7 +212,7 @@ def read_tflite(source: str | Path | bytes) -> TFLiteInfo:
         raise BadInputError(f"{label}: not a TFLite flatbuffer (missing 'TFL3' identifier)")
     try:
         return _parse(data)
-    except BadInputError:
+    except (BadInputError, MissingDependencyError):  # not "corrupt": a package is missing
         raise
     except Exception as exc:  # flatbuffers raises assorted errors on truncated data
         raise BadInputError(

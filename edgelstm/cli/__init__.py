@@ -8,6 +8,7 @@ runtime side never imports TensorFlow.
 from __future__ import annotations
 
 import importlib
+import importlib.util  # find_spec; not implied by `import importlib` in a clean install
 import sys
 
 import click

@@ -2,44 +2,58 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
 from edgelstm.cli._app import App
 
+# A sample: (where it came from, its values), or (where, None) for "reset here".
+Sample = tuple[str, Any]
 
-def _samples(source: str) -> Iterator[list[float] | None]:
-    """Samples from .npy ([N, D]), CSV or stdin lines; None = reset (a blank text line)."""
+
+def _samples(source: str) -> Iterator[Sample]:
+    """Samples from .npy ([N, D] or [N]), CSV or stdin lines; None = reset (a blank text line)."""
     import numpy as np
 
     from edgelstm.errors import BadInputError
 
     if source.endswith(".npy"):
+        if not Path(source).is_file():
+            raise BadInputError(f"{source}: no such file")
         try:
             arr = np.load(source, allow_pickle=False)
         except Exception as exc:
             raise BadInputError(
                 f"{source}: not a readable .npy file ({type(exc).__name__})"
             ) from None
-        yield from (row.reshape(-1).tolist() for row in arr.reshape(len(arr), -1))
+        if arr.ndim not in (1, 2):
+            raise BadInputError(
+                f"{source}: samples must be shaped [N, D] (or [N]), got {list(arr.shape)}"
+            )
+        for i, row in enumerate(arr.reshape(len(arr), -1)):
+            yield f"{source}[{i}]", row
         return
     try:
         lines = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         raise BadInputError(f"{source}: {exc.strerror}") from None
+    label = "stdin" if source == "-" else source
     with lines:
         for n, line in enumerate(lines, 1):
             text = line.strip()
             if not text:
-                yield None
+                yield f"{label}:{n}", None
                 continue
             try:
-                yield [float(v) for v in text.replace(",", " ").split()]
+                yield f"{label}:{n}", [float(v) for v in text.replace(",", " ").split()]
             except ValueError:
-                raise BadInputError(f"{source}:{n}: not a row of numbers: {text[:40]!r}") from None
+                raise BadInputError(f"{label}:{n}: not a row of numbers: {text[:40]!r}") from None
 
 
 @click.command()
@@ -49,23 +63,94 @@ def _samples(source: str) -> Iterator[list[float] | None]:
     "source",
     default="-",
     show_default=True,
-    help=".npy [N, D], a CSV file, or - for stdin.",
+    help=".npy [N, D], a CSV file (one sample per row), or - for stdin lines of numbers "
+    "(token ids for Embedding models); a blank line resets the state.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write outputs to .npy ([N, out]) or .csv instead of CSV lines on stdout.",
 )
 @click.option("--reset-every", type=click.IntRange(min=1), help="Reset the state every N samples.")
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "litert", "tflite-runtime", "tf", "tflm"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.pass_obj
-def stream(app: App, *, model: Path, source: str, reset_every: int | None) -> None:
-    """Feed samples one step at a time, carrying state; print one CSV output line per sample."""
+def stream(
+    app: App,
+    *,
+    model: Path,
+    source: str,
+    output: Path | None,
+    reset_every: int | None,
+    runtime: str,
+    threads: int,
+) -> None:
+    """Feed samples one step at a time, carrying state; one output per sample (CSV lines)."""
+    import numpy as np
+
+    from edgelstm.errors import BadInputError
     from edgelstm.runtime.stream import StepRunner
 
-    runner = StepRunner(model)
+    if output is not None and output.suffix.lower() not in (".npy", ".csv"):
+        raise BadInputError(f"{output}: --output must end in .npy or .csv")
+    runner = StepRunner(model, None if runtime == "auto" else runtime, threads=threads)
+    app.info(
+        f"{model.name}: step model on {runner.runtime.value}, {runner.input_size} "
+        f"{'token id' if runner.token_input else 'value(s)'} in, {runner.output_size} out per step, "
+        f"{len(runner.states)} state tensor(s)"
+    )
+    outputs: list[np.ndarray] = []
     count = 0
-    for sample in _samples(source):
+    resets = 0
+    for where, sample in _samples(source):
         if sample is None:
             runner.reset()
+            resets += 1
             count = 0
             continue
         if reset_every and count and count % reset_every == 0:
             runner.reset()
-        y = runner.push(sample)
+            resets += 1
+        try:
+            y = runner.push(sample)
+        except BadInputError as exc:
+            raise BadInputError(f"{where}: {exc}") from None
         count += 1
-        app.out(",".join(f"{v:.6g}" for v in y))
+        if output is None:
+            app.out(",".join(f"{v:.6g}" for v in y))
+        else:
+            outputs.append(y)
+    if output is not None:
+        arr = np.stack(outputs) if outputs else np.empty((0, runner.output_size))
+        _save(output, arr)
+        app.info(f"wrote {len(arr)} output(s) to {output} ({resets} reset(s))")
+
+
+def _save(path: Path, arr: Any) -> None:
+    """Write .npy or .csv atomically (temp file in the same directory, then rename)."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if path.suffix.lower() == ".npy":
+                np.save(f, arr)
+            else:
+                f.write("".join(",".join(f"{v:.6g}" for v in row) + "\n" for row in arr).encode())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

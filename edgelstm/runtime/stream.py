@@ -1,62 +1,266 @@
-"""Streaming inference with a step model: push one sample, get one output; state carried for you."""
+"""Run converted models from an application: `StepRunner` (alias `Stream`) and `SequenceRunner`.
+
+Step models (one invoke = one time step) carry their recurrent state explicitly: each
+``state{k}_{role}`` input has a ``state{k}_{role}_out`` output, and the caller copies the output
+back in before the next step. `StepRunner` does that for you, so a Raspberry Pi app is just::
+
+    from edgelstm.runtime import StepRunner
+    runner = StepRunner("model_step_int8.tflite")       # best installed runtime
+    for sample in sensor():                              # sample: D floats (or one token id)
+        y = runner.push(sample)                          # float output of this step
+    saved = runner.get_state(); runner.reset(); runner.set_state(saved)
+
+Int8 step models tie each state output's scale/zero point to its input's, so the runner copies the
+raw int8 state bytes (exactly what firmware does) instead of dequantizing and requantizing.
+
+Sequence models with a fused UNIDIRECTIONAL_SEQUENCE_LSTM keep h and c in *variable tensors*
+inside the interpreter: they are not reset between invokes, so without a reset the same input
+gives a different output (the second sequence starts from the first one's final state).
+`SequenceRunner.run` therefore resets before every sequence unless told not to.
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgelstm.errors import BadInputError
-from edgelstm.runtime.litert import LiteRTRunner
-from edgelstm.tflite_info import read_tflite
-from edgelstm.types import STEP_INPUT, STEP_OUTPUT
+from edgelstm.runtime.backends import Backend, Runtime, dequantize, load_backend, quantize
+from edgelstm.tflite_info import TFLiteInfo, read_tflite
+from edgelstm.types import (
+    STEP_INPUT,
+    STEP_OUTPUT,
+    Artifact,
+    StateTensor,
+    Variant,
+    manifest_from_dict,
+)
+
+ModelSource = str | Path | bytes
+
+
+def _load(model: ModelSource) -> tuple[bytes, TFLiteInfo, Path | None]:
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        info = read_tflite(path)  # clear BadInputError for missing / not-tflite / truncated
+        return path.read_bytes(), info, path
+    data = bytes(model)
+    return data, read_tflite(data), None
+
+
+def manifest_artifact(model_path: Path | None) -> Artifact | None:
+    """The artifact entry for `model_path` in manifest.json beside it, if there is one."""
+    if model_path is None:
+        return None
+    mpath = model_path.parent / "manifest.json"
+    if not mpath.is_file():
+        return None
+    try:
+        manifest = manifest_from_dict(json.loads(mpath.read_text()))
+    except (ValueError, KeyError, TypeError):
+        return None  # an unrelated or older manifest: fall back to the naming convention
+    return next((a for a in manifest.artifacts if a.file == model_path.name), None)
+
+
+def embedding_rows(info: TFLiteInfo) -> int | None:
+    """Rows of the first GATHER's table (an Embedding's vocabulary), if any."""
+    for op in info.ops:
+        if op.name == "GATHER" and op.inputs:
+            shape = info.tensor(op.inputs[0]).shape
+            if shape:
+                return int(shape[0])
+    return None
+
+
+def model_variant(info: TFLiteInfo) -> Variant:
+    """STEP when the model has an `x` input and at least one state pair, else SEQUENCE."""
+    names = {t.name for t in info.inputs}
+    return Variant.STEP if STEP_INPUT in names and info.states() else Variant.SEQUENCE
+
+
+def _states(info: TFLiteInfo, art: Artifact | None) -> list[StateTensor]:
+    found = {s.input: s for s in info.states()}
+    if art is not None and art.states and all(s.input in found for s in art.states):
+        # The manifest knows the owning Keras layer and the reset value; the file's own
+        # tensors stay authoritative for shape/dtype/quantization.
+        return [
+            StateTensor(**{**vars(found[s.input]), "layer": s.layer, "reset_value": s.reset_value})
+            for s in art.states
+        ]
+    return list(found.values())
 
 
 class StepRunner:
     """A step model with its recurrent state, for embedding in an application.
 
-    >>> runner = StepRunner("model_step_int8.tflite")
-    >>> y = runner.push([0.0])          # one time step
-    >>> saved = runner.get_state(); runner.reset(); runner.set_state(saved)
+    push(sample) -> output runs one time step (float in, float out); reset() starts a new
+    stream; get_state()/set_state() save and restore the state (real values, by input name).
     """
 
-    def __init__(self, model: str | Path | bytes) -> None:
-        data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
-        self.info = read_tflite(model if isinstance(model, (str, Path)) else data)
+    def __init__(
+        self,
+        model: ModelSource,
+        runtime: Runtime | str | None = None,
+        *,
+        threads: int | None = None,
+        xnnpack: bool | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        data, self.info, path = _load(model)
+        self.artifact = manifest_artifact(path)
+        self.states = _states(self.info, self.artifact)
         names = {t.name for t in self.info.inputs}
-        self.states = self.info.states()
-        if STEP_INPUT not in names or not self.states:
+        outs = {t.name for t in self.info.outputs}
+        if STEP_INPUT not in names or STEP_OUTPUT not in outs or not self.states:
             raise BadInputError(
-                "not a step model (needs input 'x' and state{k}_* inputs); sequence models run whole sequences"
+                f"{path or 'model'}: not a step model (needs input 'x', output 'y' and "
+                "state{k}_* inputs); sequence models run whole sequences"
             )
-        self.x_info = next(t for t in self.info.inputs if t.name == STEP_INPUT)
-        self._runner = LiteRTRunner(data, self.info)
+        self.backend = backend or load_backend(
+            data, runtime, threads=threads, xnnpack=xnnpack, info=self.info
+        )
+        self.x_info = self.backend.input_info(STEP_INPUT)
+        self.y_info = self.backend.output_info(STEP_OUTPUT)
+        # Raw copy is exact when out and in share dtype, scale and zero point (edgelstm's int8
+        # step models and every float model); otherwise go through real values.
+        self._raw_copy = {}
+        for s in self.states:
+            o = self.backend.output_info(s.output)
+            i = self.backend.input_info(s.input)
+            self._raw_copy[s.input] = (o.dtype, o.scale, o.zero_point) == (
+                i.dtype,
+                i.scale,
+                i.zero_point,
+            )
+        self.steps = 0
+        self.last_invoke_ns = 0
         self.reset()
 
     @property
+    def runtime(self) -> Runtime:
+        return self.backend.runtime
+
+    @property
     def token_input(self) -> bool:
-        return self.x_info.dtype.startswith("int32")
+        return self.x_info.dtype.startswith("int") and not self.x_info.scale
+
+    @property
+    def vocab(self) -> int | None:
+        """Token-id range of an Embedding front-end (rows of its GATHER table), else None."""
+        return embedding_rows(self.info) if self.token_input else None
+
+    @property
+    def input_size(self) -> int:
+        return int(np.prod(self.x_info.shape)) if self.x_info.shape else 1
+
+    @property
+    def output_size(self) -> int:
+        return int(np.prod(self.y_info.shape)) if self.y_info.shape else 1
 
     def reset(self) -> None:
         """Back to the start of a stream (every state at its reset value)."""
-        self._state = {s.input: np.full(s.shape, s.reset_value, np.float64) for s in self.states}
+        self._raw = {
+            s.input: quantize(np.full(s.shape, s.reset_value), s.dtype, s.scale, s.zero_point)
+            for s in self.states
+        }
+        self.steps = 0
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._state.items()}
+        """The current state as real values, keyed by the state input names."""
+        return {s.input: dequantize(self._raw[s.input], s.scale, s.zero_point) for s in self.states}
 
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state saved by get_state() (real values, keyed by state input name)."""
+        raw = {}
         for s in self.states:
-            if s.input not in state or np.shape(state[s.input]) != tuple(s.shape):
+            if s.input not in state or np.size(state[s.input]) != int(np.prod(s.shape)):
                 raise BadInputError(f"state '{s.input}' missing or not shaped {s.shape}")
-        self._state = {s.input: np.asarray(state[s.input], np.float64) for s in self.states}
+            value = np.asarray(state[s.input], np.float64).reshape(s.shape)
+            raw[s.input] = quantize(value, s.dtype, s.scale, s.zero_point)
+        self._raw = raw
 
-    def push(self, sample: np.ndarray | list[float] | int) -> np.ndarray:
-        """Run one time step; returns the output (float) for this step."""
+    def push(self, sample: Any) -> np.ndarray:
+        """Run one time step; returns this step's output as a flat float64 array."""
         x = np.asarray(sample)
-        want = int(np.prod(self.x_info.shape))
-        if x.size != want:
-            raise BadInputError(f"a sample needs {want} value(s), got {x.size}")
-        out = self._runner.invoke({STEP_INPUT: x.reshape(self.x_info.shape), **self._state})
+        if x.size != self.input_size:
+            raise BadInputError(f"a sample needs {self.input_size} value(s), got {x.size}")
+        if self.token_input:
+            if not np.all(np.equal(np.mod(x, 1), 0)):
+                raise BadInputError(f"this model takes integer token ids, got {x.reshape(-1)[:4]}")
+            if self.vocab and (x.min() < 0 or x.max() >= self.vocab):
+                raise BadInputError(f"token id {x.reshape(-1)[0]} outside [0, {self.vocab})")
+        b = self.backend
+        b.set_input(STEP_INPUT, x.reshape(self.x_info.shape))
         for s in self.states:
-            self._state[s.input] = out[s.output]
-        return out[STEP_OUTPUT].reshape(-1)
+            b.set_raw(s.input, self._raw[s.input])
+        t0 = time.perf_counter_ns()
+        b.invoke()
+        self.last_invoke_ns = time.perf_counter_ns() - t0  # read by `edgelstm profile`
+        for s in self.states:
+            out = b.get_raw(s.output)
+            if not self._raw_copy[s.input]:
+                # different quantization on the two sides: requantize through real values
+                o = b.output_info(s.output)
+                out = quantize(
+                    dequantize(out, o.scale, o.zero_point), s.dtype, s.scale, s.zero_point
+                )
+            self._raw[s.input] = np.asarray(out).reshape(s.shape)
+        self.steps += 1
+        return b.get_output(STEP_OUTPUT).reshape(-1)
+
+    def run(self, xs: Any, reset: bool = True) -> np.ndarray:
+        """Push every step of one sequence ([T, D], or [T] tokens); outputs stacked [T, out]."""
+        xs = np.asarray(xs)
+        if reset:
+            self.reset()
+        steps = xs.reshape(len(xs), -1) if xs.ndim > 1 else xs.reshape(len(xs), 1)
+        return np.stack([self.push(step) for step in steps]) if len(steps) else np.empty((0,))
+
+
+Stream = StepRunner
+
+
+class SequenceRunner:
+    """A sequence model: run(x [T, D]) -> y, resetting fused-LSTM variable state first."""
+
+    def __init__(
+        self,
+        model: ModelSource,
+        runtime: Runtime | str | None = None,
+        *,
+        threads: int | None = None,
+        xnnpack: bool | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        data, self.info, path = _load(model)
+        names = [t.name for t in self.info.inputs]
+        if len(names) != 1:
+            raise BadInputError(
+                f"{path or 'model'}: expected a sequence model with one input, got {names}"
+            )
+        self.backend = backend or load_backend(
+            data, runtime, threads=threads, xnnpack=xnnpack, info=self.info
+        )
+        self.x_info = self.info.inputs[0]
+        self.y_info = self.info.outputs[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.x_info.shape[1] if len(self.x_info.shape) > 1 else 1
+
+    def run(self, x: Any, reset: bool = True) -> np.ndarray:
+        """One sequence (without the batch axis); returns the first output without batch axis.
+
+        reset=False keeps the fused LSTM's state from the previous call (almost never wanted).
+        """
+        if reset:
+            self.backend.reset()
+        b = self.backend
+        b.set_input(self.x_info.name, np.asarray(x))
+        b.invoke()
+        y = b.get_output(self.y_info.name)
+        return y.reshape(y.shape[1:]) if y.ndim > 1 and y.shape[0] == 1 else y
