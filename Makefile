@@ -27,8 +27,10 @@ setup: apt $(BIN)/edgelstm
 demo: setup
 	$(BIN)/edgelstm pipeline --out runs/demo
 
+# The suite, then the runtime side in fresh venvs WITHOUT TensorFlow (litert; tflite-runtime+numpy<2).
 test: setup
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
+	tests/runtime_env_check.sh all
 
 lint: setup
 	$(BIN)/ruff check edgelstm tests benchmarks models

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prove the runtime side of edgelstm installs and runs WITHOUT TensorFlow, in two fresh venvs:
 #   1. litert:          pip install '.[runtime]'                        (numpy 2, click, ai-edge-litert)
-#   2. tflite-runtime:  pip install '.[tflm]' tflite-runtime 'numpy<2'   (--runtime tflite-runtime;
-#                       tflite-runtime ships no flatbuffer schema, the tflm extra provides it)
+#   2. tflite-runtime:  pip install '.[pi]'  (tflite-runtime, numpy<2, tflite-micro for the schema
+#                       that tflite-runtime does not ship; --runtime tflite-runtime)
 # In each: `edgelstm inspect/profile/stream` on the committed fixtures in tests/data/, and
 # `import tensorflow` must fail. The two venvs' stream outputs must agree.
 #
@@ -112,7 +112,7 @@ EOF
 
 case "$WHICH" in
   litert | all) check_venv litert litert "$SRC[runtime]" ;;&
-  tflite-runtime | all) check_venv tflite-runtime tflite-runtime "$SRC[tflm]" tflite-runtime 'numpy<2' ;;&
+  tflite-runtime | all) check_venv tflite-runtime tflite-runtime "$SRC[pi]" ;;&
   litert | tflite-runtime | all) ;;
   *) fail "unknown argument '$WHICH' (litert, tflite-runtime or all)" ;;
 esac

@@ -180,7 +180,9 @@ def test_bad_models_and_samples(tmp_path: Path) -> None:
 def test_missing_backend_names_the_package() -> None:
     if is_available(Runtime.TFLITE_RUNTIME):
         pytest.skip("tflite-runtime is installed here")
-    with pytest.raises(MissingDependencyError, match="pip install tflite-runtime") as exc:
+    with pytest.raises(
+        MissingDependencyError, match=r"'tflite-runtime'.*pip install 'edgelstm\[pi\]'"
+    ) as exc:
         load_backend(STEP_F, "tflite-runtime")
     assert "\n" not in str(exc.value)
 

@@ -51,7 +51,7 @@ class _Requirement:
 
 _REQUIREMENTS = {
     Runtime.LITERT: _Requirement("ai_edge_litert.interpreter", "ai-edge-litert", "runtime"),
-    Runtime.TFLITE_RUNTIME: _Requirement("tflite_runtime.interpreter", "tflite-runtime", None),
+    Runtime.TFLITE_RUNTIME: _Requirement("tflite_runtime.interpreter", "tflite-runtime", "pi"),
     Runtime.TF: _Requirement("tensorflow", "tensorflow", "convert"),
     Runtime.TFLM: _Requirement("tflite_micro.python.tflite_micro.runtime", "tflite-micro", "tflm"),
 }
