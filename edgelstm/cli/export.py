@@ -86,11 +86,13 @@ def export(
     except ImportError as exc:
         raise BadInputError(f"--target c is not available in this installation ({exc})") from exc
 
+    if verify:
+        app.info(f"[export] {model.name}: building and checking the C engine ({', '.join(verify)})")
     result = export_c(model, outdir, name=c_name, verify=list(verify), manifest=manifest)
     if as_json:
         app.out_json(result)
     else:
-        app.out(format_result(result))
+        app.out(format_c(result))
 
 
 def _check_model(model: Path) -> None:
@@ -144,18 +146,43 @@ def format_tflm(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_result(result: dict[str, Any], indent: str = "") -> str:
-    """Generic key/value rendering of a result dict (used for --target c)."""
-    lines = []
-    width = max((len(str(k)) for k in result), default=0)
-    for key, value in result.items():
-        if isinstance(value, dict):
-            lines.append(f"{indent}{key}:")
-            lines.append(format_result(value, indent + "  "))
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            lines.append(f"{indent}{key}:")
-            lines.extend(f"{indent}  - {json.dumps(v, default=str)}" for v in value)
+def format_c(r: dict[str, Any]) -> str:
+    """A short human report of a C engine export: sizes, then each verification."""
+    size = r["size"]
+    lines = [
+        f"{r['source']} -> {r['outdir']}  ({r['quantization']}, name {r['c_name']}"
+        + (", with run_sequence" if r.get("run_sequence") else "")
+        + ")",
+        f"  flash  constants (weights, params, tables) {size['const_bytes']:>9,} B"
+        f"  (model weights {size['weight_bytes']:,} B)",
+        f"  RAM    arena + FC scratch                  "
+        f"{size['arena_bytes'] + size['scratch_bytes']:>9,} B",
+        f"  RAM    state (caller-owned struct)         {size['state_bytes']:>9,} B",
+        f"  MACs per step                              {r['macs_per_step']:>9,}",
+        f"  ops ({r['op_count']}): {', '.join(r['ops'])}",
+    ]
+    for target, v in r.get("verify", {}).items():
+        p = v["parity"]
+        if "max_lsb_diff" in p:
+            parity = (
+                f"max {p['max_lsb_diff']} LSB, {p['values_not_bit_exact']} of "
+                f"{p['values_compared']} values not bit-exact"
+            )
         else:
-            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
-            lines.append(f"{indent}{str(key).ljust(width)}  {shown}")
+            parity = f"max abs diff {p['max_abs_diff']:.3g} over {p['values_compared']} values"
+        ok = "ok" if p["ok"] else "FAILED"
+        lines.append(f"  verify {target}: {ok} vs LiteRT over {p['steps']} steps: {parity}")
+        if "cycles" in v:
+            c, z = v["cycles"], v["size"]
+            lines.append(
+                f"    Cortex-M4 (qemu icount): {c['instructions_per_step_median']:,} instructions"
+                f"/step, {c['instructions_per_mac']} per MAC"
+            )
+            lines.append(
+                f"    flash {z['flash_engine_bytes']:,} B (text {z['flash_engine_text']:,} + "
+                f"rodata {z['flash_engine_rodata']:,}), RAM {z['ram_total_bytes']:,} B (data+bss "
+                f"{z['ram_engine_data_bss']:,} + state {z['ram_state_bytes']:,} + stack "
+                f"{z['ram_stack_high_water']:,})"
+            )
+    lines.append(f"  wrote {len(r['files'])} files (see README.md)")
     return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""`edgelstm export --target c`: a step .tflite -> a standalone C99 engine (no malloc, no TFLite
+Micro), optionally verified on the host and on an emulated Cortex-M4.
+
+    export_c(Path("out/model_step_int8.tflite"), Path("engine"), name="echo", verify=["host"],
+             manifest=None) -> dict   # JSON-able: files, sizes, MACs, parity, cycles
+
+A sequence .tflite is accepted when its manifest names a step sibling of the same quantization:
+the engine is built from the step model and gains `<name>_run_sequence()`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgelstm import __version__
+from edgelstm.errors import BadInputError, VerificationError
+from edgelstm.export.cengine.emit import (
+    Interface,
+    build_interface,
+    example_main,
+    kernel_sources,
+    makefile,
+    model_header,
+    model_source,
+    readme,
+)
+from edgelstm.export.cengine.graph import Graph, load_graph
+from edgelstm.export.cengine.lower import Program, lower
+from edgelstm.export.cgen import check_identifier
+
+__all__ = ["GeneratedEngine", "export_c", "generate"]
+
+
+class GeneratedEngine:
+    """The in-memory result of generation: files plus what verification needs."""
+
+    def __init__(
+        self,
+        files: dict[str, str],
+        ifc: Interface,
+        prog: Program,
+        graph: Graph,
+        step: Path,
+        meta: dict[str, Any],
+    ) -> None:
+        self.files = files
+        self.ifc = ifc
+        self.prog = prog
+        self.graph = graph
+        self.step_path = step
+        self.meta = meta
+
+    @property
+    def vocab(self) -> int:
+        for op in self.graph.ops:
+            if op.name == "GATHER":
+                return int(self.graph.tensors[op.inputs[0]].shape[0])
+        return 0
+
+
+def _artifact(manifest: dict | None, file_name: str) -> dict | None:
+    if not manifest:
+        return None
+    for a in manifest.get("artifacts", []):
+        if isinstance(a, dict) and a.get("file") == file_name:
+            return a
+    return None
+
+
+def _resolve_step(path: Path, manifest: dict | None) -> tuple[Path, dict | None, dict | None]:
+    """(step .tflite, its manifest entry, sequence info or None)."""
+    art = _artifact(manifest, path.name)
+    if art is None or art.get("variant") != "sequence":
+        if art is None:
+            ops = load_graph(path).info.op_set
+            if "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops:
+                raise BadInputError(
+                    f"{path.name} is a sequence model and no manifest.json names its step model; "
+                    "export the *_step_*.tflite written by `edgelstm convert`"
+                )
+        return path, art, None
+    q = art.get("quantization")
+    sibling = next(
+        (
+            a
+            for a in manifest.get("artifacts", [])  # type: ignore[union-attr]
+            if a.get("variant") == "step" and a.get("quantization") == q
+        ),
+        None,
+    )
+    if sibling is None or not (path.parent / sibling["file"]).is_file():
+        raise BadInputError(
+            f"{path.name} is a sequence model without a {q} step model beside it; convert with "
+            "--variants step (the C engine runs step models, sequences as a loop over steps)"
+        )
+    model = manifest.get("model", {})  # type: ignore[union-attr]
+    seq = {
+        "steps": int(model.get("seq_len") or 1),
+        "many_to_many": model.get("output_kind") == "many_to_many",
+        "sequence_model": path.name,
+    }
+    return path.parent / sibling["file"], sibling, seq
+
+
+def generate(tflite_path: Path, *, name: str, manifest: dict | None = None) -> GeneratedEngine:
+    """Lower and emit, in memory (no disk writes)."""
+    check_identifier(name)
+    tflite_path = Path(tflite_path)
+    step, art, seq = _resolve_step(tflite_path, manifest)
+    graph = load_graph(step)
+    layers = [
+        layer
+        for layer in ((manifest or {}).get("model", {}) or {}).get("layers", [])
+        if isinstance(layer, dict) and layer.get("name")
+    ]
+    prog = lower(graph, name, layers)
+    resets = {s["input"]: float(s.get("reset_value", 0.0)) for s in (art or {}).get("states", [])}
+    ifc = build_interface(graph, name, resets, seq)
+    quantization = (art or {}).get("quantization") or (
+        "int8"
+        if graph.tensors[graph.inputs["x"]].dtype in ("int8",)
+        or any(t.dtype == "int8" for t in graph.tensors)
+        else "float"
+    )
+    files = {
+        f"{name}_model.h": model_header(ifc, prog, step.name, quantization),
+        f"{name}_model.c": model_source(ifc, prog, graph),
+        "main.c": example_main(ifc),
+        "Makefile": makefile(name),
+        "README.md": readme(ifc, prog, step.name, quantization),
+        **kernel_sources(),
+    }
+    meta = {"quantization": quantization, "sequence": seq, "step_model": str(step)}
+    return GeneratedEngine(files, ifc, prog, graph, step, meta)
+
+
+def _result(eng: GeneratedEngine, source: Path, outdir: Path) -> dict[str, Any]:
+    ifc, prog = eng.ifc, eng.prog
+    return {
+        "source": str(source),
+        "step_model": str(eng.step_path),
+        "outdir": str(outdir),
+        "c_name": ifc.name,
+        "quantization": eng.meta["quantization"],
+        "run_sequence": bool(eng.meta["sequence"]),
+        "edgelstm_version": __version__,
+        "ops": sorted(set(prog.kernels)),
+        "op_count": len(prog.kernels),
+        "macs_per_step": prog.macs,
+        "input": {
+            "dtype": ifc.x.dtype,
+            "size": ifc.x.numel,
+            "scale": ifc.x.scale,
+            "zero_point": ifc.x.zp,
+        },
+        "output": {
+            "dtype": ifc.y.dtype,
+            "size": ifc.y.numel,
+            "scale": ifc.y.scale,
+            "zero_point": ifc.y.zp,
+        },
+        "states": [
+            {
+                "field": s.field,
+                "dtype": s.dtype,
+                "elements": s.numel,
+                "scale": s.scale,
+                "zero_point": s.zero_point,
+            }
+            for s in ifc.states
+        ],
+        "size": {
+            "weight_bytes": prog.weight_bytes,
+            "const_bytes": prog.const_bytes,
+            "arena_bytes": prog.arena_bytes,
+            "scratch_bytes": prog.scratch_i16 * 2,
+            "state_bytes": ifc.state_bytes,
+        },
+        "files": sorted(eng.files),
+        "verify": {},
+    }
+
+
+def verify_engine(
+    eng: GeneratedEngine,
+    src_dir: Path,
+    target: str,
+    *,
+    streams: int = 3,
+    steps: int = 8,
+    seed: int = 0,
+    sanitize: bool = True,
+) -> dict[str, Any]:
+    """Run the generated engine (`src_dir`) on `target` and compare with LiteRT."""
+    from edgelstm.export.cengine import verify as v
+
+    inputs = v.make_inputs(eng.ifc, streams, steps, seed, eng.vocab)
+    ref_y, ref_states = v.reference(eng.step_path, eng.ifc, inputs)
+    if target == "host":
+        got = v.run_host(src_dir, eng.ifc, inputs, eng.prog.macs, sanitize=sanitize)
+    elif target == "qemu":
+        got = v.run_qemu(src_dir, eng.ifc, inputs, eng.prog.macs)
+    else:
+        raise BadInputError(f"unknown verify target '{target}' (host, qemu)")
+    parity = v.compare(eng.ifc, got, ref_y, ref_states)
+    res: dict[str, Any] = {"parity": parity}
+    if target == "host":
+        res["compiler"] = "gcc -std=c99 -Wall -Wextra -Werror -pedantic" + (
+            " -fsanitize=address,undefined" if sanitize else ""
+        )
+    else:
+        res["cycles"] = got["cycles"]
+        res["size"] = got["size"]
+        res["compiler"] = "arm-none-eabi-gcc -O2 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard"
+    return res
+
+
+def export_c(
+    tflite_path: Path,
+    outdir: Path,
+    *,
+    name: str,
+    verify: list[str],
+    manifest: dict | None,
+) -> dict[str, Any]:
+    """Generate the engine into `outdir` (atomically), then run the requested checks."""
+    from edgelstm.export.tflm import write_export
+
+    tflite_path, outdir = Path(tflite_path), Path(outdir)
+    eng = generate(tflite_path, name=name, manifest=manifest)
+    write_export(dict(eng.files), outdir)
+    result = _result(eng, tflite_path, outdir)
+    failures = []
+    for target in dict.fromkeys(verify):
+        res = verify_engine(eng, outdir, target)
+        result["verify"][target] = res
+        if not res["parity"]["ok"]:
+            failures.append(f"{target}: {json.dumps(res['parity'], default=str)}")
+    if failures:
+        raise VerificationError("C engine disagrees with LiteRT: " + "; ".join(failures))
+    return result

@@ -1,0 +1,146 @@
+"""The main subgraph of a step .tflite as plain Python data: tensors (with constant data), ops
+(with their builtin options), graph inputs and outputs by signature name. TF-free: uses the
+official schema bindings' object API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelstm.errors import BadInputError
+from edgelstm.tflite_info import TFLiteInfo, read_tflite, schema
+
+_NP_DTYPES = {
+    "float32": np.float32,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "bool": np.bool_,
+    "float16": np.float16,
+}
+CTYPES = {"float32": "float", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t"}
+
+
+@dataclass
+class Tensor:
+    """One tensor of the subgraph; `data` is set for constants."""
+
+    index: int
+    name: str
+    shape: list[int]
+    dtype: str
+    scales: list[float]
+    zero_points: list[int]
+    data: np.ndarray | None = None
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= max(int(d), 1)
+        return n
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(_NP_DTYPES.get(self.dtype, np.uint8)).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.itemsize
+
+    @property
+    def ctype(self) -> str:
+        return CTYPES.get(self.dtype, "")
+
+    @property
+    def scale(self) -> float:
+        return self.scales[0] if self.scales else 0.0
+
+    @property
+    def zp(self) -> int:
+        return self.zero_points[0] if self.zero_points else 0
+
+
+@dataclass
+class Op:
+    """One operator: builtin name, tensor indices (-1 = absent) and the options object."""
+
+    index: int
+    name: str
+    inputs: list[int]
+    outputs: list[int]
+    options: Any = None
+
+
+@dataclass
+class Graph:
+    """A step model ready for lowering."""
+
+    info: TFLiteInfo
+    tensors: list[Tensor]
+    ops: list[Op]
+    inputs: dict[str, int]  # signature name -> tensor index
+    outputs: dict[str, int]
+    input_order: list[str] = field(default_factory=list)
+
+
+def load_graph(path: Path | str) -> Graph:
+    """Parse `path` (a .tflite) into a Graph; BadInputError for anything unreadable."""
+    data = Path(path).read_bytes()
+    info = read_tflite(data)
+    if info.subgraphs != 1:
+        raise BadInputError(
+            f"{path}: {info.subgraphs} subgraphs; the C engine lowers single-subgraph step models"
+        )
+    fb = schema()
+    model = fb.ModelT.InitFromPackedBuf(data, 0)
+    sg = model.subgraphs[0]
+    tensors = []
+    for i, t in enumerate(sg.tensors):
+        desc = info.tensors[i]
+        arr = None
+        buf = model.buffers[t.buffer] if t.buffer is not None and t.buffer > 0 else None
+        if buf is not None and buf.data is not None and len(buf.data):
+            npdt = _NP_DTYPES.get(desc.dtype)
+            if npdt is None:
+                raise BadInputError(
+                    f"constant tensor '{desc.name}' has unsupported dtype {desc.dtype}"
+                )
+            raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
+            arr = np.frombuffer(raw, dtype=npdt).copy()
+            shape = desc.shape or []
+            arr = arr.reshape(shape) if shape else arr.reshape(())
+        tensors.append(
+            Tensor(
+                index=i,
+                name=desc.name,
+                shape=list(desc.shape),
+                dtype=desc.dtype,
+                scales=list(desc.scales),
+                zero_points=list(desc.zero_points),
+                data=arr,
+            )
+        )
+    ops = [
+        Op(
+            index=o.index,
+            name=o.name,
+            inputs=list(o.inputs),
+            outputs=list(o.outputs),
+            options=sg.operators[o.index].builtinOptions,
+        )
+        for o in info.ops
+    ]
+    return Graph(
+        info=info,
+        tensors=tensors,
+        ops=ops,
+        inputs={t.name: t.tensor_index for t in info.inputs},
+        outputs={t.name: t.tensor_index for t in info.outputs},
+        input_order=[t.name for t in info.inputs],
+    )

@@ -1,0 +1,626 @@
+"""Lower a step .tflite to a static schedule of C kernel calls.
+
+`lower(graph, name, layers)` walks the operators in order; a handler per TFLite builtin op
+precomputes the kernel parameters (fixed-point multipliers, folded biases, activation tables,
+re-ordered weights) and returns C statements. Layout-only ops (RESHAPE, a SPLIT along the outer
+axis) become views of their input, so they cost nothing. Activations live in one static arena
+planned by liveness (first fit); the recurrent state lives in the caller's struct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgelstm.errors import BadInputError, UnsupportedLayerError
+from edgelstm.export.cengine import quant
+from edgelstm.export.cengine.graph import Graph, Op, Tensor
+from edgelstm.export.cgen import c_float
+
+ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+# elementwise kernels that read element i before writing element i: may run in place
+INPLACE_OPS = (
+    "ADD",
+    "SUB",
+    "MUL",
+    "LOGISTIC",
+    "TANH",
+    "RELU",
+    "RELU6",
+    "RELU_N1_TO_1",
+    "QUANTIZE",
+    "SOFTMAX",
+)
+ARENA_ALIGN = 8
+
+
+@dataclass
+class Program:
+    """The lowered model: C definitions (constants, params) and the body of the step function."""
+
+    consts: list[str] = field(default_factory=list)
+    body: list[str] = field(default_factory=list)
+    arena_bytes: int = 0
+    scratch_i16: int = 0  # int16 elements of the FC input-expansion buffer
+    const_bytes: int = 0  # bytes of constant data (weights, tables, params)
+    weight_bytes: int = 0  # bytes of the model's constant tensors as stored in the .tflite
+    macs: int = 0
+    kernels: list[str] = field(default_factory=list)  # TFLite ops used, in order of appearance
+    may_fail: bool = False  # an op can report an error (GATHER index)
+    refs: dict[int, str] = field(default_factory=dict)  # graph outputs -> C pointer expression
+
+
+def _c_int_list(values: np.ndarray, per_line: int = 16) -> str:
+    vals = [int(v) for v in np.asarray(values).reshape(-1)]
+    text = [str(v) if v != -(2**31) else "(-2147483647 - 1)" for v in vals]
+    lines = [", ".join(text[i : i + per_line]) for i in range(0, len(text), per_line)]
+    return ",\n    ".join(lines) if lines else "0"
+
+
+def _c_float_list(values: np.ndarray, per_line: int = 6) -> str:
+    vals = [c_float(float(v)) for v in np.asarray(values, dtype=np.float32).reshape(-1)]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    return ",\n    ".join(lines) if lines else "0.0f"
+
+
+class Lowering:
+    """State of one lowering pass (see module docstring)."""
+
+    def __init__(self, graph: Graph, name: str, layers: list[dict]) -> None:
+        self.g = graph
+        self.name = name
+        self.layers = layers
+        self.prog = Program()
+        self.views: dict[int, tuple[int, int]] = {}  # tensor -> (root tensor, byte offset)
+        self.arena_off: dict[int, int] = {}
+        self.const_names: dict[int, str] = {}
+        self.dedup: dict[tuple[str, str, bytes], str] = {}
+        self.x_index = graph.inputs.get("x", -1)
+        self.state_inputs = {
+            idx: nm for nm, idx in graph.inputs.items() if nm != "x" and nm.startswith("state")
+        }
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def layer_of(self, op: Op) -> str:
+        """Best guess of the Keras layer an op belongs to (tensor names carry layer names)."""
+        names = [self.g.tensors[i].name for i in op.outputs + op.inputs if i >= 0]
+        layer_names = [str(x.get("name", "")) for x in self.layers if x.get("name")]
+        for layer in sorted(layer_names, key=len, reverse=True):
+            for n in names:
+                parts = n.replace(";", "/").replace(":", "/").split("/")
+                if layer in parts:
+                    return layer
+        # converted tensor names rarely keep layer names: match an activation op to the layer
+        # whose (recurrent) activation it implements
+        act = op.name.lower()
+        hits = [
+            str(x["name"])
+            for x in self.layers
+            if act
+            in {str(v).lower() for k, v in (x.get("details") or {}).items() if "activation" in k}
+            or str(x.get("kind", "")).lower() == act
+        ]
+        return ", ".join(hits)
+
+    def unsupported(self, op: Op, why: str = "") -> UnsupportedLayerError:
+        layer = self.layer_of(op)
+        out = self.g.tensors[op.outputs[0]].name if op.outputs else "?"
+        where = f"layer '{layer}' (tensor '{out}')" if layer else f"output tensor '{out}'"
+        detail = f" ({why})" if why else ""
+        return UnsupportedLayerError(
+            f"the C engine has no kernel for TFLite op {op.name}{detail} in {where}"
+        )
+
+    # -- tensors ------------------------------------------------------------------------------
+
+    def t(self, idx: int) -> Tensor:
+        return self.g.tensors[idx]
+
+    def root(self, idx: int) -> tuple[int, int]:
+        off = 0
+        while idx in self.views:
+            idx, o = self.views[idx]
+            off += o
+        return idx, off
+
+    def const_ref(self, idx: int) -> str:
+        """A constant tensor as a C array (emitted once, in its own dtype)."""
+        if idx not in self.const_names:
+            t = self.t(idx)
+            assert t.data is not None
+            cname = f"{self.name}_c{idx}"
+            self.add_const(t.ctype, cname, t.data, f"'{t.name}' {t.shape}")
+            self.const_names[idx] = cname
+        return self.const_names[idx]
+
+    def add_const(self, ctype: str, cname: str, values: np.ndarray, comment: str = "") -> str:
+        arr = np.asarray(values).reshape(-1)
+        key = (ctype, arr.dtype.str, arr.tobytes())
+        if key in self.dedup:  # e.g. the LOGISTIC tables of one layer's gates are identical
+            return self.dedup[key]
+        self.dedup[key] = cname
+        body = _c_float_list(arr) if ctype == "float" else _c_int_list(arr)
+        note = f"/* {comment} */\n" if comment else ""
+        align = f"{self.name.upper()}_ALIGN "
+        self.prog.consts.append(
+            f"{note}{align}static const {ctype} {cname}[{max(arr.size, 1)}] = {{\n    {body}\n}};"
+        )
+        itemsize = 4 if ctype in ("float", "int32_t") else 2 if ctype == "int16_t" else 1
+        self.prog.const_bytes += arr.size * itemsize
+        return cname
+
+    def ref(self, idx: int, const: bool = False) -> str:
+        """C expression for a typed pointer to tensor `idx`'s data."""
+        t = self.t(idx)
+        root, off = self.root(idx)
+        rt = self.t(root)
+        if off % t.itemsize:
+            raise BadInputError(f"tensor '{t.name}' is misaligned in its buffer")
+        elem = off // t.itemsize
+        qual = "const " if const else ""
+        if rt.data is not None:
+            base = self.const_ref(root)
+            return f"({base} + {elem})" if elem else base
+        if root == self.x_index:
+            return f"(x + {elem})" if elem else "x"
+        if root in self.state_inputs:
+            field_ = self.state_inputs[root]
+            return f"(st->{field_} + {elem})" if elem else f"st->{field_}"
+        if root not in self.arena_off:
+            raise BadInputError(f"tensor '{rt.name}' is read before it is written")
+        byte = self.arena_off[root] + off
+        return f"(({qual}{t.ctype} *)({self.name}_arena + {byte}))"
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def plan_views(self) -> None:
+        for op in self.g.ops:
+            if op.name in ALIAS_OPS and self.t(op.outputs[0]).dtype == self.t(op.inputs[0]).dtype:
+                self.views[op.outputs[0]] = (op.inputs[0], 0)
+            elif op.name == "SPLIT":
+                self._split_views(op, self.t(op.inputs[0]), op.inputs[1])
+            elif op.name == "SPLIT_V":
+                self._split_views(op, self.t(op.inputs[2]), op.inputs[0])
+        self._inplace_views()
+
+    def _inplace_views(self) -> None:
+        """Let an elementwise op write over an input that dies with it (same size and dtype)."""
+        n_ops = len(self.g.ops)
+        last: dict[int, int] = {}
+
+        def touch(idx: int, when: int) -> None:
+            while True:  # a use of a view is a use of everything it views
+                last[idx] = max(last.get(idx, -1), when)
+                if idx not in self.views:
+                    return
+                idx = self.views[idx][0]
+
+        for op in self.g.ops:
+            for i in op.inputs:
+                if i >= 0:
+                    touch(i, op.index)
+        for idx in self.g.outputs.values():
+            touch(idx, n_ops)
+        for op in self.g.ops:
+            if op.name not in INPLACE_OPS or not op.outputs or op.outputs[0] in self.views:
+                continue
+            y = self.t(op.outputs[0])
+            for i in op.inputs:
+                if i < 0:
+                    continue
+                t = self.t(i)
+                root, _ = self.root(i)
+                if (
+                    t.dtype != y.dtype
+                    or t.numel != y.numel
+                    or last.get(i) != op.index
+                    or self.t(root).data is not None
+                    or root == self.x_index
+                    or root in self.state_inputs
+                ):
+                    continue
+                self.views[op.outputs[0]] = (i, 0)
+                # the output's later uses now keep the input's buffer alive
+                break
+
+    def _split_views(self, op: Op, axis_t: Tensor, data_idx: int) -> None:
+        data = self.t(data_idx)
+        if axis_t.data is None:
+            raise self.unsupported(op, "non-constant axis")
+        axis = int(np.asarray(axis_t.data).reshape(-1)[0]) % max(len(data.shape), 1)
+        outer = int(np.prod([max(d, 1) for d in data.shape[:axis]], dtype=np.int64))
+        if outer != 1:
+            return  # copied by the handler instead
+        off = 0
+        for o in op.outputs:
+            self.views[o] = (data_idx, off)
+            off += self.t(o).nbytes
+
+    def plan_arena(self) -> None:
+        """First-fit allocation of every non-view, non-input, non-constant tensor by liveness."""
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        n_ops = len(self.g.ops)
+        for op in self.g.ops:
+            for i in op.outputs:
+                r, _ = self.root(i)
+                first.setdefault(r, op.index)
+                last[r] = max(last.get(r, op.index), op.index)
+            for i in op.inputs:
+                if i >= 0:
+                    r, _ = self.root(i)
+                    last[r] = max(last.get(r, op.index), op.index)
+        for idx in self.g.outputs.values():  # copied out after the last op
+            r, _ = self.root(idx)
+            last[r] = n_ops
+        roots = [
+            r
+            for r in first
+            if self.t(r).data is None and r != self.x_index and r not in self.state_inputs
+        ]
+        roots.sort(key=lambda r: (-self.t(r).nbytes, first[r], r))
+        placed: list[tuple[int, int, int, int]] = []  # (start, end, first, last)
+        top = 0
+        for r in roots:
+            size = -(-self.t(r).nbytes // ARENA_ALIGN) * ARENA_ALIGN
+            busy = sorted((s, e) for s, e, f, la in placed if not (la < first[r] or last[r] < f))
+            pos = 0
+            for s, e in busy:
+                if pos + size <= s:
+                    break
+                pos = max(pos, e)
+            self.arena_off[r] = pos
+            placed.append((pos, pos + size, first[r], last[r]))
+            top = max(top, pos + size)
+        self.prog.arena_bytes = top
+
+    # -- emission -----------------------------------------------------------------------------
+
+    def run(self) -> Program:
+        self.plan_views()
+        for op in self.g.ops:  # check every op before any work, so errors come first
+            if op.name not in HANDLERS:
+                raise self.unsupported(op)
+        self.plan_arena()
+        for op in self.g.ops:
+            self.prog.kernels.append(op.name)
+            out = self.t(op.outputs[0]) if op.outputs else None
+            self.prog.body.append(f"/* {op.index}: {op.name} -> '{out.name if out else ''}' */")
+            self.prog.body.extend(HANDLERS[op.name](self, op))
+            self.prog.body.append(f"EL_PROFILE({op.index});")
+        for idx in self.g.outputs.values():
+            self.prog.refs[idx] = self.ref(idx, True)
+        self.prog.weight_bytes = sum(t.nbytes for t in self.g.tensors if t.data is not None)
+        return self.prog
+
+
+# ---- handlers ------------------------------------------------------------------------------
+
+
+def _act(op: Op) -> int:
+    return int(getattr(op.options, "fusedActivationFunction", 0) or 0)
+
+
+def _is_int8(t: Tensor) -> bool:
+    return t.dtype == "int8"
+
+
+def _fc(lw: Lowering, op: Op) -> list[str]:
+    x, w = lw.t(op.inputs[0]), lw.t(op.inputs[1])
+    b = lw.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    y = lw.t(op.outputs[0])
+    if w.data is None or len(w.shape) != 2:
+        raise lw.unsupported(op, "non-constant or non-2-D weights")
+    rows, cols = w.shape
+    if x.numel != cols:
+        raise lw.unsupported(op, f"batched input {x.shape}")
+    act = _act(op)
+    lw.prog.macs += rows * cols
+    k = op.index
+    p = lw.name
+    if x.dtype == "float32" and w.dtype == "float32" and y.dtype == "float32":
+        if act not in (0, 1, 2, 3, 4):
+            raise lw.unsupported(op, f"fused activation {act}")
+        wn = lw.add_const("float", f"{p}_w{k}", w.data, f"'{w.name}' {w.shape}")
+        bn = lw.add_const("float", f"{p}_b{k}", b.data, f"'{b.name}'") if b is not None else "0"
+        return [
+            f"el_fc_f32({lw.ref(op.inputs[0], True)}, {cols}, {wn}, {bn}, {rows}, {act}, "
+            f"{lw.ref(op.outputs[0])});"
+        ]
+    if not (_is_int8(x) and _is_int8(w) and _is_int8(y)):
+        raise lw.unsupported(op, f"{x.dtype} input with {w.dtype} weights (hybrid)")
+    if act not in (0, 1, 2, 3):
+        raise lw.unsupported(op, f"fused activation {act}")
+    if any(z != 0 for z in w.zero_points):
+        raise lw.unsupported(op, "asymmetric int8 weights")
+    wq = w.data.astype(np.int64)
+    bias = (b.data.astype(np.int64) if b is not None else np.zeros(rows, np.int64)).reshape(-1)
+    folded = bias + (-x.zp) * wq.sum(axis=1)  # input zero point folded into the bias offline
+    if np.abs(folded).max(initial=0) >= 2**31:
+        raise lw.unsupported(op, "bias overflows int32 after folding the zero point")
+    scales = w.scales if len(w.scales) == rows else [w.scale] * rows
+    mults, shifts = zip(
+        *(quant.quantize_multiplier(x.scale * s / y.scale) for s in scales), strict=True
+    )
+    rp, cp = -(-rows // 4) * 4, -(-cols // 8) * 8  # DSP loop: 4 rows x 8 columns
+    wpad = np.zeros((rp, cp), np.int8)
+    wpad[:rows, :cols] = w.data
+    # blocks of 4 rows x 4 columns, row bytes as c0 c2 c1 c3 (SXTB16 pairs, see the kernel)
+    blocked = wpad.reshape(rp // 4, 4, cp // 4, 4).transpose(0, 2, 1, 3)[..., [0, 2, 1, 3]]
+    pad = [0] * (rp - rows)  # the kernel reads whole 4-row blocks
+    wn = lw.add_const("int8_t", f"{p}_w{k}", blocked, f"'{w.name}' {w.shape} blocked 4x4")
+    bn = lw.add_const(
+        "int32_t",
+        f"{p}_b{k}",
+        np.array([*folded, *pad]),
+        "bias with the input zero point folded in",
+    )
+    mn = lw.add_const("int32_t", f"{p}_m{k}", np.array([*mults, *pad]), "requantize multipliers")
+    sn = lw.add_const("int8_t", f"{p}_s{k}", np.array([*shifts, *pad]), "requantize shifts")
+    lo, hi = quant.activation_range_s8(act, y.scale, y.zp)
+    lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
+    return [
+        f"el_fc_s8({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {wn}, {bn}, {rows}, {mn}, "
+        f"{sn}, {y.zp}, {lo}, {hi}, {p}_xs, {lw.ref(op.outputs[0])});"
+    ]
+
+
+def _broadcast(lw: Lowering, op: Op) -> tuple[int, int, int]:
+    a, b, y = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    n = y.numel
+    sa = 1 if a.numel == n else 0 if a.numel == 1 else -1
+    sb = 1 if b.numel == n else 0 if b.numel == 1 else -1
+    if sa < 0 or sb < 0:
+        raise lw.unsupported(op, f"broadcast {a.shape} with {b.shape}")
+    return sa, sb, n
+
+
+def _binary(lw: Lowering, op: Op) -> list[str]:
+    sa, sb, n = _broadcast(lw, op)
+    a, b, y = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    act = _act(op)
+    ra, rb, ry = lw.ref(op.inputs[0], True), lw.ref(op.inputs[1], True), lw.ref(op.outputs[0])
+    if y.dtype == "float32":
+        code = {"ADD": 0, "SUB": 1, "MUL": 2}[op.name]
+        return [f"el_binary_f32({code}, {ra}, {sa}, {rb}, {sb}, {ry}, {n}, {act});"]
+    if not (_is_int8(a) and _is_int8(b) and _is_int8(y)):
+        raise lw.unsupported(op, f"{a.dtype}/{b.dtype} -> {y.dtype}")
+    if act not in (0, 1, 2, 3):
+        raise lw.unsupported(op, f"fused activation {act}")
+    lo, hi = quant.activation_range_s8(act, y.scale, y.zp)
+    pn = f"{lw.name}_p{op.index}"
+    if op.name == "MUL":
+        m, s = quant.quantize_multiplier(a.scale * b.scale / y.scale)
+        vals = [-a.zp, -b.zp, y.zp, m, s, lo, hi]
+        lw.prog.consts.append(f"static const el_mul_s8_t {pn} = {{{', '.join(map(str, vals))}}};")
+        lw.prog.const_bytes += 28
+        return [f"el_mul_s8(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+    prm = quant.addsub_params(a.scale, a.zp, b.scale, b.zp, y.scale, y.zp)
+    keys = [
+        "in1_off",
+        "in1_mult",
+        "in1_shift",
+        "in2_off",
+        "in2_mult",
+        "in2_shift",
+        "out_off",
+        "out_mult",
+        "out_shift",
+        "left_shift",
+    ]
+    vals = [prm[k] for k in keys] + [lo, hi]
+    lw.prog.consts.append(f"static const el_addsub_s8_t {pn} = {{{', '.join(map(str, vals))}}};")
+    lw.prog.const_bytes += 48
+    sign = 1 if op.name == "ADD" else -1
+    return [f"el_addsub_s8(&{pn}, {sign}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+
+
+def _activation(lw: Lowering, op: Op) -> list[str]:
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    rx, ry = lw.ref(op.inputs[0], True), lw.ref(op.outputs[0])
+    if y.dtype == "float32":
+        fn = "el_logistic_f32" if op.name == "LOGISTIC" else "el_tanh_f32"
+        return [f"{fn}({rx}, {ry}, {y.numel});"]
+    if not (_is_int8(x) and _is_int8(y)):
+        raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+    table = quant.lut_s8(op.name, x.scale, x.zp, y.scale, y.zp)
+    tn = lw.add_const("int8_t", f"{lw.name}_lut{op.index}", table, f"{op.name} table")
+    return [f"el_lut_s8({tn}, {rx}, {ry}, {y.numel});"]
+
+
+def _relu(lw: Lowering, op: Op) -> list[str]:
+    y = lw.t(op.outputs[0])
+    if y.dtype != "float32":
+        raise lw.unsupported(op, f"{y.dtype} (only float32 RELU is lowered)")
+    lo, hi = {"RELU": (0.0, 3.0e38), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[op.name]
+    return [
+        f"el_relu_f32({lw.ref(op.inputs[0], True)}, {lw.ref(op.outputs[0])}, {y.numel}, "
+        f"{c_float(lo)}, {c_float(hi)});"
+    ]
+
+
+def _softmax(lw: Lowering, op: Op) -> list[str]:
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    beta = float(getattr(op.options, "beta", 1.0) or 1.0)
+    n = x.shape[-1] if x.shape else 1
+    outer = x.numel // max(n, 1)
+    rx, ry = lw.ref(op.inputs[0], True), lw.ref(op.outputs[0])
+    if y.dtype == "float32":
+        return [f"el_softmax_f32({rx}, {ry}, {outer}, {n}, {c_float(beta)});"]
+    if not (_is_int8(x) and _is_int8(y)):
+        raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+    tn = lw.add_const(
+        "float", f"{lw.name}_exp{op.index}", quant.softmax_table(x.scale, beta), "softmax exp table"
+    )
+    return [f"el_softmax_s8({tn}, {c_float(y.scale)}, {y.zp}, {rx}, {ry}, {outer}, {n});"]
+
+
+def _quantize(lw: Lowering, op: Op) -> list[str]:
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    rx, ry = lw.ref(op.inputs[0], True), lw.ref(op.outputs[0])
+    if _is_int8(x) and _is_int8(y):
+        m, s = quant.quantize_multiplier(x.scale / y.scale)
+        if y.numel >= 32:  # a 256-byte table beats per-element fixed-point math
+            table = quant.requant_table(x.zp, y.zp, m, s)
+            tn = lw.add_const("int8_t", f"{lw.name}_rq{op.index}", table, "requantize table")
+            return [f"el_lut_s8({tn}, {rx}, {ry}, {y.numel});"]
+        return [f"el_requant_s8({rx}, {x.zp}, {m}, {s}, {y.zp}, {ry}, {y.numel});"]
+    if x.dtype == "float32" and _is_int8(y):
+        return [f"el_quantize_f32_s8({rx}, {c_float(y.scale)}, {y.zp}, {ry}, {y.numel});"]
+    raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+
+
+def _dequantize(lw: Lowering, op: Op) -> list[str]:
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    if not (_is_int8(x) and y.dtype == "float32"):
+        raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+    return [
+        f"el_dequantize_s8_f32({lw.ref(op.inputs[0], True)}, {c_float(x.scale)}, {x.zp}, "
+        f"{lw.ref(op.outputs[0])}, {y.numel});"
+    ]
+
+
+def _outer_inner(shape: list[int], axis: int) -> tuple[int, int]:
+    outer = int(np.prod([max(d, 1) for d in shape[:axis]], dtype=np.int64))
+    inner = int(np.prod([max(d, 1) for d in shape[axis + 1 :]], dtype=np.int64))
+    return outer, inner
+
+
+def _split(lw: Lowering, op: Op) -> list[str]:
+    data_idx = op.inputs[1] if op.name == "SPLIT" else op.inputs[0]
+    if all(o in lw.views for o in op.outputs):
+        return ["/* view: no copy */"]
+    data = lw.t(data_idx)
+    axis_t = lw.t(op.inputs[0] if op.name == "SPLIT" else op.inputs[2])
+    axis = int(np.asarray(axis_t.data).reshape(-1)[0]) % len(data.shape)
+    outer, inner = _outer_inner(data.shape, axis)
+    row = data.shape[axis] * inner * data.itemsize
+    lines, off = [], 0
+    for o in op.outputs:
+        t = lw.t(o)
+        chunk = t.shape[axis] * inner * t.itemsize
+        lines.append(
+            f"el_copy_rows((const uint8_t *){lw.ref(data_idx, True)} + {off}, {row}, "
+            f"{lw.ref(o)}, {chunk}, {outer}, {chunk});"
+        )
+        off += chunk
+    return lines
+
+
+def _concat(lw: Lowering, op: Op) -> list[str]:
+    y = lw.t(op.outputs[0])
+    axis = int(getattr(op.options, "axis", 0)) % len(y.shape)
+    if _act(op):
+        raise lw.unsupported(op, "fused activation")
+    outer, inner = _outer_inner(y.shape, axis)
+    row = y.shape[axis] * inner * y.itemsize
+    lines, off = [], 0
+    for i in op.inputs:
+        t = lw.t(i)
+        if _is_int8(y) and (t.scale != y.scale or t.zp != y.zp):
+            raise lw.unsupported(op, "inputs with different quantization")
+        chunk = t.shape[axis] * inner * t.itemsize
+        lines.append(
+            f"el_copy_rows({lw.ref(i, True)}, {chunk}, (uint8_t *){lw.ref(op.outputs[0])}"
+            f" + {off}, {row}, {outer}, {chunk});"
+        )
+        off += chunk
+    return lines
+
+
+def _alias(lw: Lowering, op: Op) -> list[str]:
+    if op.outputs[0] in lw.views:
+        return ["/* view: no copy */"]
+    y = lw.t(op.outputs[0])
+    return [f"memcpy({lw.ref(op.outputs[0])}, {lw.ref(op.inputs[0], True)}, {y.nbytes});"]
+
+
+def _strided_slice(lw: Lowering, op: Op) -> list[str]:
+    """Any constant slice whose elements form equal, evenly spaced contiguous runs."""
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    begin, end, strides = (lw.t(i).data for i in op.inputs[1:4])
+    o = op.options
+    if begin is None or end is None or strides is None:
+        raise lw.unsupported(op, "non-constant bounds")
+    if getattr(o, "ellipsisMask", 0) or getattr(o, "newAxisMask", 0):
+        raise lw.unsupported(op, "ellipsis/new-axis mask")
+    idx = np.arange(x.numel).reshape([max(d, 1) for d in x.shape])
+    sl = []
+    for d in range(len(x.shape)):
+        b = None if (o.beginMask >> d) & 1 else int(begin[d])
+        e = None if (o.endMask >> d) & 1 else int(end[d])
+        s = int(strides[d])
+        if (o.shrinkAxisMask >> d) & 1:
+            sl.append(int(begin[d]))
+        else:
+            sl.append(slice(b, e, s))
+    picked = np.asarray(idx[tuple(sl)]).reshape(-1)
+    if picked.size != y.numel:
+        raise lw.unsupported(op, "unexpected output size")
+    run = picked.size
+    for k in range(1, picked.size):
+        if picked[k] != picked[k - 1] + 1:
+            run = k
+            break
+    rows = picked.size // run
+    starts = picked[::run]
+    stride = int(starts[1] - starts[0]) if rows > 1 else run
+    ok = picked.size % run == 0 and all(
+        np.array_equal(picked[r * run : (r + 1) * run], starts[0] + r * stride + np.arange(run))
+        for r in range(rows)
+    )
+    if not ok:
+        raise lw.unsupported(op, "non-rectangular slice")
+    sz = x.itemsize
+    return [
+        f"el_copy_rows((const uint8_t *){lw.ref(op.inputs[0], True)} + {int(starts[0]) * sz}, "
+        f"{stride * sz}, {lw.ref(op.outputs[0])}, {run * sz}, {rows}, {run * sz});"
+    ]
+
+
+def _gather(lw: Lowering, op: Op) -> list[str]:
+    table, ids = lw.t(op.inputs[0]), lw.t(op.inputs[1])
+    if table.data is None or int(getattr(op.options, "axis", 0)) != 0 or ids.dtype != "int32":
+        raise lw.unsupported(op, "only a constant table gathered by int32 ids along axis 0")
+    if getattr(op.options, "batchDims", 0):
+        raise lw.unsupported(op, "batch_dims")
+    n_rows = table.shape[0]
+    row = table.nbytes // n_rows
+    lw.prog.may_fail = True
+    return [
+        f"if (el_gather({lw.ref(op.inputs[0], True)}, {n_rows}, {row}, "
+        f"{lw.ref(op.inputs[1], True)}, {ids.numel}, {lw.ref(op.outputs[0])}) != EL_OK) "
+        "{ return EL_ERR_INDEX; }"
+    ]
+
+
+HANDLERS: dict[str, Callable[[Lowering, Op], list[str]]] = {
+    "FULLY_CONNECTED": _fc,
+    "ADD": _binary,
+    "SUB": _binary,
+    "MUL": _binary,
+    "LOGISTIC": _activation,
+    "TANH": _activation,
+    "RELU": _relu,
+    "RELU6": _relu,
+    "RELU_N1_TO_1": _relu,
+    "SOFTMAX": _softmax,
+    "QUANTIZE": _quantize,
+    "DEQUANTIZE": _dequantize,
+    "SPLIT": _split,
+    "SPLIT_V": _split,
+    "CONCATENATION": _concat,
+    "RESHAPE": _alias,
+    "SQUEEZE": _alias,
+    "EXPAND_DIMS": _alias,
+    "STRIDED_SLICE": _strided_slice,
+    "GATHER": _gather,
+}
+
+
+def lower(graph: Graph, name: str, layers: list[dict] | None = None) -> Program:
+    """Lower `graph` (a step model) to a Program; UnsupportedLayerError names a missing kernel."""
+    return Lowering(graph, name, layers or []).run()
