@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from edgelstm.errors import BadInputError
 from edgelstm.types import ConvertConfig, Manifest, OutputKind, Quantization, Variant
 
 Progress = Callable[[str], None]
@@ -58,15 +57,10 @@ class PipelineResult:
 
 
 def _metric(name: str, pred: np.ndarray, y: np.ndarray) -> float:
-    """The recipe's metric over predictions and labels (labels < 0 are not scored)."""
-    if name.startswith("per_step_accuracy"):
-        scored = y >= 0
-        return float(np.mean((pred[scored] > 0.5) == (y[scored] > 0.5)))
-    if name == "accuracy":
-        return float(np.mean(np.argmax(pred, -1) == y.reshape(pred.shape[:-1])))
-    if name == "mae":
-        return float(np.mean(np.abs(pred.reshape(y.shape) - y)))
-    raise BadInputError(f"unknown metric '{name}'")
+    """The recipe's metric over predictions and labels (the registry `edgelstm train` uses)."""
+    from edgelstm.zoo.metrics import metric_value
+
+    return metric_value(name, pred, y)
 
 
 def evaluate_artifacts(

@@ -28,6 +28,14 @@ class Recipe:
     train: dict[str, Any]
     quick: dict[str, Any]
     generator_args: dict[str, Any] = field(default_factory=dict)
+    tokens: bool = False  # input is [T] int32 ids (Embedding front-end), not [T, features]
+    description: str = ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        from edgelstm.zoo.metrics import get_metric
+
+        return get_metric(self.metric).higher_is_better
 
     @property
     def dir(self) -> Path:
@@ -40,10 +48,14 @@ def list_recipes() -> list[Recipe]:
 
 
 def load_recipe(name: str) -> Recipe:
+    """The recipe models/<name>/recipe.json."""
     path = MODELS_DIR / name / "recipe.json"
     if not path.exists():
         known = ", ".join(p.parent.name for p in sorted(MODELS_DIR.glob("*/recipe.json")))
         raise BadInputError(f"unknown recipe '{name}' (known: {known})")
-    data = json.loads(path.read_text())
-    data["layers"] = tuple(data["layers"])
-    return Recipe(**data)
+    try:
+        data = json.loads(path.read_text())
+        data["layers"] = tuple(data["layers"])
+        return Recipe(**data)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BadInputError(f"{path}: not a valid recipe ({type(exc).__name__}: {exc})") from None
