@@ -283,8 +283,10 @@ def _parse(data: bytes) -> TFLiteInfo:
 
     sg_inputs = [int(v) for v in sg.InputsAsNumpy()] if sg.InputsLength() else []
     sg_outputs = [int(v) for v in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
-    in_names: dict[int, str] = {}
-    out_names: dict[int, str] = {}
+    # A tensor can back several signature outputs (a step model whose y is also its h state):
+    # keep every name, handed out in order, so no output disappears.
+    in_names: dict[int, list[str]] = {}
+    out_names: dict[int, list[str]] = {}
     keys = []
     for k in range(model.SignatureDefsLength()):
         sd = model.SignatureDefs(k)
@@ -292,17 +294,20 @@ def _parse(data: bytes) -> TFLiteInfo:
         if sd.SubgraphIndex() != 0:
             continue
         for j in range(sd.InputsLength()):
-            in_names[sd.Inputs(j).TensorIndex()] = sd.Inputs(j).Name().decode()
+            in_names.setdefault(sd.Inputs(j).TensorIndex(), []).append(sd.Inputs(j).Name().decode())
         for j in range(sd.OutputsLength()):
-            out_names[sd.Outputs(j).TensorIndex()] = sd.Outputs(j).Name().decode()
+            out_names.setdefault(sd.Outputs(j).TensorIndex(), []).append(
+                sd.Outputs(j).Name().decode()
+            )
 
-    def io(indices: list[int], names: dict[int, str]) -> list[TensorInfo]:
+    def io(indices: list[int], names: dict[int, list[str]]) -> list[TensorInfo]:
         result = []
         for pos, ti in enumerate(indices):
             t = tensors[ti]
+            left = names.get(ti)
             result.append(
                 TensorInfo(
-                    name=names.get(ti, t.name),
+                    name=left.pop(0) if left else t.name,
                     index=pos,
                     tensor_index=ti,
                     shape=list(t.shape),

@@ -63,7 +63,7 @@ def test_distributed_training_on_two_logical_cpus(tmp_path: Path) -> None:
 
 def test_pipeline_end_to_end_quick(run_cli, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code, stdout, err = run_cli("pipeline", "--train", "--quick", "--out", str(out))
+    code, stdout, err = run_cli("pipeline", "echo", "--train", "--quick", "-o", str(out))
     assert code == 0, err[-3000:]
     for name in (
         "report.md",
@@ -79,4 +79,12 @@ def test_pipeline_end_to_end_quick(run_cli, tmp_path: Path) -> None:
     for stats in result["latency"].values():
         assert 0 < stats["min_us"] <= stats["p50_us"] <= stats["p99_us"] <= stats["max_us"]
     assert any(k.startswith("tflm/") for k in result["exports"])
+    c_int8 = result["exports"]["c/model_step_int8"]["verify"]["host"]["parity"]
+    assert c_int8["ok"] and c_int8["max_lsb_diff"] <= 1  # the C engine, compiled and run
+    assert "Standalone C engine" in stdout
     assert "<img" in (out / "report.html").read_text() and "| artifact |" in stdout
+
+
+def test_pipeline_recipe_argument_conflict(run_cli, tmp_path: Path) -> None:
+    code, _out, err = run_cli("pipeline", "echo", "--recipe", "sensor", "-o", str(tmp_path / "r"))
+    assert code == 2 and "two recipes given" in err

@@ -11,11 +11,19 @@ from edgelstm.cli._app import App
 
 
 @click.command()
+@click.argument("recipe_arg", metavar="[RECIPE]", required=False)
 @click.option(
-    "--recipe", default="echo", show_default=True, help="Zoo recipe (see `edgelstm zoo list`)."
+    "--recipe",
+    default=None,
+    help="Zoo recipe (see `edgelstm zoo list`); same as the RECIPE argument. Default: echo.",
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/demo"),
+    show_default=True,
+    help="Output directory (artifacts, firmware files, report.md, report.html).",
 )
 @click.option(
     "--train", is_flag=True, help="Train the recipe instead of using the committed model."
@@ -30,7 +38,8 @@ from edgelstm.cli._app import App
 def pipeline(
     app: App,
     *,
-    recipe: str,
+    recipe_arg: str | None,
+    recipe: str | None,
     out: Path,
     train: bool,
     quick: bool,
@@ -42,6 +51,9 @@ def pipeline(
     from edgelstm.errors import BadInputError
     from edgelstm.pipeline import PipelineConfig, run_pipeline, write_report
 
+    if recipe_arg and recipe and recipe_arg != recipe:
+        raise BadInputError(f"two recipes given: '{recipe_arg}' and --recipe '{recipe}'")
+    recipe = recipe_arg or recipe or "echo"
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: output path exists and is a file")
     start = time.perf_counter()

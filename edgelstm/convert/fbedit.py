@@ -87,3 +87,34 @@ def tie_state_quantization(data: bytes, pairs: list[tuple[str, str]]) -> tuple[b
     if not changed:
         return data, []
     return _pack(model), changed
+
+
+def remove_lstm_cell_clip(data: bytes) -> tuple[bytes, list[str]]:
+    """Set cell_clip (and proj_clip) of every fused LSTM to 0, i.e. no clipping.
+
+    The converter writes cell_clip=10 into UNIDIRECTIONAL_SEQUENCE_LSTM, but a Keras LSTM never
+    clips its cell state: a model whose |c| exceeds 10 would silently disagree with its source.
+    With 0 the kernels (LiteRT, TFLite Micro; float and integer) skip the clip, as Keras does.
+    """
+    fb = schema()
+    model = _load(data)
+    changed: list[str] = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != (
+                fb.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+            ):
+                continue
+            opt = op.builtinOptions
+            if opt is None or (opt.cellClip == 0.0 and opt.projClip == 0.0):
+                continue
+            name = sg.tensors[op.outputs[0]].name.decode()
+            changed.append(
+                f"{name}: removed the converter's cell_clip={opt.cellClip:g} (Keras does not clip)"
+            )
+            opt.cellClip = 0.0
+            opt.projClip = 0.0
+    if not changed:
+        return data, []
+    return _pack(model), changed

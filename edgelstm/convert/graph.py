@@ -130,7 +130,7 @@ def _inbound_names(nodes: Any) -> list[str]:
                 return
             for v in obj.values():
                 visit(v)
-        elif isinstance(obj, list):
+        elif isinstance(obj, (list, tuple)):  # Keras 3's get_config() gives call args as tuples
             # tf_keras: [[layer_name, node_index, tensor_index, kwargs]]
             if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
                 names.append(obj[0])

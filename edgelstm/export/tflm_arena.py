@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgelstm.errors import BadInputError, MissingDependencyError
 
 # Margin added for 32-bit targets. The host measurement (64-bit pointers) over-estimates the
@@ -137,6 +139,11 @@ def _probe_in_process(model_path: str, size: int) -> dict[str, Any]:
     noise = [ln for ln in text.splitlines() if ln.strip()]
     if interp is None or noise:  # TFLM reports every allocation/prepare failure this way
         return {"ok": False, "error": (noise[:1] or [message])[0].strip()}
+    # Defined inputs: uninitialised memory can hold out-of-range token ids (GATHER fails).
+    from edgelstm.tflite_info import read_tflite
+
+    for i, t in enumerate(read_tflite(model).inputs):
+        interp.set_input(np.zeros(t.shape, t.dtype), i)
     with capture_fd2() as err:
         interp.invoke()
     noise = [ln for ln in err[0].splitlines() if ln.strip()]
