@@ -279,3 +279,94 @@ def test_fusion_guarantee_names_the_layer(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match=r"slow_lstm.*--allow-unfused"):
         _fusion_check(ms, info, allow_unfused=False)
     assert any("WHILE" in n for n in _fusion_check(ms, info, allow_unfused=True))
+
+
+def _big_cell_lstm(last_layer_lstm: bool) -> object:
+    """A functional LSTM whose cell state climbs to ~30 then falls (input +1 x30, then -1 x15)."""
+    import keras
+
+    h = 4
+    inp = keras.Input((45, 1))
+    lstm = keras.layers.LSTM(h, return_sequences=True)
+    out = lstm(inp)
+    dense = keras.layers.Dense(1) if not last_layer_lstm else None
+    if dense is not None:
+        out = dense(out)
+    model = keras.Model(inp, out)
+    if dense is not None:  # fixed, so a clipped cell shows in the output whatever the seed
+        dense.set_weights([np.ones((h, 1), np.float32), np.zeros(1, np.float32)])
+    k = np.zeros((1, 4 * h), np.float32)
+    b = np.zeros(4 * h, np.float32)
+    b[:h] = 10  # input gate always open
+    k[0, 2 * h : 3 * h] = 5  # candidate = tanh(5x) = +-1
+    b[h : 2 * h] = 10  # forget gate ~1: c accumulates
+    b[3 * h :] = 5  # output gate ~1
+    lstm.set_weights([k, np.zeros((h, 4 * h), np.float32), b])
+    return model
+
+
+def _ramp() -> np.ndarray:
+    x = np.concatenate([np.ones((30, 1)), -np.ones((15, 1))])[None].astype(np.float32)
+    return np.repeat(x, 4, 0)
+
+
+def test_functional_model_and_unclipped_fused_cell(tmp_path: Path) -> None:
+    """Keras never clips c; the converter writes cell_clip=10 into the fused op, which we remove."""
+    from edgelstm.convert import fbedit
+    from edgelstm.runtime.litert import LiteRTRunner
+
+    model = _big_cell_lstm(last_layer_lstm=False)
+    src = tmp_path / "big_cell.keras"
+    model.save(src)
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, x=_ramp())
+    manifest = convert_model(
+        src,
+        tmp_path / "out",
+        ConvertConfig(variants=[Variant.SEQUENCE], calibration=str(cal), verify_samples=4),
+    )
+    (art,) = manifest.artifacts
+    assert art.parity is not None and art.parity.passed and art.parity.max_abs < 1e-5
+    assert any("cell_clip=10" in n for n in art.notes)
+    data = (tmp_path / "out" / art.file).read_bytes()
+    fb_model = fbedit._load(data)
+    (lstm_op,) = [
+        op
+        for op in fb_model.subgraphs[0].operators
+        if op.builtinOptions is not None and hasattr(op.builtinOptions, "cellClip")
+    ]
+    assert lstm_op.builtinOptions.cellClip == 0.0
+    # The same model with the converter's clip put back disagrees with Keras: the test model
+    # really drives |c| past 10.
+    lstm_op.builtinOptions.cellClip = 10.0
+    clipped = fbedit._pack(fb_model)
+    x = _ramp()[:1]
+    want = np.asarray(model(x))[0]
+    runner = LiteRTRunner(clipped, read_tflite(clipped))
+    runner.reset()
+    got = runner.invoke({"x": x})["y"][0]
+    assert np.max(np.abs(got - want)) > 0.5
+
+
+def test_last_layer_lstm_sequences_and_int8_cell_saturation_note(tmp_path: Path) -> None:
+    """y and h_out are one tensor in the step model; both signature names must survive."""
+    src = tmp_path / "last_lstm.keras"
+    _big_cell_lstm(last_layer_lstm=True).save(src)
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, x=_ramp())
+    manifest = convert_model(
+        src,
+        tmp_path / "out",
+        ConvertConfig(
+            quantizations=[Quantization.FLOAT, Quantization.INT8],
+            calibration=str(cal),
+            verify_samples=4,
+            verify_fail=False,
+        ),
+    )
+    by = {(a.variant, a.quantization): a for a in manifest.artifacts}
+    step = by[(Variant.STEP, Quantization.FLOAT)]
+    assert {s.input for s in step.states} == {"state0_h", "state0_c"}
+    assert step.parity is not None and step.parity.passed
+    seq8 = by[(Variant.SEQUENCE, Quantization.INT8)]
+    assert any("saturates" in n for n in seq8.notes), seq8.notes

@@ -20,11 +20,17 @@ import numpy as np
 
 from edgelstm import __version__
 from edgelstm.convert import build, isolate
-from edgelstm.convert.fbedit import tie_state_quantization
+from edgelstm.convert.fbedit import remove_lstm_cell_clip, tie_state_quantization
 from edgelstm.convert.graph import ModelSpec, parse_model
 from edgelstm.convert.load import load_keras_model
 from edgelstm.convert.verify import compare, keras_reference, run_sequence, run_step
-from edgelstm.errors import BadInputError, ConversionError, VerificationError
+from edgelstm.errors import (
+    BadInputError,
+    ConversionError,
+    UnsupportedLayerError,
+    VerificationError,
+)
+from edgelstm.quantize import int16
 from edgelstm.tflite_info import TFLiteInfo, read_tflite
 from edgelstm.types import (
     Artifact,
@@ -101,6 +107,32 @@ def _step_calibration(
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(feeds), size=min(limit, len(feeds)), replace=False))
     return {name: np.stack([feeds[i][name] for i in pick]) for name in feeds[0]}
+
+
+def _cell_range_notes(ms: ModelSpec, info: TFLiteInfo, cal_x: np.ndarray) -> list[str]:
+    """Warn when the calibrated cell state exceeds what the fused LSTM's int16 cell can hold.
+
+    The integer fused LSTM stores c in a variable int16 tensor with a power-of-two scale; where
+    the float cell reaches larger values it saturates (a silent clip). The step model's state is
+    calibrated from the float cell's real states instead.
+    """
+    cells = [t for t in info.variable_tensors if t.dtype == "int16" and t.scales]
+    if not cells:
+        return []
+    c_max = 0.0
+    for seq in cal_x[:64]:
+        for feed in build.run_step_numpy(ms, seq)[1]:
+            for name, v in feed.items():
+                if name.endswith("_c"):
+                    c_max = max(c_max, float(np.max(np.abs(v))))
+    limit = min(32767 * t.scales[0] for t in cells)
+    if c_max <= limit:
+        return []
+    return [
+        f"the cell state reaches |c| = {c_max:.3g} on the calibration data, but this integer fused "
+        f"LSTM keeps c in int16 with range +-{limit:.3g}: it saturates there; the step model "
+        "(state calibrated from the float cell) does not"
+    ]
 
 
 def _artifact(
@@ -251,12 +283,15 @@ def convert_model(
                     np.savez(cal_file, **_step_calibration(ms, cal_x, limit=2000, seed=cfg.seed))
             for quant in cfg.quantizations:
                 name = f"{stem}_{variant.value}_{quant.value}.tflite"
+                # The converter refuses 16x8 for the fused LSTM: convert to int8 into the work
+                # dir instead; the int16x8 artifact is derived from it below (quantize/int16.py).
+                via_int8 = _int16_via_int8(variant, quant, ms)
                 jobs.append(
                     isolate.ConvertJob(
                         id=f"{variant.value}/{quant.value}",
                         saved_model=str(saved),
-                        out=str(stage / name),
-                        quantization=quant.value,
+                        out=str(work / f"int8_for_{name}") if via_int8 else str(stage / name),
+                        quantization="int8" if via_int8 else quant.value,
                         calibration=str(cal_file) if cal_file else None,
                         float_io=cfg.float_io,
                     )
@@ -274,8 +309,17 @@ def convert_model(
                 continue
             path = Path(job.out)
             data = path.read_bytes()
-            info = read_tflite(data)
             tie_notes: list[str] = []
+            via_int8 = _int16_via_int8(variant, quant, ms)
+            if via_int8:
+                path = stage / f"{stem}_{variant.value}_{quant.value}.tflite"
+                try:
+                    data, tie_notes = _requantize_int16(data, ms, calib, cfg)
+                except UnsupportedLayerError as exc:
+                    failures.append(f"{job.id}: {exc}")
+                    continue
+                _write_atomic(path, data)
+            info = read_tflite(data)
             if variant == Variant.STEP and quant.is_integer:
                 data, tie_notes = tie_state_quantization(
                     data, [(s.input, s.output) for s in info.states()]
@@ -283,17 +327,40 @@ def convert_model(
                 if tie_notes:
                     _write_atomic(path, data)
                     info = read_tflite(data)
+            if variant == Variant.SEQUENCE and info.variable_tensors:
+                data, clip_notes = remove_lstm_cell_clip(data)
+                if clip_notes:
+                    _write_atomic(path, data)
+                    info = read_tflite(data)
+                    tie_notes.extend(clip_notes)
+            # (via_int8: the requantizer sized the cell from the float cell's range itself, and
+            # this check cannot tell int16 h from int16 c.)
+            if (
+                variant == Variant.SEQUENCE
+                and quant.is_integer
+                and calib is not None
+                and not via_int8
+            ):
+                tie_notes.extend(_cell_range_notes(ms, info, calib[: cfg.calibration_samples]))
             art = _artifact(path, info, variant, quant, ms)
             art.notes.extend(tie_notes)
             if variant == Variant.SEQUENCE and quant == Quantization.FLOAT:
                 art.notes.extend(_fusion_check(ms, info, cfg.allow_unfused))
-            progress(f"verifying {path.name} in LiteRT")
-            got = (
-                run_sequence(data, info, verify_x)
-                if variant == Variant.SEQUENCE
-                else run_step(data, info, verify_x, ms.token_input)
-            )
+            progress(f"verifying {path.name} in {'TFLite Micro' if via_int8 else 'LiteRT'}")
+            if via_int8:
+                got = int16.run_sequence_tflm(data, info, verify_x)
+            elif variant == Variant.SEQUENCE:
+                got = run_sequence(data, info, verify_x)
+            else:
+                got = run_step(data, info, verify_x, ms.token_input)
             art.parity = compare(reference, got, quant, variant, ms.output_kind, _is_classifier(ms))
+            if via_int8:
+                art.parity.runtime = "tflm"
+                art.parity.note = "LiteRT has no int16-activation fused LSTM kernel"
+                art.notes.append(
+                    "verified in TFLite Micro (tflite-micro interpreter): LiteRT's fused LSTM "
+                    "kernel has no int16-activation path"
+                )
             if variant == Variant.SEQUENCE and ms.recurrent and info.variable_tensors:
                 art.notes.append(
                     "fused LSTM state lives in variable tensors: call reset_all_variables() "
@@ -336,6 +403,24 @@ def convert_model(
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _int16_via_int8(variant: Variant, quant: Quantization, ms: ModelSpec) -> bool:
+    """SEQUENCE + INT16X8 with a fused LSTM: produced by requantizing the int8 model."""
+    return (
+        variant == Variant.SEQUENCE and quant == Quantization.INT16X8 and int16.has_fused_lstm(ms)
+    )
+
+
+def _requantize_int16(
+    data: bytes, ms: ModelSpec, calib: np.ndarray | None, cfg: ConvertConfig
+) -> tuple[bytes, list[str]]:
+    """The int16x8 sequence model from the int8 one; LSTM state ranges from the float cell."""
+    ranges = (
+        int16.lstm_state_ranges(ms, calib[: cfg.calibration_samples]) if calib is not None else None
+    )
+    data, notes = int16.requantize_int8_to_int16x8(data, ranges)
+    return data, [int16.PATH_NOTE, *notes]
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

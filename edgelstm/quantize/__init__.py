@@ -1,0 +1,1 @@
+"""Quantization extras: magnitude pruning, size honesty and quantization-error reports."""

@@ -1,0 +1,403 @@
+"""`edgelstm quantize`: optional pruning, conversion to float + quantized, and the error report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelstm.errors import BadInputError
+from edgelstm.report import Report
+from edgelstm.types import ConvertConfig, Quantization, Variant
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _publish(stage: Path, outdir: Path) -> None:
+    """Rename the finished stage into place; into an existing dir, entry by entry."""
+    if not outdir.exists():
+        os.replace(stage, outdir)
+        return
+    for f in sorted(stage.iterdir()):
+        dst = outdir / f.name
+        if dst.is_dir():
+            shutil.rmtree(dst)  # a previous run's tflite/ dir: replaced whole
+        os.replace(f, dst)
+
+
+def _stream(calibration: str | None, length: int, ms_input: Any, seed: int) -> np.ndarray:
+    """A long stream for the drift table: calibration sequences end to end, else seeded noise."""
+    if calibration:
+        x = np.load(calibration)
+        x = x["x"] if isinstance(x, np.lib.npyio.NpzFile) else x
+        flat = x.reshape(-1, *x.shape[2:]) if x.ndim >= 2 else x
+        reps = -(-length // len(flat))
+        return np.concatenate([flat] * reps)[:length]
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((length, ms_input)).astype(np.float32)
+
+
+def run_quantize(
+    model: str | Path,
+    outdir: str | Path,
+    *,
+    quantizations: list[Quantization],
+    calibration: str | None,
+    samples: int = 128,
+    prune: float | None = None,
+    eval_file: str | None = None,
+    stream_len: int = 512,
+    seed: int = 0,
+    recipe: str | None = None,
+    qat: bool = False,
+    qat_epochs: int = 2,
+    qat_samples: int = 2048,
+    qat_lr: float | None = None,
+    qat_max_steps: int | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Prune (optional), convert float + each quantization, report errors; returns report.json.
+
+    recipe supplies calibration (its calibration.npz, else `samples` from its generator), eval
+    data with its metric, and, with qat, the fine-tuning data for quantization-aware training.
+    """
+    from edgelstm.convert.orchestrate import check_outdir, convert_model
+    from edgelstm.quantize.prune import SIZE_NOTE, check_sparsity, prune_file, size_report
+    from edgelstm.quantize.report import compare_step_models, quantization_section
+
+    outdir = Path(outdir)
+    if prune is not None:
+        check_sparsity(prune)
+    rec = None
+    if recipe:
+        from edgelstm.zoo import load_recipe
+
+        rec = load_recipe(recipe)
+    if qat and rec is None:
+        raise BadInputError("--qat needs --recipe NAME (the fine-tuning data and its metric)")
+    if samples < 1:
+        raise BadInputError("--samples must be at least 1")
+    if qat and qat_epochs < 1:
+        raise BadInputError("--epochs must be at least 1")
+    if qat and qat_samples < 1:
+        raise BadInputError("--qat-samples must be at least 1")
+    quants = [q for q in quantizations if q != Quantization.FLOAT]
+    if qat and Quantization.INT8 not in quants:
+        quants.append(Quantization.INT8)  # QAT is measured against post-training int8
+    if not quants and prune is None:
+        raise BadInputError("--quantize needs at least one of int8, int16x8, dynamic, float16")
+    missing = [q for q in quants if q.needs_calibration]
+    if missing and not calibration and rec is None:
+        raise BadInputError(
+            f"--quantize {missing[0].value} needs --calibration FILE (.npy or .npz with key 'x') "
+            "or --recipe NAME"
+        )
+    if stream_len < 1:
+        raise BadInputError("--stream-len must be at least 1")
+    check_outdir(outdir)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        out: dict[str, Any] = {"model": str(model), "notes": []}
+        if rec is not None and not calibration:
+            calibration, how = recipe_calibration(rec, samples, seed, stage)
+            out["calibration"] = how
+        elif calibration:
+            out["calibration"] = f"{calibration} (first {samples} sequences)"
+        out["notes"].append(
+            "weights: per-channel int8 scales (the converter's default); activations: per-tensor "
+            f"ranges from calibration ({out.get('calibration', 'none')})"
+        )
+        src = Path(model)
+        if prune is not None:
+            progress(f"pruning to sparsity {prune}")
+            src = stage / "pruned.keras"
+            out["prune"] = prune_file(model, src, prune).to_dict()
+        name = Path(model).stem.replace(".", "_")
+        cfg = ConvertConfig(
+            variants=[Variant.STEP],
+            quantizations=[Quantization.FLOAT, *quants],
+            calibration=calibration,
+            calibration_samples=samples,
+            verify_fail=False,  # the report is the verdict here
+            seed=seed,
+            name=name,
+        )
+        progress("converting")
+        manifest = convert_model(src, stage / "tflite", cfg, progress=progress)
+        out["manifest"] = manifest.to_dict()
+        arts = {a.quantization: stage / "tflite" / a.file for a in manifest.artifacts}
+        fpath = arts[Quantization.FLOAT]
+        out["sizes"] = [size_report(p).to_dict() for p in arts.values()]
+        if prune is not None:
+            out["notes"].append(SIZE_NOTE)
+        from edgelstm.runtime.stream import StepRunner
+
+        d = StepRunner(fpath).input_size
+        stream = _stream(calibration, stream_len, d, seed)
+        labels = None
+        ev = None
+        if eval_file:
+            ev = dict(np.load(eval_file))
+            if "x" not in ev or "y" not in ev:
+                raise BadInputError(f"--eval {eval_file}: needs keys 'x' and 'y'")
+        elif rec is not None and (rec.dir / "eval.npz").exists():
+            ev = dict(np.load(rec.dir / "eval.npz"))
+        metric = rec.metric if rec is not None else None
+        if ev is not None and metric is None:
+            stream, labels = ev["x"], ev["y"]
+            if stream.ndim == 3:  # [N, T, D] eval sequences: run back to back as one stream
+                stream = stream.reshape(-1, stream.shape[-1])
+                labels = labels.reshape(len(stream), -1)[:, 0]
+                out["notes"].append(
+                    "eval sequences run back to back as one stream (state carried across them)"
+                )
+        elif ev is not None:
+            # the drift stream: eval sequences back to back, state carried across them
+            x = ev["x"]
+            stream = x.reshape(-1) if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+            stream = stream[: max(stream_len, 1)]
+        scores: dict[str, float] = {}
+        if ev is not None and metric is not None:
+            progress(f"measuring {metric} of each step model on {len(ev['x'])} eval sequences")
+            for q, p in arts.items():
+                scores[q.value] = step_metric(p, ev["x"], ev["y"], metric)
+        rep = Report(title=f"Quantization report: {Path(model).name}")
+        out["reports"] = []
+        all_reps: list[Any] = []
+        for q in quants:
+            progress(f"comparing {q.value} with float over {len(stream)} steps")
+            r = compare_step_models(fpath, arts[q], stream, labels=labels)
+            if scores:
+                _set_metric(r, metric, scores["float"], scores[q.value])
+            out["reports"].append(r.to_dict())
+            all_reps.append(r)
+            rep.intro.append(r.recommendation)
+            rep.sections.extend(quantization_section(r))
+        if qat:
+            if rec is None or ev is None or not scores:
+                raise BadInputError("--qat needs eval data: the recipe's eval.npz or --eval FILE")
+            q_out = _run_qat(
+                src, rec, stage, cfg, ev, scores, fpath, stream,
+                epochs=qat_epochs, n=qat_samples, lr=qat_lr, seed=seed,
+                max_steps=qat_max_steps, progress=progress,
+            )  # fmt: skip
+            out["qat"] = q_out["json"]
+            out["reports"].append(q_out["report"].to_dict())
+            all_reps.append(q_out["report"])
+            rep.intro.append(q_out["line"])
+            rep.sections.append(q_out["table"])
+            rep.sections.extend(quantization_section(q_out["report"]))
+        from edgelstm.quantize.report import QuantReport, recommend_overall
+
+        cands = [r for r in all_reps if isinstance(r, QuantReport)]
+        out["recommendation"] = recommend_overall(cands)
+        rep.intro.insert(0, out["recommendation"])
+        rep.intro.extend(out["notes"])
+        _write_atomic(stage / "report.json", json.dumps(out, indent=2, sort_keys=True) + "\n")
+        from edgelstm.report import Plot
+
+        plots = {}
+        for i, sec in enumerate(x for x in rep.sections if isinstance(x, Plot)):
+            plots[sec.title] = f"plot{i + 1}.png"
+            (stage / plots[sec.title]).write_bytes(sec.png)
+        _write_atomic(stage / "report.md", rep.to_markdown(plots))
+        _write_atomic(stage / "report.html", rep.to_html())
+        _publish(stage, outdir)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    return out
+
+
+def recipe_calibration(rec: Any, samples: int, seed: int, stage: Path) -> tuple[str, str]:
+    """The recipe's calibration.npz when committed, else `samples` sequences from its generator."""
+    path = rec.dir / "calibration.npz"
+    if path.exists():
+        return str(path), f"recipe {rec.name}: {path.name} (first {samples} sequences)"
+    from edgelstm.zoo import data as zdata
+
+    x, _ = zdata.GENERATORS[rec.generator](
+        samples, rec.seq_len, seed, split="train", **rec.generator_args
+    )
+    dst = stage / "calibration.npz"
+    np.savez(dst, x=x)
+    return str(dst), f"recipe {rec.name}: {samples} sequences from generator '{rec.generator}'"
+
+
+def step_metric(path: Path, x: np.ndarray, y: np.ndarray, metric: str) -> float:
+    """The recipe metric of a step model on eval sequences (state reset per sequence, LiteRT);
+    many-to-one models are scored on their last step."""
+    from edgelstm.convert.verify import run_step
+    from edgelstm.tflite_info import read_tflite
+    from edgelstm.zoo.metrics import metric_value
+
+    data = Path(path).read_bytes()
+    pred = run_step(data, read_tflite(data), x, token_input=x.ndim == 2)
+    if (pred.ndim == 3 and y.ndim == 1) or (y.ndim == 2 and pred.shape[:2] != y.shape):
+        pred = pred[:, -1]
+    return metric_value(metric, pred, y)
+
+
+def keras_metric(model: Any, x: np.ndarray, y: np.ndarray, metric: str) -> float:
+    from edgelstm.zoo.metrics import metric_value
+
+    return metric_value(metric, np.asarray(model.predict(x, batch_size=256, verbose=0)), y)
+
+
+PERCENT_METRICS = ("accuracy", "per_step_accuracy_after_delay")
+
+
+def _set_metric(r: Any, metric: str, f: float, q: float) -> None:
+    """Accuracy metrics are shown in percent (tolerances are in points); others as they are."""
+    from edgelstm.quantize.report import recommend
+    from edgelstm.zoo.metrics import get_metric
+
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    r.metric_name = f"{metric} (%)" if scale == 100.0 else metric
+    r.metric_float, r.metric_quant = f * scale, q * scale
+    r.higher_is_better = get_metric(metric).higher_is_better
+    r.recommendation = recommend(r)
+
+
+def _run_qat(
+    src: Path,
+    rec: Any,
+    stage: Path,
+    cfg: ConvertConfig,
+    ev: dict[str, np.ndarray],
+    scores: dict[str, float],
+    fpath: Path,
+    stream: np.ndarray,
+    *,
+    epochs: int,
+    n: int,
+    lr: float | None,
+    seed: int,
+    max_steps: int | None,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Fine-tune with fake quantization, convert to int8 (same calibration), score side by side."""
+    import dataclasses
+
+    from edgelstm.convert.load import load_keras_model
+    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.quantize.qat import qat_finetune
+    from edgelstm.quantize.report import compare_step_models
+    from edgelstm.report import Table
+    from edgelstm.train import _fit_args, _make_reproducible
+    from edgelstm.zoo import data as zdata
+
+    if n < 1:
+        raise BadInputError("--qat-samples must be at least 1")
+    settings = rec.train
+    lr = lr if lr is not None else float(settings.get("learning_rate", 1e-3)) / 10
+    x, y = zdata.GENERATORS[rec.generator](
+        n, rec.seq_len, seed + 1000, split="train", **rec.generator_args
+    )
+    ty, tw = _fit_args(rec, y)
+    model, _ = load_keras_model(src)
+    metric = rec.metric
+    k_before = keras_metric(model, ev["x"], ev["y"], metric)
+    progress(f"QAT: fine-tuning on {n} '{rec.generator}' sequences, {epochs} epochs, lr {lr:g}")
+    res = qat_finetune(
+        model, x, ty, loss=rec.loss, sample_weight=tw, epochs=epochs,
+        batch_size=int(settings.get("batch_size", 64)), learning_rate=lr, seed=seed,
+        cell_limit=settings.get("cell_limit"), cell_penalty=float(settings.get("cell_penalty", 0.1)),
+        max_steps=max_steps, progress=progress,
+    )  # fmt: skip
+    k_after = keras_metric(model, ev["x"], ev["y"], metric)
+    qat_path = stage / f"{cfg.name}_qat.keras"
+    model.save(qat_path)
+    _make_reproducible(qat_path)
+    progress("QAT: converting the fine-tuned model to int8")
+    qcfg = dataclasses.replace(cfg, quantizations=[Quantization.INT8], name=f"{cfg.name}_qat")
+    man = convert_model(qat_path, stage / "tflite_qat", qcfg, progress=progress)
+    qpath = stage / "tflite_qat" / man.artifacts[0].file
+    q_score = step_metric(qpath, ev["x"], ev["y"], metric)
+    rep = compare_step_models(fpath, qpath, stream)
+    _set_metric(rep, metric, scores["float"], q_score)
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    f, ptq = scores["float"] * scale, scores["int8"] * scale
+    qv = q_score * scale
+    hib = rep.higher_is_better
+    ptq_loss = (f - ptq) if hib else (ptq - f)
+    qat_loss = (f - qv) if hib else (qv - f)
+    recovered = (ptq_loss - qat_loss) / ptq_loss if ptq_loss > 0 else None
+    unit = " points" if scale == 100.0 else ""
+    line = (
+        f"QAT ({res.steps} steps): {metric} float {f:.3f}, int8 post-training {ptq:.3f} "
+        f"(loss {ptq_loss:+.3f}{unit}), int8 QAT {qv:.3f} (loss {qat_loss:+.3f}{unit})"
+        + (f", recovers {recovered * 100:.0f}% of the post-training loss" if recovered else "")
+    )
+    if scale == 100.0 and ptq_loss <= 0.5:
+        line += "; post-training loss is within 0.5 points, so QAT is not needed here"
+    rows = [
+        ["float step (original weights)", f"{f:.3f}", "-"],
+        ["int8 step, post-training (PTQ)", f"{ptq:.3f}", f"{ptq_loss:+.3f}"],
+        ["int8 step, quantization-aware (QAT)", f"{qv:.3f}", f"{qat_loss:+.3f}"],
+        ["Keras float, before QAT", f"{k_before * scale:.3f}", "-"],
+        ["Keras float, after QAT", f"{k_after * scale:.3f}", "-"],
+    ]
+    table = Table(
+        "Post-training vs quantization-aware int8",
+        ["model", rep.metric_name, "loss vs float"],
+        rows,
+        caption=line,
+    )
+    js = {
+        "metric": metric,
+        "float": f,
+        "int8_ptq": ptq,
+        "int8_qat": qv,
+        "keras_before": k_before * scale,
+        "keras_after": k_after * scale,
+        "ptq_loss": ptq_loss,
+        "qat_loss": qat_loss,
+        "recovered_fraction": recovered,
+        "artifact": man.artifacts[0].file,
+        "train": res.to_dict(),
+        "samples": n,
+        "generator_seed": seed + 1000,
+    }
+    return {"json": js, "report": rep, "line": line, "table": table}
+
+
+def pipeline_sections(
+    manifest: Any,
+    art_dir: Path,
+    eval_x: np.ndarray,
+    scores: dict[str, float],
+    metric: str,
+    *,
+    stream_len: int = 512,
+    layer_steps: int = 100,
+) -> list[Any]:
+    """The pipeline report's quantization sections: its int8 step model against the float step
+    model over the eval sequences run back to back (drift, per-output and per-layer error), with
+    the metric the pipeline measured on each (`scores`: artifact file -> metric)."""
+    from edgelstm.quantize.report import compare_step_models, quantization_section
+
+    step = {a.quantization: a for a in manifest.artifacts if a.variant == Variant.STEP}
+    if Quantization.FLOAT not in step or Quantization.INT8 not in step:
+        return []
+    f, q = step[Quantization.FLOAT], step[Quantization.INT8]
+    x = np.asarray(eval_x)
+    stream = x.reshape(-1) if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+    rep = compare_step_models(
+        art_dir / f.file, art_dir / q.file, stream[:stream_len], layer_steps=layer_steps
+    )
+    if f.file in scores and q.file in scores:
+        _set_metric(rep, metric, scores[f.file], scores[q.file])
+    return quantization_section(rep)
