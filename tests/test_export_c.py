@@ -168,6 +168,24 @@ def test_qemu_cortex_m4_int8_sequence(zoo_converted, tmp_path: Path) -> None:
     assert "echo_run_sequence" in header
 
 
+@pytest.mark.skipif(not _have_arm(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_qemu_int8_step_kinds(converted, tmp_path: Path, kind: str) -> None:
+    """The DSP kernels (paired-row SMLAD loop, SMMULR requantization, fused gate tables) on the
+    emulated Cortex-M4 equal LiteRT bit for bit on each recurrent kind."""
+    from edgelstm.export.cengine import export_c
+
+    d, manifest = converted(kind)
+    result = export_c(
+        d / _step_file(manifest, "int8"), tmp_path, name="k", verify=["qemu"], manifest=manifest
+    )
+    _check_parity(result, "qemu", "int8")
+    src = (tmp_path / "k_model.c").read_text()
+    assert "el_fc_s8_fast(" in src  # the fast FC path is the one exercised
+    if kind == "lstm":
+        assert "el_add_s8_fast_lut(" in src  # gate ADD + LOGISTIC/TANH fused
+
+
 def test_sequence_model_without_step_sibling(zoo_converted, tmp_path: Path) -> None:
     from edgelstm.errors import BadInputError
     from edgelstm.export.cengine import export_c
@@ -308,3 +326,204 @@ def test_cli_json_and_determinism(converted, run_cli, tmp_path: Path) -> None:
         "export", str(tmp_path / "nope.tflite"), "--target", "c", "-o", str(tmp_path / "c")
     )
     assert code == 2 and "error:" in err
+
+
+# ---- kernel fuzz: the fast int8 kernels against an independent Python model of TFLite's ---------
+# integer arithmetic (gemmlowp MultiplyByQuantizedMultiplier; ruy's ties-up rounding for FC), on
+# random shapes, parameters and every int8 code; the portable path on the host (ASan/UBSan) and
+# the DSP assembly on qemu. The LiteRT parity tests above cover real models; this covers the
+# parameter corners a few small models cannot reach.
+
+
+def _srdhm(a: int, b: int) -> int:
+    ab = a * b
+    v = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    return v // (1 << 31) if v >= 0 else -((-v) // (1 << 31))  # C division truncates
+
+
+def _rdbpot(x: int, e: int) -> int:
+    mask = (1 << e) - 1
+    return (x >> e) + (1 if (x & mask) > (mask >> 1) + (1 if x < 0 else 0) else 0)
+
+
+def _mbqm(x: int, m: int, shift: int) -> int:
+    return _rdbpot(_srdhm(x << max(shift, 0), m), max(-shift, 0))
+
+
+def _mbqm_up(x: int, m: int, shift: int) -> int:
+    s, e = _srdhm(x << max(shift, 0), m), max(-shift, 0)
+    return (s + (1 << (e - 1))) >> e if e else s
+
+
+def _c_arr(ctype: str, name: str, vals) -> str:
+    body = ", ".join(str(int(v)) if int(v) != -(2**31) else "(-2147483647 - 1)" for v in vals)
+    return f"static const {ctype} {name}[{max(len(vals), 1)}] = {{{body or '0'}}};\n"
+
+
+def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
+    """C source of a driver that prints each kernel call's output, and the expected outputs."""
+    from edgelstm.export.cengine import quant
+    from edgelstm.export.cengine.lower import _add_fast, _paired_layout, fc_stream
+
+    rng = np.random.default_rng(seed)
+    data, calls, expect = [], [], []
+
+    def emit(label: str, n: int, call: str, want: np.ndarray) -> None:
+        calls.append(f'    {call}\n    el_out("{label}", y, {n});\n')
+        expect.append((label, want.astype(np.int8)))
+
+    # FULLY_CONNECTED: stream kernel (both flags) and the generic kernel (paired DSP loop +
+    # 64-bit requantization), odd shapes: tail blocks, cols_pad / 8 odd and even
+    for ci, (rows, cols) in enumerate(
+        [(4, 8), (7, 3), (20, 24), (64, 40), (9, 17), (1, 64), (12, 130)]
+    ):
+        rp, cp = -(-rows // 4) * 4, -(-cols // 8) * 8
+        w = rng.integers(-128, 128, (rows, cols))
+        bias = rng.integers(-(2**20), 2**20, rows)
+        mult = rng.integers(2**30, 2**31 - 1, rows)
+        shift = rng.integers(-14, 0, rows)
+        zp = int(rng.integers(-128, 128))
+        wpad = np.zeros((rp, cp), np.int8)
+        wpad[:rows, :cols] = w
+        bias, mult, shift = (
+            np.concatenate([a, np.zeros(rp - rows, np.int64)]) for a in (bias, mult, shift)
+        )
+        stream = fc_stream(wpad, bias, mult, -shift - 1)
+        data.append(_c_arr("int8_t", f"fc{ci}_s", stream))
+        data.append(_c_arr("int8_t", f"fc{ci}_w", _paired_layout(wpad)))
+        data.append(_c_arr("int32_t", f"fc{ci}_b", bias))
+        data.append(_c_arr("int32_t", f"fc{ci}_m", mult))
+        data.append(_c_arr("int8_t", f"fc{ci}_e", shift))
+        for xi, x in enumerate(
+            [np.full(cols, -128), np.full(cols, 127), *rng.integers(-128, 128, (3, cols))]
+        ):
+            data.append(_c_arr("int8_t", f"fc{ci}_x{xi}", x))
+            acc = bias[:rows] + w.astype(np.int64) @ x.astype(np.int64)
+            want = np.clip(
+                [
+                    _mbqm_up(int(a), int(m), int(s)) + zp
+                    for a, m, s in zip(acc, mult[:rows], shift[:rows], strict=True)
+                ],
+                -128,
+                127,
+            )
+            emit(
+                f"fc{ci}.{xi}",
+                rows,
+                f"el_fc_s8_fast(fc{ci}_x{xi}, {cols}, {cp}, fc{ci}_s, {rows}, {zp}, xs, y);",
+                want,
+            )
+            for flags in ("0", "EL_FC_PAIRED_DSP"):
+                emit(
+                    f"fcg{ci}.{xi}.{flags[0]}",
+                    rows,
+                    f"el_fc_s8(fc{ci}_x{xi}, {cols}, {cp}, fc{ci}_w, fc{ci}_b, {rows}, fc{ci}_m, "
+                    f"fc{ci}_e, {zp}, -128, 127, {flags}, xs, y);",
+                    want,
+                )
+
+    # ADD / SUB / MUL over every pair of codes in a random order
+    x1 = rng.permutation(256) - 128
+    x2 = rng.permutation(256) - 128
+    data += [_c_arr("int8_t", "ex1", x1), _c_arr("int8_t", "ex2", x2)]
+    luts = rng.integers(-128, 128, (4, 256))
+    n_add = n_mul = 0
+    while n_add < 24 or n_mul < 12:
+        s1, s2, so = (float(v) for v in 10 ** rng.uniform(-3, 0, 3))
+        if n_add % 4 == 0:
+            s2 = s1  # both inputs get exactly 1/2
+        z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+        sign = 1 if n_add % 3 else -1
+        prm = quant.addsub_params(s1, z1, s2, z2, so, zo)
+        fast = _add_fast(prm, sign, -128, 127)
+        if fast is not None and n_add < 24:
+            raw = [
+                _mbqm((prm["in1_off"] + int(a)) << 20, prm["in1_mult"], prm["in1_shift"])
+                + sign * _mbqm((prm["in2_off"] + int(b)) << 20, prm["in2_mult"], prm["in2_shift"])
+                for a, b in zip(x1, x2, strict=True)
+            ]
+            want = np.clip(
+                [_mbqm(r, prm["out_mult"], prm["out_shift"]) + zo for r in raw], -128, 127
+            )
+            name = f"add{n_add}"
+            data.append(f"static const el_add_fast_t {name} = {{{', '.join(map(str, fast))}}};\n")
+            emit(name, 256, f"el_add_s8_fast(&{name}, ex1, 1, ex2, 1, y, 256);", want)
+            if sign > 0:
+                centred = [np.roll(luts[j], 128) for j in range(4)]
+                data += [_c_arr("int8_t", f"{name}_c{j}", centred[j]) for j in range(4)]
+                data.append(
+                    f"static const int8_t *const {name}_l[4] = "
+                    f"{{{', '.join(f'{name}_c{j}' for j in range(4))}}};\n"
+                )
+                lw = np.concatenate([luts[j][(want[64 * j : 64 * j + 64] & 255)] for j in range(4)])
+                emit(
+                    f"{name}l",
+                    256,
+                    f"el_add_s8_fast_lut(&{name}, ex1, ex2, y, 64, 4, {name}_l);",
+                    lw,
+                )
+            n_add += 1
+        m, sh = quant.quantize_multiplier(s1 * s2 / so)
+        if sh <= -1 and n_mul < 12:
+            want = np.clip(
+                [
+                    _mbqm((int(a) - z1) * (int(b) - z2), m, sh) + zo
+                    for a, b in zip(x1, x2, strict=True)
+                ],
+                -128,
+                127,
+            )
+            name = f"mul{n_mul}"
+            vals = [-2 * z1, -z2, m, -sh - 1, 1 + 2 * zo]
+            data.append(f"static const el_mul_fast_t {name} = {{{', '.join(map(str, vals))}}};\n")
+            emit(name, 256, f"el_mul_s8_fast(&{name}, ex1, 1, ex2, 1, y, 256);", want)
+            n_mul += 1
+    src = (
+        '#include <stdio.h>\n#include "edgelstm_kernels.h"\n'
+        + "".join(data)
+        + "static int16_t xs[136];\nstatic int8_t y[256];\n"
+        + "static void el_out(const char *label, const int8_t *v, int n)\n{\n    int i;\n"
+        + '    printf("%s ", label);\n    for (i = 0; i < n; ++i) {\n'
+        + '        printf("%02x", (unsigned)(uint8_t)v[i]);\n    }\n    printf("\\n");\n}\n'
+        + "int main(void)\n{\n"
+        + "".join(calls)
+        + '    printf("done\\n");\n    return 0;\n}\n'
+    )
+    return src, expect
+
+
+def _check_fuzz_output(text: str, expect: list[tuple[str, np.ndarray]], where: str) -> None:
+    got = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
+    assert "done" in text, text[-500:]
+    for label, want in expect:
+        have = np.frombuffer(bytes.fromhex(got[label]), np.int8)
+        bad = np.flatnonzero(have != want)
+        assert bad.size == 0, f"{where} {label}: {bad.size} differ, first at {bad[:4]}"
+
+
+@pytest.mark.skipif(not _have_arm(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+def test_kernel_fuzz_host_and_qemu(tmp_path: Path) -> None:
+    from edgelstm.export.cengine import verify as v
+    from edgelstm.export.cengine.emit import KERNEL_DIR
+
+    src, expect = _fuzz_cases(2024)
+    assert len(expect) > 150
+    for f in ("edgelstm_kernels.c", "edgelstm_kernels.h"):
+        shutil.copy(KERNEL_DIR / f, tmp_path / f)
+    for f in ("el_startup.c", "el_mps2.ld"):
+        shutil.copy(v.DRIVER_DIR / f, tmp_path / f)
+    (tmp_path / "fuzz.c").write_text(src)
+    san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    cc = [*v.C_WARN, "-O1", *san, "-o", "fuzz", "fuzz.c", "edgelstm_kernels.c", "-lm"]
+    v._run(["gcc", *cc], tmp_path, 300, "host gcc")
+    _check_fuzz_output(v._run([str(tmp_path / "fuzz")], tmp_path, 120, "host"), expect, "host")
+    arm = ["arm-none-eabi-gcc", "-O2", *v.M4_FLAGS]
+    for c in ("fuzz.c", "edgelstm_kernels.c", "el_startup.c"):
+        warn = [f for f in v.C_WARN if c != "el_startup.c" or f != "-pedantic"]
+        v._run([*arm, *warn, "-c", c, "-o", c[:-2] + ".o"], tmp_path, 300, f"arm gcc {c}")
+    link = ["--specs=rdimon.specs", "-nostartfiles", "-T", "el_mps2.ld", "-o", "fuzz.elf"]
+    objs = ["fuzz.o", "edgelstm_kernels.o", "el_startup.o"]
+    v._run([*arm, *link, *objs, "-lm", "-lrdimon"], tmp_path, 300, "arm link")
+    qemu = ["qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic"]
+    out = v._run([*qemu, "-semihosting", "-kernel", "fuzz.elf"], tmp_path, 120, "qemu")
+    _check_fuzz_output(out, expect, "qemu")

@@ -80,107 +80,416 @@ static int8_t el_clamp8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
+/* ---- 32-bit fixed-point primitives (one instruction each on a core with the DSP extension) -- */
+
+/* floor((a * b + 2^31) / 2^32): SMMULR. With a = 2x (|x| < 2^30) and b >= 0 this is TFLite's
+ * SaturatingRoundingDoublingHighMul(x, b) = floor((x*b + 2^30) / 2^31) (see el_mbqm). */
+static inline int32_t el_smmulr(int32_t a, int32_t b)
+{
+#if EL_USE_DSP
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* saturate to int8: SSAT #8 */
+static inline int32_t el_sat8(int32_t v)
+{
+#if EL_USE_DSP
+    return __ssat(v, 8);
+#else
+    return v < -128 ? -128 : (v > 127 ? 127 : v);
+#endif
+}
+
+/* Rounding right shifts by e = e1 + 1 >= 1, written as floor((floor(s / 2^e1) + 1) / 2), which
+ * equals floor((s + 2^(e-1)) / 2^e) (nested floors of integer divisions). The caller adds
+ * k = 1 + 2 * zero_point before the last halving, so `(t + k) >> 1` is the rounded value plus
+ * the zero point in one step.
+ * ties up (ruy, FULLY_CONNECTED): t = s >> e1
+ * ties away from zero (gemmlowp RoundingDivideByPOT): t = (s - (s < 0)) >> e1 */
+static inline int32_t el_tie_away(int32_t s, int32_t e1)
+{
+    return (s + (s >> 31)) >> e1;
+}
+
 /* ---- int8 fully connected ------------------------------------------------------------------ */
 
 #if EL_USE_DSP
-/* 4 rows x 8 columns per iteration: 2 LDRD of int16 x, 4 LDRD of weights, 16 SXTB16 and
- * 16 SMLAD (dual 16-bit MAC) -> 32 MACs in 40 instructions. `pairs` = cols_pad / 8 >= 1. */
-static void el_fc_block_dsp(const int16_t *xp, const int8_t *wp, int pairs, int32_t *acc)
+/* Paired-row dot products, 4 rows (two pairs) x 8 columns per iteration, 30 instructions for 32
+ * MACs. Each weight word holds two columns of a row pair as halfwords h = u + 256 * w_b, where
+ * u = w_a + 128 (unsigned byte) and w_b is the second row's signed byte. One SMLAD of the raw
+ * word accumulates sum(h * x) = sum(u * x) + 256 * dot_b into H; UXTB16 + SMLAD accumulate
+ * sum(u * x) into L. The caller seeds L with bias_a - 128 * sum(x) and H with L + 256 * bias_b,
+ * so L = dot_a + bias_a and (H - L) / 256 = dot_b + bias_b (exact: H wraps modulo 2^32 but the
+ * difference fits, the generator checks |dot_b + bias_b| < 2^23).
+ * acc = {H0, L0, H1, L1}; `iters` = cols_pad / 8 >= 1. AAPCS: r0 xs, r1 w, r2 iters, r3 acc. */
+/* naked: the body is all assembly, the arguments arrive in r0-r3 (hence no C uses of them) */
+__attribute__((naked, noipa)) static void el_fc_pairs_dsp(const int16_t *xs, const int8_t *w,
+                                                             int iters, int32_t *acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    uint32_t xa, xb, w0, w1, t;
+    (void)xs;
+    (void)w;
+    (void)iters;
+    (void)acc;
     __asm__ volatile(
+        "push {r4-r11, lr}\n\t"
+        "ldm r3, {r4-r7}\n"
         "1:\n\t"
-        "ldrd %[xa], %[xb], [%[xp]], #8\n\t"
-        "ldrd %[w0], %[w1], [%[wp]], #8\n\t"
-        "sxtb16 %[t], %[w0]\n\t"
-        "smlad %[a0], %[t], %[xa], %[a0]\n\t"
-        "sxtb16 %[w0], %[w0], ror #8\n\t"
-        "smlad %[a0], %[w0], %[xb], %[a0]\n\t"
-        "sxtb16 %[t], %[w1]\n\t"
-        "smlad %[a1], %[t], %[xa], %[a1]\n\t"
-        "sxtb16 %[w1], %[w1], ror #8\n\t"
-        "smlad %[a1], %[w1], %[xb], %[a1]\n\t"
-        "ldrd %[w0], %[w1], [%[wp]], #8\n\t"
-        "sxtb16 %[t], %[w0]\n\t"
-        "smlad %[a2], %[t], %[xa], %[a2]\n\t"
-        "sxtb16 %[w0], %[w0], ror #8\n\t"
-        "smlad %[a2], %[w0], %[xb], %[a2]\n\t"
-        "sxtb16 %[t], %[w1]\n\t"
-        "smlad %[a3], %[t], %[xa], %[a3]\n\t"
-        "sxtb16 %[w1], %[w1], ror #8\n\t"
-        "smlad %[a3], %[w1], %[xb], %[a3]\n\t"
-        "ldrd %[xa], %[xb], [%[xp]], #8\n\t"
-        "ldrd %[w0], %[w1], [%[wp]], #8\n\t"
-        "sxtb16 %[t], %[w0]\n\t"
-        "smlad %[a0], %[t], %[xa], %[a0]\n\t"
-        "sxtb16 %[w0], %[w0], ror #8\n\t"
-        "smlad %[a0], %[w0], %[xb], %[a0]\n\t"
-        "sxtb16 %[t], %[w1]\n\t"
-        "smlad %[a1], %[t], %[xa], %[a1]\n\t"
-        "sxtb16 %[w1], %[w1], ror #8\n\t"
-        "smlad %[a1], %[w1], %[xb], %[a1]\n\t"
-        "ldrd %[w0], %[w1], [%[wp]], #8\n\t"
-        "sxtb16 %[t], %[w0]\n\t"
-        "smlad %[a2], %[t], %[xa], %[a2]\n\t"
-        "sxtb16 %[w0], %[w0], ror #8\n\t"
-        "smlad %[a2], %[w0], %[xb], %[a2]\n\t"
-        "sxtb16 %[t], %[w1]\n\t"
-        "smlad %[a3], %[t], %[xa], %[a3]\n\t"
-        "sxtb16 %[w1], %[w1], ror #8\n\t"
-        "smlad %[a3], %[w1], %[xb], %[a3]\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "bne 1b"
-        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xp] "+r"(xp),
-          [wp] "+r"(wp), [n] "+r"(pairs), [xa] "=&r"(xa), [xb] "=&r"(xb), [w0] "=&r"(w0),
-          [w1] "=&r"(w1), [t] "=&r"(t)
-        :
-        : "cc", "memory");
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+        "ldrd r8, r9, [r0], #8\n\t"
+        "ldm r1!, {r10, r11, r12, lr}\n\t"
+        "smlad r4, r10, r8, r4\n\t"
+        "uxtb16 r10, r10\n\t"
+        "smlad r5, r10, r8, r5\n\t"
+        "smlad r4, r11, r9, r4\n\t"
+        "uxtb16 r11, r11\n\t"
+        "smlad r5, r11, r9, r5\n\t"
+        "smlad r6, r12, r8, r6\n\t"
+        "uxtb16 r12, r12\n\t"
+        "smlad r7, r12, r8, r7\n\t"
+        "smlad r6, lr, r9, r6\n\t"
+        "uxtb16 lr, lr\n\t"
+        "smlad r7, lr, r9, r7\n\t"
+        "ldrd r8, r9, [r0], #8\n\t"
+        "ldm r1!, {r10, r11, r12, lr}\n\t"
+        "smlad r4, r10, r8, r4\n\t"
+        "uxtb16 r10, r10\n\t"
+        "smlad r5, r10, r8, r5\n\t"
+        "smlad r4, r11, r9, r4\n\t"
+        "uxtb16 r11, r11\n\t"
+        "smlad r5, r11, r9, r5\n\t"
+        "smlad r6, r12, r8, r6\n\t"
+        "uxtb16 r12, r12\n\t"
+        "smlad r7, r12, r8, r7\n\t"
+        "smlad r6, lr, r9, r6\n\t"
+        "uxtb16 lr, lr\n\t"
+        "smlad r7, lr, r9, r7\n\t"
+        "subs r2, r2, #1\n\t"
+        "bne 1b\n\t"
+        "stm r3, {r4-r7}\n\t"
+        "pop {r4-r11, pc}\n");
 }
 #endif
 
+/* The same sums in portable C, straight from the paired layout (any size, no wrap-around).
+ * Rows a get sum(u * x) with u = w_a + 128: the caller adds ksum = -128 * sum(x). */
+static void el_fc_pairs_c(const int16_t *xs, const int8_t *w, int cols_pad, int32_t ksum,
+                          int32_t *acc)
+{
+    const uint8_t *wp = (const uint8_t *)w;
+    int32_t a0 = ksum, b0 = 0, a1 = ksum, b1 = 0;
+    int c;
+    for (c = 0; c < cols_pad; c += 4, wp += 16) {
+        /* words: pair 0 columns c, c+1 | pair 0 c+2, c+3 | pair 1 c, c+1 | pair 1 c+2, c+3 */
+        const int32_t x0 = xs[c], x1 = xs[c + 1], x2 = xs[c + 2], x3 = xs[c + 3];
+        a0 += wp[0] * x0 + wp[2] * x1 + wp[4] * x2 + wp[6] * x3;
+        b0 += (int8_t)wp[1] * x0 + (int8_t)wp[3] * x1 + (int8_t)wp[5] * x2 + (int8_t)wp[7] * x3;
+        a1 += wp[8] * x0 + wp[10] * x1 + wp[12] * x2 + wp[14] * x3;
+        b1 += (int8_t)wp[9] * x0 + (int8_t)wp[11] * x1 + (int8_t)wp[13] * x2 + (int8_t)wp[15] * x3;
+    }
+    acc[0] += a0;
+    acc[1] += b0;
+    acc[2] += a1;
+    acc[3] += b1;
+}
+
 void el_fc_s8(const int8_t *x, int cols, int cols_pad, const int8_t *w, const int32_t *bias,
               int rows, const int32_t *mult, const int8_t *shift, int32_t out_zp,
-              int32_t act_min, int32_t act_max, int16_t *xs, int8_t *y)
+              int32_t act_min, int32_t act_max, int flags, int16_t *xs, int8_t *y)
 {
     int i, rb, r;
-    /* expand x to int16 once per call; the padding columns have zero weights */
+    int32_t sum = 0;
+    const int32_t k = 1 + 2 * out_zp;
+    /* expand x to int16 once per call (and sum it for the paired layout's offset); the padding
+     * columns have zero weights */
     for (i = 0; i < cols; ++i) {
         xs[i] = x[i];
+        sum += x[i];
     }
     for (; i < cols_pad; ++i) {
         xs[i] = 0;
     }
+    (void)sum;
     for (rb = 0; rb < rows; rb += 4) {
         const int8_t *wp = w + (long)rb * cols_pad;
         const int nr = rows - rb < 4 ? rows - rb : 4;
         int32_t acc[4];
-        acc[0] = bias[rb];
-        acc[1] = bias[rb + 1];
-        acc[2] = bias[rb + 2];
-        acc[3] = bias[rb + 3];
 #if EL_USE_DSP
-        el_fc_block_dsp(xs, wp, cols_pad / 8, acc);
-#else
+        if (flags & EL_FC_PAIRED_DSP) {
+            int32_t h[4];
+            h[1] = bias[rb] - 128 * sum;
+            h[0] = h[1] + (int32_t)((uint32_t)bias[rb + 1] << 8);
+            h[3] = bias[rb + 2] - 128 * sum;
+            h[2] = h[3] + (int32_t)((uint32_t)bias[rb + 3] << 8);
+            el_fc_pairs_dsp(xs, wp, cols_pad / 8, h);
+            acc[0] = h[1];
+            acc[1] = (int32_t)((uint32_t)h[0] - (uint32_t)h[1]) >> 8;
+            acc[2] = h[3];
+            acc[3] = (int32_t)((uint32_t)h[2] - (uint32_t)h[3]) >> 8;
+        } else
+#endif
         {
-            const int16_t *xp = xs;
-            int g;
-            for (g = 0; g < cols_pad / 4; ++g, xp += 4) {
-                for (r = 0; r < 4; ++r, wp += 4) {
-                    acc[r] += wp[0] * xp[0] + wp[2] * xp[1] + wp[1] * xp[2] + wp[3] * xp[3];
-                }
+            acc[0] = bias[rb];
+            acc[1] = bias[rb + 1];
+            acc[2] = bias[rb + 2];
+            acc[3] = bias[rb + 3];
+            el_fc_pairs_c(xs, wp, cols_pad, -128 * sum, acc);
+        }
+        if (flags & EL_FC_FAST_RQ) {
+            /* every shift <= -1, |acc| < 2^30, no fused clamp (checked by the generator, which
+             * then stores e - 1 in `shift`): SMMULR, a shift, the zero point and SSAT */
+            for (r = 0; r < nr; ++r) {
+                const int32_t s = el_smmulr(acc[r] * 2, mult[rb + r]);
+                y[rb + r] = (int8_t)el_sat8(((s >> shift[rb + r]) + k) >> 1);
+            }
+        } else {
+            for (r = 0; r < nr; ++r) {
+                const int32_t v = el_requant_up(acc[r], mult[rb + r], shift[rb + r]) + out_zp;
+                y[rb + r] = el_clamp8(v, act_min, act_max);
             }
         }
+    }
+}
+
+/* el_fc_s8_fast: one stream per 4-row block = bias[4] (int32), paired weights (4 * cols_pad
+ * bytes), mult[4] (int32), e1[4] (int8, e - 1), so one pointer walks the whole layer. */
+#define EL_FC_PRM_BYTES 36
+
+#if EL_USE_DSP
+typedef struct {
+    const int16_t *xs;
+    int32_t passes; /* 16-column passes << 1, | 1 when cols_pad / 8 is odd (enter half way) */
+    int32_t ksum;   /* -128 * sum(x): the offset of the unsigned first-row bytes */
+    int32_t k;      /* 1 + 2 * out_zp */
+    int8_t *y;
+    int8_t *y_end;  /* y + 4 * blocks */
+} el_fc_ctx_t;
+
+/* Whole 4-row blocks of el_fc_s8_fast in one loop (r0 stream, r1 ctx). Per block: seed
+ * L = bias_a - 128 sum(x), H = L + 256 bias_b; the MAC loop of el_fc_pairs_dsp (16 columns per
+ * pass, 4 columns per LDRD + LDM; entered half way when cols_pad / 8 is odd); then per row SMMULR(2 acc, mult), ASR by
+ * e - 1 (the low byte of the packed e1 word), + k, SSAT #8 with ASR #1, STRB. Row b's doubled
+ * accumulator is (H - L) >> 7: H - L is an exact multiple of 256. */
+__attribute__((naked, noipa)) static void el_fc_blocks_dsp(const int8_t *stream,
+                                                           el_fc_ctx_t *ctx)
+{
+    (void)stream;
+    (void)ctx;
+    __asm__ volatile(
+        "push {r4-r11, lr}\n\t"
+        "mov r3, r1\n\t"
+        "mov r1, r0\n"
+        "1:\n\t"
+        "ldm r1!, {r4-r7}\n\t"
+        "ldr r8, [r3, #8]\n\t"
+        "add r4, r4, r8\n\t"
+        "add r5, r4, r5, lsl #8\n\t"
+        "add r6, r6, r8\n\t"
+        "add r7, r6, r7, lsl #8\n\t"
+        "ldrd r0, r2, [r3]\n\t"
+        "lsrs r2, r2, #1\n\t"
+        "bcs 3f\n"
+        "2:\n\t"
+        "ldrd r8, r9, [r0], #8\n\t"
+        "ldm r1!, {r10, r11, r12, lr}\n\t"
+        "smlad r5, r10, r8, r5\n\t"
+        "uxtb16 r10, r10\n\t"
+        "smlad r4, r10, r8, r4\n\t"
+        "smlad r5, r11, r9, r5\n\t"
+        "uxtb16 r11, r11\n\t"
+        "smlad r4, r11, r9, r4\n\t"
+        "smlad r7, r12, r8, r7\n\t"
+        "uxtb16 r12, r12\n\t"
+        "smlad r6, r12, r8, r6\n\t"
+        "smlad r7, lr, r9, r7\n\t"
+        "uxtb16 lr, lr\n\t"
+        "smlad r6, lr, r9, r6\n\t"
+        "ldrd r8, r9, [r0], #8\n\t"
+        "ldm r1!, {r10, r11, r12, lr}\n\t"
+        "smlad r5, r10, r8, r5\n\t"
+        "uxtb16 r10, r10\n\t"
+        "smlad r4, r10, r8, r4\n\t"
+        "smlad r5, r11, r9, r5\n\t"
+        "uxtb16 r11, r11\n\t"
+        "smlad r4, r11, r9, r4\n\t"
+        "smlad r7, r12, r8, r7\n\t"
+        "uxtb16 r12, r12\n\t"
+        "smlad r6, r12, r8, r6\n\t"
+        "smlad r7, lr, r9, r7\n\t"
+        "uxtb16 lr, lr\n\t"
+        "smlad r6, lr, r9, r6\n\t"
+        "3:\n\t"
+        "ldrd r8, r9, [r0], #8\n\t"
+        "ldm r1!, {r10, r11, r12, lr}\n\t"
+        "smlad r5, r10, r8, r5\n\t"
+        "uxtb16 r10, r10\n\t"
+        "smlad r4, r10, r8, r4\n\t"
+        "smlad r5, r11, r9, r5\n\t"
+        "uxtb16 r11, r11\n\t"
+        "smlad r4, r11, r9, r4\n\t"
+        "smlad r7, r12, r8, r7\n\t"
+        "uxtb16 r12, r12\n\t"
+        "smlad r6, r12, r8, r6\n\t"
+        "smlad r7, lr, r9, r7\n\t"
+        "uxtb16 lr, lr\n\t"
+        "smlad r6, lr, r9, r6\n\t"
+        "ldrd r8, r9, [r0], #8\n\t"
+        "ldm r1!, {r10, r11, r12, lr}\n\t"
+        "smlad r5, r10, r8, r5\n\t"
+        "uxtb16 r10, r10\n\t"
+        "smlad r4, r10, r8, r4\n\t"
+        "smlad r5, r11, r9, r5\n\t"
+        "uxtb16 r11, r11\n\t"
+        "smlad r4, r11, r9, r4\n\t"
+        "smlad r7, r12, r8, r7\n\t"
+        "uxtb16 r12, r12\n\t"
+        "smlad r6, r12, r8, r6\n\t"
+        "smlad r7, lr, r9, r7\n\t"
+        "uxtb16 lr, lr\n\t"
+        "smlad r6, lr, r9, r6\n\t"
+        "subs r2, r2, #1\n\t"
+        "bne 2b\n\t"
+        "ldm r1!, {r8-r11}\n\t"
+        "ldr lr, [r1], #4\n\t"
+        "sub r5, r5, r4\n\t"
+        "sub r7, r7, r6\n\t"
+        "lsl r4, r4, #1\n\t"
+        "asr r5, r5, #7\n\t"
+        "lsl r6, r6, #1\n\t"
+        "asr r7, r7, #7\n\t"
+        "smmulr r4, r4, r8\n\t"
+        "smmulr r5, r5, r9\n\t"
+        "smmulr r6, r6, r10\n\t"
+        "smmulr r7, r7, r11\n\t"
+        "asr r4, r4, lr\n\t"
+        "lsr lr, lr, #8\n\t"
+        "asr r5, r5, lr\n\t"
+        "lsr lr, lr, #8\n\t"
+        "asr r6, r6, lr\n\t"
+        "lsr lr, lr, #8\n\t"
+        "asr r7, r7, lr\n\t"
+        "ldrd r8, r9, [r3, #12]\n\t"
+        "add r4, r4, r8\n\t"
+        "add r5, r5, r8\n\t"
+        "add r6, r6, r8\n\t"
+        "add r7, r7, r8\n\t"
+        "ssat r4, #8, r4, asr #1\n\t"
+        "ssat r5, #8, r5, asr #1\n\t"
+        "ssat r6, #8, r6, asr #1\n\t"
+        "ssat r7, #8, r7, asr #1\n\t"
+        "strb r4, [r9], #1\n\t"
+        "strb r5, [r9], #1\n\t"
+        "strb r6, [r9], #1\n\t"
+        "strb r7, [r9], #1\n\t"
+        "str r9, [r3, #16]\n\t"
+        "ldr r8, [r3, #20]\n\t"
+        "cmp r9, r8\n\t"
+        "bne 1b\n\t"
+        "pop {r4-r11, pc}\n");
+}
+
+static int32_t el_fc_passes(int cols_pad)
+{
+    const int32_t n8 = cols_pad / 8;
+    return (((n8 + 1) >> 1) << 1) | (n8 & 1);
+}
 #endif
-        for (r = 0; r < nr; ++r) {
-            const int32_t v = el_requant_up(acc[r], mult[rb + r], shift[rb + r]) + out_zp;
-            y[rb + r] = el_clamp8(v, act_min, act_max);
+
+#if !EL_USE_DSP
+static int32_t el_rd32(const int8_t *p)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    return (int32_t)((uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 |
+                     (uint32_t)u[3] << 24);
+}
+
+/* One 4-row block of the stream in portable C; returns the next block. */
+static const int8_t *el_fc_block_c(const int16_t *xs, int cols_pad, const int8_t *s, int32_t k,
+                                   int32_t ksum, int8_t *y, int nr)
+{
+    int32_t acc[4];
+    const int8_t *tail = s + 16 + 4L * cols_pad;
+    int r;
+    for (r = 0; r < 4; ++r) {
+        acc[r] = el_rd32(s + 4 * r);
+    }
+    el_fc_pairs_c(xs, s + 16, cols_pad, ksum, acc);
+    for (r = 0; r < nr; ++r) {
+        const int32_t v = el_smmulr(acc[r] * 2, el_rd32(tail + 4 * r));
+        y[r] = (int8_t)el_sat8(((v >> tail[16 + r]) + k) >> 1);
+    }
+    return tail + 20;
+}
+#endif
+
+void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                   int32_t out_zp, int16_t *xs, int8_t *y)
+{
+    const int32_t k = 1 + 2 * out_zp;
+    int32_t sum = 0;
+    int i, full = rows / 4;
+    /* expand x to int16 in the stream's column order: x0 x2 x1 x3 per group of 4 (what SXTB16
+     * and SXTB16 ROR #8 give); sum it for the unsigned first-row bytes */
+#if EL_USE_DSP
+    for (i = 0; i + 4 <= cols; i += 4) {
+        int32_t w, a, b;
+        memcpy(&w, x + i, 4);
+        a = __sxtb16(w);
+        b = __sxtb16((int32_t)(((uint32_t)w >> 8) | ((uint32_t)w << 24)));
+        sum = __smlad(a, 0x00010001, sum);
+        sum = __smlad(b, 0x00010001, sum);
+        memcpy(xs + i, &a, 4);
+        memcpy(xs + i + 2, &b, 4);
+    }
+#else
+    i = 0;
+#endif
+    for (; i < cols; ++i) {
+        xs[(i & ~3) | ((i & 1) << 1) | ((i & 2) >> 1)] = x[i];
+        sum += x[i];
+    }
+    for (; i < cols_pad; ++i) {
+        xs[(i & ~3) | ((i & 1) << 1) | ((i & 2) >> 1)] = 0;
+    }
+#if EL_USE_DSP
+    if (full > 0) {
+        el_fc_ctx_t ctx;
+        ctx.xs = xs;
+        ctx.passes = el_fc_passes(cols_pad);
+        ctx.ksum = -128 * sum;
+        ctx.k = k;
+        ctx.y = y;
+        ctx.y_end = y + 4 * full;
+        el_fc_blocks_dsp(stream, &ctx);
+        stream += (long)full * (EL_FC_PRM_BYTES + 4L * cols_pad);
+        y += 4 * full;
+    }
+    if (rows % 4) { /* the last, partial block: into a 4-byte buffer */
+        int8_t q[4];
+        el_fc_ctx_t ctx;
+        ctx.xs = xs;
+        ctx.passes = el_fc_passes(cols_pad);
+        ctx.ksum = -128 * sum;
+        ctx.k = k;
+        ctx.y = q;
+        ctx.y_end = q + 4;
+        el_fc_blocks_dsp(stream, &ctx);
+        for (i = 0; i < rows % 4; ++i) {
+            y[i] = q[i];
         }
     }
+#else
+    (void)sum;
+    for (i = 0; i < full; ++i, y += 4) {
+        stream = el_fc_block_c(xs, cols_pad, stream, k, -128 * sum, y, 4);
+    }
+    if (rows % 4) {
+        (void)el_fc_block_c(xs, cols_pad, stream, k, -128 * sum, y, rows % 4);
+    }
+#endif
 }
 
 /* ---- int8 elementwise ---------------------------------------------------------------------- */
@@ -308,10 +617,85 @@ void el_mul_s8(const el_mul_s8_t *p, const int8_t *x1, int step1, const int8_t *
     }
 }
 
+/* The fast forms below are the same integer formulas as el_addsub_s8 / el_mul_s8 (TFLite's
+ * MultiplyByQuantizedMultiplier with gemmlowp rounding), one SMMULR each; the generator picks
+ * them only when their preconditions hold (see the header). */
+void el_add_s8_fast(const el_add_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
+                    int step2, int8_t *y, int n)
+{
+    const int32_t c1 = p->c1, c2 = p->c2, m2 = p->m2, e2 = p->e2, sign = p->sign, mo = p->mo;
+    /* e_out - 1 in the low byte (a shift by register reads only that byte), k above it */
+    const int32_t keo = (int32_t)((uint32_t)p->k << 8) | p->eo;
+    int i;
+    if (step1 == 1 && step2 == 1) {
+        for (i = 0; i < n; ++i) {
+            /* in1: exactly (o1 + x1) << 19; in2: MBQM((o2 + x2) << 20, m2, -(e2 + 1)) */
+            const int32_t sa = c1 + (int32_t)((uint32_t)x1[i] << 19);
+            const int32_t t = el_tie_away(el_smmulr(c2 + (int32_t)((uint32_t)x2[i] << 21), m2), e2);
+            const int32_t raw = sa + sign * ((t + 1) >> 1);
+            const int32_t s = el_smmulr(raw * 2, mo);
+            y[i] = (int8_t)el_sat8((el_tie_away(s, keo & 255) + (keo >> 8)) >> 1);
+        }
+        return;
+    }
+    for (i = 0; i < n; ++i, x1 += step1, x2 += step2) {
+        const int32_t sa = c1 + (int32_t)((uint32_t)*x1 << 19);
+        const int32_t t = el_tie_away(el_smmulr(c2 + (int32_t)((uint32_t)*x2 << 21), m2), e2);
+        const int32_t raw = sa + sign * ((t + 1) >> 1);
+        const int32_t s = el_smmulr(raw * 2, mo);
+        y[i] = (int8_t)el_sat8((el_tie_away(s, keo & 255) + (keo >> 8)) >> 1);
+    }
+}
+
+void el_add_s8_fast_lut(const el_add_fast_t *p, const int8_t *x1, const int8_t *x2, int8_t *y,
+                        int seg, int nseg, const int8_t *const *luts)
+{
+    const int32_t c1 = p->c1, c2 = p->c2, m2 = p->m2, e2 = p->e2, sign = p->sign, mo = p->mo;
+    const int32_t keo = (int32_t)((uint32_t)p->k << 8) | p->eo;
+    int i, j;
+    for (j = 0; j < nseg; ++j, x1 += seg, x2 += seg, y += seg) {
+        const int8_t *lut = luts[j] + 128; /* centred tables: lut[v] for v in -128..127 */
+        for (i = 0; i < seg; ++i) {
+            const int32_t sa = c1 + (int32_t)((uint32_t)x1[i] << 19);
+            const int32_t t = el_tie_away(el_smmulr(c2 + (int32_t)((uint32_t)x2[i] << 21), m2), e2);
+            const int32_t raw = sa + sign * ((t + 1) >> 1);
+            const int32_t s = el_smmulr(raw * 2, mo);
+            y[i] = lut[el_sat8((el_tie_away(s, keo & 255) + (keo >> 8)) >> 1)];
+        }
+    }
+}
+
+void el_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
+                    int step2, int8_t *y, int n)
+{
+    const int32_t c1 = p->c1, c2 = p->c2, mo = p->mo, eo = p->eo, k = p->k;
+    int i;
+    if (step1 == 1 && step2 == 1) {
+        for (i = 0; i < n; ++i) {
+            const int32_t prod2 = (c1 + 2 * x1[i]) * (c2 + x2[i]);
+            y[i] = (int8_t)el_sat8((el_tie_away(el_smmulr(prod2, mo), eo) + k) >> 1);
+        }
+        return;
+    }
+    for (i = 0; i < n; ++i, x1 += step1, x2 += step2) {
+        /* 2 * (o1 + x1) * (o2 + x2): |product| <= 2^16, doubled for SMMULR */
+        const int32_t prod2 = (c1 + 2 * *x1) * (c2 + *x2);
+        y[i] = (int8_t)el_sat8((el_tie_away(el_smmulr(prod2, mo), eo) + k) >> 1);
+    }
+}
+
 void el_lut_s8(const int8_t *lut, const int8_t *x, int8_t *y, int n)
 {
     int i;
-    for (i = 0; i < n; ++i) {
+    for (i = 0; i + 4 <= n; i += 4) { /* unrolled: the loop overhead is most of a lookup */
+        const int8_t a = lut[(uint8_t)x[i]], b = lut[(uint8_t)x[i + 1]];
+        const int8_t c = lut[(uint8_t)x[i + 2]], d = lut[(uint8_t)x[i + 3]];
+        y[i] = a;
+        y[i + 1] = b;
+        y[i + 2] = c;
+        y[i + 3] = d;
+    }
+    for (; i < n; ++i) {
         y[i] = lut[(uint8_t)x[i]];
     }
 }
@@ -384,15 +768,106 @@ static float el_act_f32(float v, int act)
     }
 }
 
+/* a*b + c: one VFMA where the FPU has it (Cortex-M4F/M7), else a multiply and an add */
+#if defined(__ARM_FEATURE_FMA) && __ARM_FEATURE_FMA
+#define EL_FMA(a, b, c) fmaf((a), (b), (c))
+#else
+#define EL_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+#if EL_USE_DSP && defined(__ARM_FEATURE_FMA) && __ARM_FEATURE_FMA && defined(__ARM_FP)
+#define EL_FC_F32_ASM 1
+/* 2 rows x 4 columns per iteration: 3 VLDM + 8 VFMA (partial sums even/odd columns per row,
+ * acc = {row 0 even, row 0 odd, row 1 even, row 1 odd}); n4 = cols / 4 >= 1. */
+static void el_fc2_f32_vfp(const float *x, const float *w0, const float *w1, int n4, float *acc)
+{
+    __asm__ volatile(
+        "vldmia %[acc], {s12-s15}\n"
+        "1:\n\t"
+        "vldmia %[x]!, {s0-s3}\n\t"
+        "vldmia %[w0]!, {s4-s7}\n\t"
+        "vldmia %[w1]!, {s8-s11}\n\t"
+        "vfma.f32 s12, s4, s0\n\t"
+        "vfma.f32 s13, s5, s1\n\t"
+        "vfma.f32 s14, s8, s0\n\t"
+        "vfma.f32 s15, s9, s1\n\t"
+        "vfma.f32 s12, s6, s2\n\t"
+        "vfma.f32 s13, s7, s3\n\t"
+        "vfma.f32 s14, s10, s2\n\t"
+        "vfma.f32 s15, s11, s3\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        "vstmia %[acc], {s12-s15}"
+        : [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1), [n] "+r"(n4)
+        : [acc] "r"(acc)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13",
+          "s14", "s15", "cc", "memory");
+}
+#else
+#define EL_FC_F32_ASM 0
+#endif
+
+/* One row: two partial sums (even/odd columns) to break the add chain. */
+static float el_dot_f32(const float *x, const float *w, int cols)
+{
+    float a0 = 0.0f, a1 = 0.0f;
+    int c;
+    for (c = 0; c + 2 <= cols; c += 2) {
+        a0 = EL_FMA(w[c], x[c], a0);
+        a1 = EL_FMA(w[c + 1], x[c + 1], a1);
+    }
+    if (c < cols) {
+        a0 = EL_FMA(w[c], x[c], a0);
+    }
+    return a0 + a1;
+}
+
 void el_fc_f32(const float *x, int cols, const float *w, const float *bias, int rows, int act,
                float *y)
 {
     int r, c;
-    for (r = 0; r < rows; ++r, w += cols) {
-        float acc = 0.0f;
-        for (c = 0; c < cols; ++c) {
-            acc += w[c] * x[c];
+    /* two rows per pass share the loads of x; 4 columns per iteration */
+    for (r = 0; r + 2 <= rows; r += 2, w += 2 * cols) {
+        const float *w0 = w, *w1 = w + cols;
+        float a0 = 0.0f, a1 = 0.0f, b0 = 0.0f, b1 = 0.0f;
+#if EL_FC_F32_ASM
+        if (cols >= 4) { /* the same FMAs in the same order as the C loop below */
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            el_fc2_f32_vfp(x, w0, w1, cols / 4, acc);
+            a0 = acc[0];
+            a1 = acc[1];
+            b0 = acc[2];
+            b1 = acc[3];
         }
+        c = cols & ~3;
+#else
+        for (c = 0; c + 4 <= cols; c += 4) {
+            const float x0 = x[c], x1 = x[c + 1], x2 = x[c + 2], x3 = x[c + 3];
+            a0 = EL_FMA(w0[c], x0, a0);
+            a1 = EL_FMA(w0[c + 1], x1, a1);
+            b0 = EL_FMA(w1[c], x0, b0);
+            b1 = EL_FMA(w1[c + 1], x1, b1);
+            a0 = EL_FMA(w0[c + 2], x2, a0);
+            a1 = EL_FMA(w0[c + 3], x3, a1);
+            b0 = EL_FMA(w1[c + 2], x2, b0);
+            b1 = EL_FMA(w1[c + 3], x3, b1);
+        }
+#endif
+        for (; c < cols; ++c) {
+            a0 = EL_FMA(w0[c], x[c], a0);
+            b0 = EL_FMA(w1[c], x[c], b0);
+        }
+        a0 += a1;
+        b0 += b1;
+        if (bias != 0) {
+            a0 += bias[r];
+            b0 += bias[r + 1];
+        }
+        y[r] = el_act_f32(a0, act);
+        y[r + 1] = el_act_f32(b0, act);
+    }
+    if (r < rows) {
+        float acc = el_dot_f32(x, w, cols);
         if (bias != 0) {
             acc += bias[r];
         }

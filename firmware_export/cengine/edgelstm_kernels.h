@@ -2,8 +2,8 @@
  *
  * int8 kernels reproduce TFLite's integer arithmetic (fixed-point multipliers with the same
  * rounding, 256-entry activation tables), so a generated engine matches the int8 .tflite.
- * Define EL_USE_DSP=0 to force the portable fully-connected loop on a core with the DSP
- * extension (by default __ARM_FEATURE_DSP selects the SXTB16/SMLAD path).
+ * Define EL_USE_DSP=0 to force the portable code on a core with the DSP extension (by default
+ * __ARM_FEATURE_DSP selects the SMLAD/UXTB16 MAC loop and the SMMULR/SSAT requantization).
  */
 #ifndef EDGELSTM_KERNELS_H
 #define EDGELSTM_KERNELS_H
@@ -27,13 +27,26 @@ extern "C" {
 
 /* ---- int8 ------------------------------------------------------------------------------ */
 
+/* el_fc_s8 flags, set by the generator after checking the bounds offline */
+#define EL_FC_PAIRED_DSP 1 /* |dot + bias| < 2^23 on every second row: the wrapping DSP loop */
+#define EL_FC_FAST_RQ 2    /* every shift <= -1, |acc| < 2^30, no fused clamp: the SMMULR
+                            * requantization; `shift` then holds e - 1 = -shift - 1 per row */
+
 /* y = act(requant(W x + b)). W: rows (padded to 4) x `cols_pad` (a multiple of 8) int8 in the
- * blocked layout written by
- * the generator (blocks of 4 rows x 4 columns, bytes of a row as c0 c2 c1 c3); b has the input
- * zero point folded in (bias, mult and shift have rows rounded up to 4 entries). xs: int16 scratch of cols_pad entries. */
+ * paired layout written by the generator: per block of 4 rows and per 4 columns, 4 words (row
+ * pair 0 columns 0-1, 2-3, then row pair 1), each word's bytes = (w_a + 128, w_b) per column,
+ * so halfword = (w_a + 128) + 256 * w_b (see el_fc_pairs_dsp). b has the input zero point folded
+ * in (bias, mult and shift have rows rounded up to 4 entries). xs: int16 scratch of cols_pad. */
 void el_fc_s8(const int8_t *x, int cols, int cols_pad, const int8_t *w, const int32_t *bias,
               int rows, const int32_t *mult, const int8_t *shift, int32_t out_zp,
-              int32_t act_min, int32_t act_max, int16_t *xs, int8_t *y);
+              int32_t act_min, int32_t act_max, int flags, int16_t *xs, int8_t *y);
+
+/* The same, for layers where both flags hold and there is no fused clamp: `stream` holds per
+ * 4-row block the bias (4 x int32, little-endian), the paired weights (4 * cols_pad bytes), the
+ * multipliers (4 x int32) and e - 1 (4 x int8), so a single pointer walks the layer (on a DSP
+ * core one assembly loop does the whole layer). */
+void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                   int32_t out_zp, int16_t *xs, int8_t *y);
 
 typedef struct {
     int32_t in1_off, in1_mult, in1_shift;
@@ -52,6 +65,34 @@ typedef struct {
 
 void el_mul_s8(const el_mul_s8_t *p, const int8_t *x1, int step1, const int8_t *x2, int step2,
                int8_t *y, int n);
+
+/* Fast int8 ADD/SUB (same results as el_addsub_s8) for TFLite's left shift of 20 when one
+ * input's multiplier is exactly 1/2 (TFLite gives the larger-scale input 2^30, shift 0), the
+ * other's shift is <= -1 (or it is 1/2 too: then m2 = 2^31 - 1, e2 = 0, exact), the output
+ * shift is <= -1 and there is no fused clamp: sa = c1 + (x1 << 19) = (o1 + x1) << 19; in2 from
+ * c2 + (x2 << 21) = 2 (o2 + x2) << 20 with m2, e2 = e - 1; raw = sa + sign * in2;
+ * eo = e_out - 1, k = 1 + 2 * out_off. */
+typedef struct {
+    int32_t c1, c2, m2, e2, sign, mo, eo, k;
+} el_add_fast_t;
+
+void el_add_s8_fast(const el_add_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
+                    int step2, int8_t *y, int n);
+
+/* el_add_s8_fast (unit strides) followed by a 256-entry table per segment of `seg` outputs,
+ * each table centred (entry v + 128 for the int8 value v, unlike el_lut_s8's uint8 order):
+ * y[j * seg + i] = luts[j][128 + (x1 + x2)] (an LSTM's gate activations, fused). */
+void el_add_s8_fast_lut(const el_add_fast_t *p, const int8_t *x1, const int8_t *x2, int8_t *y,
+                        int seg, int nseg, const int8_t *const *luts);
+
+/* Fast int8 MUL (same results as el_mul_s8) when the output shift is <= -1 and there is no fused
+ * clamp: c1 = 2 * in1_off, c2 = in2_off, eo = e_out - 1, k = 1 + 2 * out_off. */
+typedef struct {
+    int32_t c1, c2, mo, eo, k;
+} el_mul_fast_t;
+
+void el_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
+                    int step2, int8_t *y, int n);
 
 /* y[i] = lut[(uint8_t)x[i]] (LOGISTIC, TANH). */
 void el_lut_s8(const int8_t *lut, const int8_t *x, int8_t *y, int n);

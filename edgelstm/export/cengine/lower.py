@@ -81,6 +81,10 @@ class Lowering:
         self.state_inputs = {
             idx: nm for nm, idx in graph.inputs.items() if nm != "x" and nm.startswith("state")
         }
+        # int8 ADD -> SPLIT -> one in-place LOGISTIC/TANH per part (an LSTM's gates): the ADD
+        # applies the tables as it writes, the activation ops become no-ops
+        self.lut_after: dict[int, list[Op]] = {}
+        self.lut_fused: set[int] = set()
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -279,8 +283,50 @@ class Lowering:
 
     # -- emission -----------------------------------------------------------------------------
 
+    def plan_lut_fusion(self) -> None:
+        """Find ADD -> SPLIT (views) -> LOGISTIC/TANH (in place) chains (see __init__)."""
+        users: dict[int, list[Op]] = {}
+        for op in self.g.ops:
+            for i in op.inputs:
+                if i >= 0:
+                    users.setdefault(i, []).append(op)
+        outputs = set(self.g.outputs.values())
+        for op in self.g.ops:
+            if op.name != "ADD" or not _is_int8(self.t(op.outputs[0])):
+                continue
+            y = op.outputs[0]
+            split = users.get(y, [])
+            if len(split) != 1 or split[0].name not in ("SPLIT", "SPLIT_V") or y in outputs:
+                continue
+            parts = split[0].outputs
+            if not all(self.views.get(o, (None,))[0] == y for o in parts):
+                continue
+            parts = sorted(parts, key=lambda o: self.views[o][1])
+            sizes = {self.t(o).numel for o in parts}
+            offsets = [self.views[o][1] for o in parts]
+            if len(sizes) != 1 or offsets != [
+                k * self.t(parts[0]).nbytes for k in range(len(parts))
+            ]:
+                continue
+            acts = []
+            for o in parts:
+                u = users.get(o, [])
+                if (
+                    len(u) != 1
+                    or u[0].name not in ("LOGISTIC", "TANH")
+                    or o in outputs
+                    or self.views.get(u[0].outputs[0]) != (o, 0)
+                    or not _is_int8(self.t(u[0].outputs[0]))
+                ):
+                    break
+                acts.append(u[0])
+            else:
+                self.lut_after[op.index] = acts
+                self.lut_fused.update(a.index for a in acts)
+
     def run(self) -> Program:
         self.plan_views()
+        self.plan_lut_fusion()
         for op in self.g.ops:  # check every op before any work, so errors come first
             if op.name not in HANDLERS:
                 raise self.unsupported(op)
@@ -348,24 +394,68 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
     rp, cp = -(-rows // 4) * 4, -(-cols // 8) * 8  # DSP loop: 4 rows x 8 columns
     wpad = np.zeros((rp, cp), np.int8)
     wpad[:rows, :cols] = w.data
-    # blocks of 4 rows x 4 columns, row bytes as c0 c2 c1 c3 (SXTB16 pairs, see the kernel)
-    blocked = wpad.reshape(rp // 4, 4, cp // 4, 4).transpose(0, 2, 1, 3)[..., [0, 2, 1, 3]]
+    bpad = np.zeros(rp, np.int64)
+    bpad[:rows] = folded
     pad = [0] * (rp - rows)  # the kernel reads whole 4-row blocks
-    wn = lw.add_const("int8_t", f"{p}_w{k}", blocked, f"'{w.name}' {w.shape} blocked 4x4")
-    bn = lw.add_const(
-        "int32_t",
-        f"{p}_b{k}",
-        np.array([*folded, *pad]),
-        "bias with the input zero point folded in",
-    )
-    mn = lw.add_const("int32_t", f"{p}_m{k}", np.array([*mults, *pad]), "requantize multipliers")
-    sn = lw.add_const("int8_t", f"{p}_s{k}", np.array([*shifts, *pad]), "requantize shifts")
     lo, hi = quant.activation_range_s8(act, y.scale, y.zp)
     lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
+    # worst-case |accumulator| per row: the int8 input is at most 128 in magnitude
+    bound = 128 * np.abs(wpad.astype(np.int64)).sum(axis=1) + np.abs(bpad)
+    flags = []
+    if bound[1::2].max(initial=0) < 2**23:
+        flags.append("EL_FC_PAIRED_DSP")
+    fast_rq = bound.max(initial=0) < 2**30 and max(shifts) <= -1 and (lo, hi) == (-128, 127)
+    if fast_rq:
+        flags.append("EL_FC_FAST_RQ")
+        shifts = tuple(-s - 1 for s in shifts)  # the kernel's fast path wants e - 1
+    if len(flags) == 2:  # one stream: per block bias, weights, multipliers, e - 1
+        stream = fc_stream(wpad, bpad, np.array([*mults, *pad]), np.array([*shifts, *pad]))
+        sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc stream")
+        return [
+            f"el_fc_s8_fast({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {y.zp}, "
+            f"{p}_xs, {lw.ref(op.outputs[0])});"
+        ]
+    wn = lw.add_const("int8_t", f"{p}_w{k}", _paired_layout(wpad), f"'{w.name}' {w.shape} paired")
+    bn = lw.add_const("int32_t", f"{p}_b{k}", bpad, "bias with the input zero point folded in")
+    mn = lw.add_const("int32_t", f"{p}_m{k}", np.array([*mults, *pad]), "requantize multipliers")
+    what = "requantize e - 1" if fast_rq else "requantize shifts"
+    sn = lw.add_const("int8_t", f"{p}_s{k}", np.array([*shifts, *pad]), what)
     return [
         f"el_fc_s8({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {wn}, {bn}, {rows}, {mn}, "
-        f"{sn}, {y.zp}, {lo}, {hi}, {p}_xs, {lw.ref(op.outputs[0])});"
+        f"{sn}, {y.zp}, {lo}, {hi}, {' | '.join(flags) or '0'}, {p}_xs, "
+        f"{lw.ref(op.outputs[0])});"
     ]
+
+
+def fc_stream(wpad: np.ndarray, bias: np.ndarray, mult: np.ndarray, e1: np.ndarray) -> np.ndarray:
+    """el_fc_s8_fast's byte stream: per 4-row block the bias (int32 LE), the paired weights
+    (columns c0 c2 c1 c3 per group of 4), the multipliers (int32 LE) and e - 1 (int8). All
+    arguments padded to whole 4-row blocks."""
+    rp, cp = wpad.shape
+    # columns in the order the kernel expands x: c0 c2 c1 c3 per group of 4
+    order = (np.arange(cp).reshape(-1, 4)[:, [0, 2, 1, 3]]).reshape(-1)
+    paired = _paired_layout(wpad[:, order])
+    parts = []
+    for blk in range(rp // 4):
+        rows = slice(4 * blk, 4 * blk + 4)
+        parts += [
+            np.asarray(bias[rows], np.int64).astype("<i4").view(np.int8),
+            paired[blk * 4 * cp : (blk + 1) * 4 * cp],
+            np.asarray(mult[rows], np.int64).astype("<i4").view(np.int8),
+            np.asarray(e1[rows], np.int64).astype(np.int8),
+        ]
+    return np.concatenate(parts)
+
+
+def _paired_layout(wpad: np.ndarray) -> np.ndarray:
+    """int8 [R, C] (R % 4 == 0, C % 4 == 0) -> the kernel's paired byte order: per 4-row block and
+    4-column group, row pair 0 then 1, columns 0-1 then 2-3, per column (w_a + 128, w_b)."""
+    rp, cp = wpad.shape
+    w4 = wpad.astype(np.int16).reshape(rp // 4, 2, 2, cp // 4, 2, 2)  # blk, pair, row, g, j, c
+    ua = (w4[:, :, 0] + 128).astype(np.uint8).view(np.int8)  # blk, pair, g, j, c
+    wb = w4[:, :, 1].astype(np.int8)
+    out = np.stack([ua, wb], axis=-1)  # blk, pair, g, j, c, byte
+    return np.ascontiguousarray(out.transpose(0, 2, 1, 3, 4, 5)).reshape(-1)
 
 
 def _broadcast(lw: Lowering, op: Op) -> tuple[int, int, int]:
@@ -394,6 +484,13 @@ def _binary(lw: Lowering, op: Op) -> list[str]:
     pn = f"{lw.name}_p{op.index}"
     if op.name == "MUL":
         m, s = quant.quantize_multiplier(a.scale * b.scale / y.scale)
+        if (lo, hi) == (-128, 127) and s <= -1:
+            vals = [-2 * a.zp, -b.zp, m, -s - 1, 1 + 2 * y.zp]
+            lw.prog.consts.append(
+                f"static const el_mul_fast_t {pn} = {{{', '.join(map(str, vals))}}};"
+            )
+            lw.prog.const_bytes += 20
+            return [f"el_mul_s8_fast(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
         vals = [-a.zp, -b.zp, y.zp, m, s, lo, hi]
         lw.prog.consts.append(f"static const el_mul_s8_t {pn} = {{{', '.join(map(str, vals))}}};")
         lw.prog.const_bytes += 28
@@ -411,11 +508,74 @@ def _binary(lw: Lowering, op: Op) -> list[str]:
         "out_shift",
         "left_shift",
     ]
-    vals = [prm[k] for k in keys] + [lo, hi]
-    lw.prog.consts.append(f"static const el_addsub_s8_t {pn} = {{{', '.join(map(str, vals))}}};")
-    lw.prog.const_bytes += 48
     sign = 1 if op.name == "ADD" else -1
-    return [f"el_addsub_s8(&{pn}, {sign}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+    fast = _add_fast(prm, sign, lo, hi)
+    if fast is None and sign > 0:  # ADD commutes: try the inputs the other way round
+        swapped = {
+            **{k.replace("in1", "in2"): v for k, v in prm.items() if k.startswith("in1")},
+            **{k.replace("in2", "in1"): v for k, v in prm.items() if k.startswith("in2")},
+        }
+        fast = _add_fast({**prm, **swapped}, sign, lo, hi)
+        if fast is not None:
+            ra, sa, rb, sb = rb, sb, ra, sa
+    acts = lw.lut_after.get(op.index, [])
+    fuse = fast is not None and bool(acts) and sa == 1 and sb == 1
+    tables = [_lut_table(lw, a, centred=fuse) for a in acts]
+    if fast is not None:
+        lw.prog.consts.append(f"static const el_add_fast_t {pn} = {{{', '.join(map(str, fast))}}};")
+        lw.prog.const_bytes += 32
+        if fuse:
+            lw.prog.consts.append(
+                f"static const int8_t *const {pn}_luts[{len(tables)}] = {{{', '.join(tables)}}};"
+            )
+            lw.prog.const_bytes += 4 * len(tables)
+            seg = n // len(tables)
+            return [
+                f"el_add_s8_fast_lut(&{pn}, {ra}, {rb}, {ry}, {seg}, {len(tables)}, {pn}_luts);"
+            ]
+        lines = [f"el_add_s8_fast(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+    else:
+        vals = [prm[k] for k in keys] + [lo, hi]
+        lw.prog.consts.append(
+            f"static const el_addsub_s8_t {pn} = {{{', '.join(map(str, vals))}}};"
+        )
+        lw.prog.const_bytes += 48
+        lines = [f"el_addsub_s8(&{pn}, {sign}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+    for a, tn in zip(acts, tables, strict=True):  # not fused: the tables as separate passes
+        ref = lw.ref(a.inputs[0])
+        lines.append(f"el_lut_s8({tn}, {ref}, {ref}, {lw.t(a.inputs[0]).numel});")
+    return lines
+
+
+def _lut_table(lw: Lowering, op: Op, centred: bool = False) -> str:
+    """The activation's 256-entry table: indexed by (uint8_t)v, or by v + 128 when centred."""
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    table = quant.lut_s8(op.name, x.scale, x.zp, y.scale, y.zp)
+    if centred:
+        return lw.add_const(
+            "int8_t", f"{lw.name}_clut{op.index}", np.roll(table, 128), f"{op.name} table, centred"
+        )
+    return lw.add_const("int8_t", f"{lw.name}_lut{op.index}", table, f"{op.name} table")
+
+
+def _add_fast(prm: dict[str, int], sign: int, lo: int, hi: int) -> list[int] | None:
+    """el_add_fast_t values when el_add_s8_fast reproduces el_addsub_s8 (see the header)."""
+    half = (1 << 30, 0)
+    if (lo, hi) != (-128, 127) or prm["left_shift"] != 20 or prm["out_shift"] > -1:
+        return None
+    if (prm["in1_mult"], prm["in1_shift"]) != half:
+        return None
+    if (prm["in2_mult"], prm["in2_shift"]) == half:
+        # SMMULR(2X, 2^31 - 1) = X for |X| < 2^30; e2 = 0 then halves the even X exactly
+        m2, e2 = (1 << 31) - 1, 0
+    elif prm["in2_shift"] <= -1:
+        m2, e2 = prm["in2_mult"], -prm["in2_shift"] - 1
+    else:
+        return None
+    c1 = prm["in1_off"] * (1 << 19)
+    c2 = prm["in2_off"] * (1 << 21)
+    mo, eo, k = prm["out_mult"], -prm["out_shift"] - 1, 1 + 2 * prm["out_off"]
+    return [c1, c2, m2, e2, sign, mo, eo, k]
 
 
 def _activation(lw: Lowering, op: Op) -> list[str]:
@@ -426,9 +586,9 @@ def _activation(lw: Lowering, op: Op) -> list[str]:
         return [f"{fn}({rx}, {ry}, {y.numel});"]
     if not (_is_int8(x) and _is_int8(y)):
         raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
-    table = quant.lut_s8(op.name, x.scale, x.zp, y.scale, y.zp)
-    tn = lw.add_const("int8_t", f"{lw.name}_lut{op.index}", table, f"{op.name} table")
-    return [f"el_lut_s8({tn}, {rx}, {ry}, {y.numel});"]
+    if op.index in lw.lut_fused:
+        return ["/* applied by the ADD that produced the input */"]
+    return [f"el_lut_s8({_lut_table(lw, op)}, {rx}, {ry}, {y.numel});"]
 
 
 def _relu(lw: Lowering, op: Op) -> list[str]:
