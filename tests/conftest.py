@@ -15,6 +15,21 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 T, D = 12, 4
 
+# `make test` installs the ARM toolchain and qemu first, then sets this: a test that would skip
+# for want of them fails instead, so a broken install step cannot pass as green.
+REQUIRE_TOOLCHAIN = os.environ.get("EDGELSTM_REQUIRE_TOOLCHAIN") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if REQUIRE_TOOLCHAIN and rep.skipped:
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if "not installed" in reason:
+            rep.outcome = "failed"
+            rep.longrepr = f"EDGELSTM_REQUIRE_TOOLCHAIN=1, but the test skipped: {reason}"
+
 
 def _layers(kind: str) -> list:
     import keras

@@ -28,7 +28,14 @@ from edgelstm.tflite_info import read_tflite
 ROOT = Path(__file__).resolve().parents[1]
 WARN = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
 M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
-KINDS = ["sequence_float", "sequence_int8", "step_float", "step_int8", "step_int16x8"]
+KINDS = [
+    "sequence_float",
+    "sequence_int8",
+    "sequence_int16x8",
+    "step_float",
+    "step_int8",
+    "step_int16x8",
+]
 
 
 # ---------------------------------------------------------------- fixtures (built once per session)
