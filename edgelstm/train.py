@@ -22,6 +22,7 @@ import numpy as np
 
 from edgelstm._tf import import_tf
 from edgelstm.errors import BadInputError
+from edgelstm.fsutil import publish
 from edgelstm.zoo import Recipe
 from edgelstm.zoo import data as zdata
 from edgelstm.zoo.metrics import anomaly_scores, best_threshold, f1, get_metric
@@ -484,9 +485,7 @@ def save_training(result: TrainResult, outdir: Path) -> None:
         )
         for name, text in result.files.items():
             (stage / name).write_text(text)
-        outdir.mkdir(exist_ok=True)
-        for f in sorted(stage.iterdir()):
-            os.replace(f, outdir / f.name)
+        publish(stage, outdir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -78,26 +76,12 @@ def profile(
     results = profile_all(list(models), cfg, progress=app.info)
     info = to_json(results, cfg)
     if report is not None:
+        from edgelstm.fsutil import write_atomic
         from edgelstm.report_html import render_html
 
-        _write_atomic(report, render_html(results, info))
+        write_atomic(report, render_html(results, info))
         app.info(f"wrote {report}")
     if as_json:
         app.out_json(info)
     else:
         app.out(format_table(results))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ from edgelstm.errors import (
     UnsupportedLayerError,
     VerificationError,
 )
+from edgelstm.fsutil import publish, write_atomic
 from edgelstm.quantize import int16
 from edgelstm.tflite_info import TFLiteInfo, read_tflite
 from edgelstm.types import (
@@ -318,19 +318,19 @@ def convert_model(
                 except UnsupportedLayerError as exc:
                     failures.append(f"{job.id}: {exc}")
                     continue
-                _write_atomic(path, data)
+                write_atomic(path, data)
             info = read_tflite(data)
             if variant == Variant.STEP and quant.is_integer:
                 data, tie_notes = tie_state_quantization(
                     data, [(s.input, s.output) for s in info.states()]
                 )
                 if tie_notes:
-                    _write_atomic(path, data)
+                    write_atomic(path, data)
                     info = read_tflite(data)
             if variant == Variant.SEQUENCE and info.variable_tensors:
                 data, clip_notes = remove_lstm_cell_clip(data)
                 if clip_notes:
-                    _write_atomic(path, data)
+                    write_atomic(path, data)
                     info = read_tflite(data)
                     tie_notes.extend(clip_notes)
             # (via_int8: the requantizer sized the cell from the float cell's range itself, and
@@ -398,7 +398,7 @@ def convert_model(
             notes=notes,
         )
         (stage / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-        _publish(stage, outdir)
+        publish(stage, outdir)
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -421,21 +421,6 @@ def _requantize_int16(
     )
     data, notes = int16.requantize_int8_to_int16x8(data, ranges)
     return data, [int16.PATH_NOTE, *notes]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _publish(stage: Path, outdir: Path) -> None:
-    """Move finished files into outdir: a rename of the whole dir when it is new."""
-    if not outdir.exists():
-        os.replace(stage, outdir)
-        return
-    for f in sorted(stage.iterdir()):
-        os.replace(f, outdir / f.name)
 
 
 __all__ = ["ConvertConfig", "OutputKind", "convert_model"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from edgelstm.errors import BadInputError, MissingDependencyError
 from edgelstm.export.cgen import align_macro, c_float, c_identifier, format_bytes
 from edgelstm.export.tflm_arena import ArenaReport, measure_arena
 from edgelstm.export.tflm_ops import resolver_methods
+from edgelstm.fsutil import publish
 from edgelstm.tflite_info import TFLiteInfo, read_tflite
 from edgelstm.types import STEP_INPUT, STEP_OUTPUT, Artifact, StateTensor, TensorInfo
 
@@ -366,18 +366,7 @@ def write_export(files: dict[str, str | bytes], outdir: Path) -> None:
                 path.write_bytes(content)
             else:
                 path.write_text(content, encoding="utf-8", newline="\n")
-        if not outdir.exists():
-            os.replace(tmp, outdir)
-            return
-        for entry in sorted(tmp.iterdir()):
-            dest = outdir / entry.name
-            if dest.is_dir() and not dest.is_symlink():
-                old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old.", dir=outdir))
-                os.replace(dest, old / entry.name)
-                os.replace(entry, dest)
-                shutil.rmtree(old)
-            else:
-                os.replace(entry, dest)
+        publish(tmp, outdir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

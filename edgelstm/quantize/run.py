@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -13,27 +12,9 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import BadInputError
+from edgelstm.fsutil import publish, write_atomic
 from edgelstm.report import Report
 from edgelstm.types import ConvertConfig, Quantization, Variant
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _publish(stage: Path, outdir: Path) -> None:
-    """Rename the finished stage into place; into an existing dir, entry by entry."""
-    if not outdir.exists():
-        os.replace(stage, outdir)
-        return
-    for f in sorted(stage.iterdir()):
-        dst = outdir / f.name
-        if dst.is_dir():
-            shutil.rmtree(dst)  # a previous run's tflite/ dir: replaced whole
-        os.replace(f, dst)
 
 
 def _stream(calibration: str | None, length: int, ms_input: Any, seed: int) -> np.ndarray:
@@ -205,16 +186,16 @@ def run_quantize(
         out["recommendation"] = recommend_overall(cands)
         rep.intro.insert(0, out["recommendation"])
         rep.intro.extend(out["notes"])
-        _write_atomic(stage / "report.json", json.dumps(out, indent=2, sort_keys=True) + "\n")
+        write_atomic(stage / "report.json", json.dumps(out, indent=2, sort_keys=True) + "\n")
         from edgelstm.report import Plot
 
         plots = {}
         for i, sec in enumerate(x for x in rep.sections if isinstance(x, Plot)):
             plots[sec.title] = f"plot{i + 1}.png"
             (stage / plots[sec.title]).write_bytes(sec.png)
-        _write_atomic(stage / "report.md", rep.to_markdown(plots))
-        _write_atomic(stage / "report.html", rep.to_html())
-        _publish(stage, outdir)
+        write_atomic(stage / "report.md", rep.to_markdown(plots))
+        write_atomic(stage / "report.html", rep.to_html())
+        publish(stage, outdir)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

@@ -118,6 +118,25 @@ static inline int32_t el_tie_away(int32_t s, int32_t e1)
 
 /* ---- int8 fully connected ------------------------------------------------------------------ */
 
+/* 4 columns x 4 rows (two row pairs): one LDRD of 4 int16 inputs, one LDM of 4 weight words,
+ * per row pair SMLAD on the raw word (dot_a + 128 sum(x) + 256 dot_b) and UXTB16 + SMLAD
+ * (dot_a + 128 sum(x)). */
+#define EL_FC_4X4 \
+    "ldrd r8, r9, [r0], #8\n\t" \
+    "ldm r1!, {r10, r11, r12, lr}\n\t" \
+    "smlad r5, r10, r8, r5\n\t" \
+    "uxtb16 r10, r10\n\t" \
+    "smlad r4, r10, r8, r4\n\t" \
+    "smlad r5, r11, r9, r5\n\t" \
+    "uxtb16 r11, r11\n\t" \
+    "smlad r4, r11, r9, r4\n\t" \
+    "smlad r7, r12, r8, r7\n\t" \
+    "uxtb16 r12, r12\n\t" \
+    "smlad r6, r12, r8, r6\n\t" \
+    "smlad r7, lr, r9, r7\n\t" \
+    "uxtb16 lr, lr\n\t" \
+    "smlad r6, lr, r9, r6\n\t"
+
 #if EL_USE_DSP
 /* Paired-row dot products, 4 rows (two pairs) x 8 columns per iteration, 30 instructions for 32
  * MACs. Each weight word holds two columns of a row pair as halfwords h = u + 256 * w_b, where
@@ -293,63 +312,9 @@ __attribute__((naked, noipa)) static void el_fc_blocks_dsp(const int8_t *stream,
         "lsrs r2, r2, #1\n\t"
         "bcs 3f\n"
         "2:\n\t"
-        "ldrd r8, r9, [r0], #8\n\t"
-        "ldm r1!, {r10, r11, r12, lr}\n\t"
-        "smlad r5, r10, r8, r5\n\t"
-        "uxtb16 r10, r10\n\t"
-        "smlad r4, r10, r8, r4\n\t"
-        "smlad r5, r11, r9, r5\n\t"
-        "uxtb16 r11, r11\n\t"
-        "smlad r4, r11, r9, r4\n\t"
-        "smlad r7, r12, r8, r7\n\t"
-        "uxtb16 r12, r12\n\t"
-        "smlad r6, r12, r8, r6\n\t"
-        "smlad r7, lr, r9, r7\n\t"
-        "uxtb16 lr, lr\n\t"
-        "smlad r6, lr, r9, r6\n\t"
-        "ldrd r8, r9, [r0], #8\n\t"
-        "ldm r1!, {r10, r11, r12, lr}\n\t"
-        "smlad r5, r10, r8, r5\n\t"
-        "uxtb16 r10, r10\n\t"
-        "smlad r4, r10, r8, r4\n\t"
-        "smlad r5, r11, r9, r5\n\t"
-        "uxtb16 r11, r11\n\t"
-        "smlad r4, r11, r9, r4\n\t"
-        "smlad r7, r12, r8, r7\n\t"
-        "uxtb16 r12, r12\n\t"
-        "smlad r6, r12, r8, r6\n\t"
-        "smlad r7, lr, r9, r7\n\t"
-        "uxtb16 lr, lr\n\t"
-        "smlad r6, lr, r9, r6\n\t"
+        EL_FC_4X4 EL_FC_4X4
         "3:\n\t"
-        "ldrd r8, r9, [r0], #8\n\t"
-        "ldm r1!, {r10, r11, r12, lr}\n\t"
-        "smlad r5, r10, r8, r5\n\t"
-        "uxtb16 r10, r10\n\t"
-        "smlad r4, r10, r8, r4\n\t"
-        "smlad r5, r11, r9, r5\n\t"
-        "uxtb16 r11, r11\n\t"
-        "smlad r4, r11, r9, r4\n\t"
-        "smlad r7, r12, r8, r7\n\t"
-        "uxtb16 r12, r12\n\t"
-        "smlad r6, r12, r8, r6\n\t"
-        "smlad r7, lr, r9, r7\n\t"
-        "uxtb16 lr, lr\n\t"
-        "smlad r6, lr, r9, r6\n\t"
-        "ldrd r8, r9, [r0], #8\n\t"
-        "ldm r1!, {r10, r11, r12, lr}\n\t"
-        "smlad r5, r10, r8, r5\n\t"
-        "uxtb16 r10, r10\n\t"
-        "smlad r4, r10, r8, r4\n\t"
-        "smlad r5, r11, r9, r5\n\t"
-        "uxtb16 r11, r11\n\t"
-        "smlad r4, r11, r9, r4\n\t"
-        "smlad r7, r12, r8, r7\n\t"
-        "uxtb16 r12, r12\n\t"
-        "smlad r6, r12, r8, r6\n\t"
-        "smlad r7, lr, r9, r7\n\t"
-        "uxtb16 lr, lr\n\t"
-        "smlad r6, lr, r9, r6\n\t"
+        EL_FC_4X4 EL_FC_4X4
         "subs r2, r2, #1\n\t"
         "bne 2b\n\t"
         "ldm r1!, {r8-r11}\n\t"
