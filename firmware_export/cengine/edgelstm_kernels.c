@@ -10,6 +10,19 @@
 
 /* ---- TFLite fixed-point helpers (gemmlowp rounding, as TFLite's reference kernels) ---------- */
 
+/* The part el_mbqm and el_mbqm_up share: the left shift, then the rounding doubling high
+ * multiply; *e gets the right shift still to do. */
+static int32_t el_srdhm_shifted(int32_t x, int32_t m, int32_t shift, int32_t *e)
+{
+    if (shift > 0) {
+        x = (int32_t)((uint32_t)x << shift);
+        *e = 0;
+    } else {
+        *e = -shift;
+    }
+    return (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
+}
+
 /* MultiplyByQuantizedMultiplier (TFLite, double rounding), rewritten for speed, same results:
  * - SaturatingRoundingDoublingHighMul(a, m) truncates (a*m + nudge) / 2^31 toward zero, with
  *   nudge = 2^30 for a*m >= 0 and 1 - 2^30 otherwise; both cases equal floor((a*m + 2^30) / 2^31).
@@ -18,15 +31,9 @@
  *   unsigned for s >= 0 so that s near INT32_MAX cannot overflow. */
 static int32_t el_mbqm(int32_t x, int32_t m, int32_t shift)
 {
-    int32_t s, e;
+    int32_t e;
+    const int32_t s = el_srdhm_shifted(x, m, shift, &e);
     uint32_t t;
-    if (shift > 0) {
-        x = (int32_t)((uint32_t)x << shift);
-        e = 0;
-    } else {
-        e = -shift;
-    }
-    s = (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
     if (e == 0) {
         return s;
     }
@@ -38,15 +45,9 @@ static int32_t el_mbqm(int32_t x, int32_t m, int32_t shift)
  * FULLY_CONNECTED requantizes through ruy, so its results differ from el_mbqm on exact ties. */
 static int32_t el_mbqm_up(int32_t x, int32_t m, int32_t shift)
 {
-    int32_t s, e;
+    int32_t e;
+    const int32_t s = el_srdhm_shifted(x, m, shift, &e);
     uint32_t t;
-    if (shift > 0) {
-        x = (int32_t)((uint32_t)x << shift);
-        e = 0;
-    } else {
-        e = -shift;
-    }
-    s = (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
     if (e == 0) {
         return s;
     }
