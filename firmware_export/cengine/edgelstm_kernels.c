@@ -146,7 +146,7 @@ static inline int32_t el_tie_away(int32_t s, int32_t e1)
  * sum(u * x) into L. The caller seeds L with bias_a - 128 * sum(x) and H with L + 256 * bias_b,
  * so L = dot_a + bias_a and (H - L) / 256 = dot_b + bias_b (exact: H wraps modulo 2^32 but the
  * difference fits, the generator checks |dot_b + bias_b| < 2^23).
- * acc = {H0, L0, H1, L1}; `iters` = cols_pad / 8 >= 1. AAPCS: r0 xs, r1 w, r2 iters, r3 acc. */
+ * acc = {L0, H0, L1, H1} (EL_FC_4X4's registers r4-r7); `iters` = cols_pad / 8 >= 1. AAPCS: r0 xs, r1 w, r2 iters, r3 acc. */
 /* naked: the body is all assembly, the arguments arrive in r0-r3 (hence no C uses of them) */
 __attribute__((naked, noipa)) static void el_fc_pairs_dsp(const int16_t *xs, const int8_t *w,
                                                              int iters, int32_t *acc)
@@ -159,34 +159,7 @@ __attribute__((naked, noipa)) static void el_fc_pairs_dsp(const int16_t *xs, con
         "push {r4-r11, lr}\n\t"
         "ldm r3, {r4-r7}\n"
         "1:\n\t"
-        "ldrd r8, r9, [r0], #8\n\t"
-        "ldm r1!, {r10, r11, r12, lr}\n\t"
-        "smlad r4, r10, r8, r4\n\t"
-        "uxtb16 r10, r10\n\t"
-        "smlad r5, r10, r8, r5\n\t"
-        "smlad r4, r11, r9, r4\n\t"
-        "uxtb16 r11, r11\n\t"
-        "smlad r5, r11, r9, r5\n\t"
-        "smlad r6, r12, r8, r6\n\t"
-        "uxtb16 r12, r12\n\t"
-        "smlad r7, r12, r8, r7\n\t"
-        "smlad r6, lr, r9, r6\n\t"
-        "uxtb16 lr, lr\n\t"
-        "smlad r7, lr, r9, r7\n\t"
-        "ldrd r8, r9, [r0], #8\n\t"
-        "ldm r1!, {r10, r11, r12, lr}\n\t"
-        "smlad r4, r10, r8, r4\n\t"
-        "uxtb16 r10, r10\n\t"
-        "smlad r5, r10, r8, r5\n\t"
-        "smlad r4, r11, r9, r4\n\t"
-        "uxtb16 r11, r11\n\t"
-        "smlad r5, r11, r9, r5\n\t"
-        "smlad r6, r12, r8, r6\n\t"
-        "uxtb16 r12, r12\n\t"
-        "smlad r7, r12, r8, r7\n\t"
-        "smlad r6, lr, r9, r6\n\t"
-        "uxtb16 lr, lr\n\t"
-        "smlad r7, lr, r9, r7\n\t"
+        EL_FC_4X4 EL_FC_4X4
         "subs r2, r2, #1\n\t"
         "bne 1b\n\t"
         "stm r3, {r4-r7}\n\t"
@@ -240,15 +213,15 @@ void el_fc_s8(const int8_t *x, int cols, int cols_pad, const int8_t *w, const in
 #if EL_USE_DSP
         if (flags & EL_FC_PAIRED_DSP) {
             int32_t h[4];
-            h[1] = bias[rb] - 128 * sum;
-            h[0] = h[1] + (int32_t)((uint32_t)bias[rb + 1] << 8);
-            h[3] = bias[rb + 2] - 128 * sum;
-            h[2] = h[3] + (int32_t)((uint32_t)bias[rb + 3] << 8);
+            h[0] = bias[rb] - 128 * sum;
+            h[1] = h[0] + (int32_t)((uint32_t)bias[rb + 1] << 8);
+            h[2] = bias[rb + 2] - 128 * sum;
+            h[3] = h[2] + (int32_t)((uint32_t)bias[rb + 3] << 8);
             el_fc_pairs_dsp(xs, wp, cols_pad / 8, h);
-            acc[0] = h[1];
-            acc[1] = (int32_t)((uint32_t)h[0] - (uint32_t)h[1]) >> 8;
-            acc[2] = h[3];
-            acc[3] = (int32_t)((uint32_t)h[2] - (uint32_t)h[3]) >> 8;
+            acc[0] = h[0];
+            acc[1] = (int32_t)((uint32_t)h[1] - (uint32_t)h[0]) >> 8;
+            acc[2] = h[2];
+            acc[3] = (int32_t)((uint32_t)h[3] - (uint32_t)h[2]) >> 8;
         } else
 #endif
         {
