@@ -52,6 +52,15 @@ def test_prune_reaches_requested_sparsity(keras_model_file, tmp_path, kind):
     mats = [w.numpy() for w in model.weights if w.path in res.per_weight]
     zeros = sum(int((m == 0).sum()) for m in mats) / sum(m.size for m in mats)
     assert abs(zeros - res.reached) < 1e-9
+    # magnitude pruning (tfmot's masks): the kept weights are unchanged and are the largest
+    src, _ = load_keras_model(keras_model_file(kind))
+    before = {w.path: w.numpy() for w in src.weights}
+    for w in model.weights:
+        if w.path in res.per_weight:
+            a, b = w.numpy(), before[w.path]
+            kept = a != 0
+            np.testing.assert_array_equal(a[kept], b[kept])
+            assert np.abs(b[~kept]).max() <= np.abs(b[kept]).min() + 1e-7
 
 
 def test_drift_table_from_real_runs():
@@ -284,6 +293,27 @@ def test_qat_cli_on_zoo_echo(run_cli, tmp_path):
     assert (out / "tflite" / "model_step_int8.tflite").exists()
     assert (out / "plot1.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "report.html").exists()
+
+
+def test_prune_finetune_cli_on_zoo_echo(run_cli, tmp_path):
+    """`quantize --prune 0.5 --recipe echo`: tfmot masks, a fine-tune that keeps the zeros, the
+    metric dense / pruned / fine-tuned, and raw vs compressed sizes in the report."""
+    out = tmp_path / "p"
+    code, stdout, err = run_cli(
+        "quantize", "models/echo/model.keras", "-o", str(out), "--recipe", "echo",
+        "--prune", "0.5", "--qat-samples", "64", "--max-steps", "2", "--stream-len", "64",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    p = json.loads(stdout)["prune"]
+    assert abs(p["reached"] - 0.5) < 0.01
+    assert p["reached_after_finetune"] == pytest.approx(p["reached"])  # zeros held
+    assert len(p["finetune_loss"]) == 2 and all(np.isfinite(p["finetune_loss"]))
+    assert p["metric_dense"] >= 0.99  # the committed echo model
+    for k in ("metric_pruned", "metric_finetuned"):
+        assert 0.0 <= p[k] <= 1.0
+    md = (out / "report.md").read_text()
+    assert "## Pruning (tensorflow-model-optimization" in md and "zlib" in md
 
 
 @pytest.mark.parametrize(

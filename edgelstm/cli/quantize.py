@@ -28,11 +28,23 @@ from edgelstm.types import Quantization
 )
 @click.option("--samples", type=int, default=128, show_default=True, help="Calibration samples.")
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning (needs --recipe).")
-@click.option("--epochs", type=int, default=2, show_default=True, help="QAT epochs.")
-@click.option("--qat-samples", type=int, default=2048, show_default=True, help="QAT sequences.")
-@click.option("--lr", type=float, help="QAT learning rate [recipe's / 10].")
-@click.option("--max-steps", type=int, help="Cap on QAT optimizer steps (smoke tests).")
-@click.option("--prune", type=float, help="Prune weight matrices to this sparsity, in (0, 1).")
+@click.option(
+    "--epochs", type=int, default=2, show_default=True, help="QAT / pruning fine-tune epochs."
+)
+@click.option(
+    "--qat-samples",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="QAT / pruning fine-tune sequences.",
+)
+@click.option("--lr", type=float, help="Fine-tune learning rate [recipe's / 10].")
+@click.option("--max-steps", type=int, help="Cap on fine-tune optimizer steps (smoke tests).")
+@click.option(
+    "--prune",
+    type=float,
+    help="Prune weight matrices (recurrent kernels too) to this sparsity, in (0, 1), with tfmot; with --recipe, fine-tune with the zeros held.",
+)
 @click.option(
     "--eval",
     "eval_file",

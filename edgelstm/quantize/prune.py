@@ -1,8 +1,11 @@
-"""Magnitude pruning of a trained Keras model's weight matrices (recurrent kernels included).
+"""Magnitude pruning of a trained Keras model's weight matrices (recurrent kernels included),
+with tensorflow-model-optimization.
 
-tfmot's prune_low_magnitude wraps layers for pruning *during* training; for a one-shot prune of
-a trained model the result is the same as zeroing the smallest-magnitude weights per matrix,
-which works for every recurrent layer without wrappers to strip before conversion.
+tfmot works on tf_keras models, so the model is rebuilt in tf_keras (the converter's own
+rebuild, weights copied), every layer tfmot's registry supports is wrapped with
+`prune_low_magnitude` (LSTM/GRU/SimpleRNN: kernel and recurrent kernel), one mask update at
+step 0 of a constant-sparsity schedule sets the masks, `strip_pruning` removes the wrappers, and
+the masked weights are copied back into the source model — which then converts as usual.
 """
 
 from __future__ import annotations
@@ -40,34 +43,97 @@ class PruneResult:
         return asdict(self)
 
 
-def prune_model(model: Any, sparsity: float) -> PruneResult:
-    """Zero the smallest |w| in every weight matrix (ndim >= 2) of `model`, in place."""
+def _tfmot_pruned_weights(model: Any, framework: str, sparsity: float) -> dict[str, list]:
+    """Layer name -> weights after tfmot magnitude pruning of the tf_keras rebuild."""
+    from edgelstm._tf import import_tf, import_tf_keras
+    from edgelstm.convert.build import build_sequence_model
+    from edgelstm.convert.graph import parse_model
+
+    tf = import_tf()
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import (
+        PruneRegistry,
+    )
+
+    sparsity_api = tfmot.sparsity.keras
+    schedule = sparsity_api.ConstantSparsity(sparsity, begin_step=0, frequency=1)
+    tfk = build_sequence_model(parse_model(model, framework))
+
+    def wrap(layer: Any) -> Any:
+        # clone_model hands over the original layer, so the wrapper keeps its trained weights
+        if layer.weights and PruneRegistry.supports(layer):
+            return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    wrapped = import_tf_keras().models.clone_model(tfk, clone_function=wrap)
+    for layer in wrapped.layers:
+        if hasattr(layer, "pruning_step"):
+            layer.pruning_step.assign(0)  # what UpdatePruningStep does before the first batch
+    dtype = "int32" if tfk.inputs[0].dtype == tf.int32 else "float32"
+    wrapped(tf.zeros(tfk.inputs[0].shape, dtype), training=True)  # masks from |w| alone
+    stripped = sparsity_api.strip_pruning(wrapped)
+    return {layer.name: layer.get_weights() for layer in stripped.layers if layer.weights}
+
+
+def prune_model(model: Any, sparsity: float, framework: str = "keras3") -> PruneResult:
+    """Prune every weight matrix of `model` (in place) to `sparsity` with tfmot."""
     sparsity = check_sparsity(sparsity)
+    pruned = _tfmot_pruned_weights(model, framework, sparsity)
     zeros = total = 0
     per: dict[str, float] = {}
     for layer in model.layers:
-        new = []
-        for w in layer.weights:
-            a = np.asarray(w.numpy())
+        new = pruned.get(layer.name)
+        old = layer.get_weights()
+        if new is None or [w.shape for w in new] != [w.shape for w in old]:
+            continue  # not prunable by tfmot (or laid out differently): left dense
+        layer.set_weights(new)
+        for w, a in zip(layer.weights, new, strict=True):
             name = getattr(w, "path", None) or w.name
-            # kernels and recurrent kernels; biases (2-D in a reset_after GRU) stay dense
             if a.ndim >= 2 and "bias" not in name.rsplit("/", 1)[-1]:
-                k = round(sparsity * a.size)
-                if k:
-                    # stable argsort so equal magnitudes prune deterministically
-                    idx = np.argsort(np.abs(a).reshape(-1), kind="stable")[:k]
-                    flat = a.reshape(-1).copy()
-                    flat[idx] = 0.0
-                    a = flat.reshape(a.shape)
                 z = int(np.count_nonzero(a == 0))
                 zeros += z
                 total += a.size
                 per[name] = z / a.size
-            new.append(a)
-        if new:
-            layer.set_weights(new)
     reached = zeros / total if total else 0.0
     return PruneResult(sparsity, reached, zeros, total, per)
+
+
+def finetune_pruned(
+    model: Any,
+    per_weight: dict[str, float],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    loss: str,
+    sample_weight: np.ndarray | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    max_steps: int | None = None,
+) -> list[float]:
+    """Fine-tune a pruned model with its zero pattern held (the mask re-applied after every
+    batch, as tfmot's wrapper does in training); returns the loss per epoch."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    masked = [(w, (np.asarray(w.numpy()) != 0).astype(np.float32)) for w in model.weights
+              if (getattr(w, "path", None) or w.name) in per_weight]  # fmt: skip
+
+    class HoldMask(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            for w, m in masked:
+                w.assign(w * m)
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    steps = None
+    if max_steps is not None:
+        steps = max(1, min(max_steps, -(-len(x) // batch_size)))
+    hist = model.fit(
+        x, y, sample_weight=sample_weight, epochs=epochs, batch_size=batch_size,
+        steps_per_epoch=steps, shuffle=True, verbose=0, callbacks=[HoldMask()],
+    )  # fmt: skip
+    return [float(v) for v in hist.history["loss"]]
 
 
 def prune_file(
@@ -79,8 +145,8 @@ def prune_file(
     dst = Path(dst)
     if dst.suffix != ".keras":
         raise BadInputError(f"pruned model path must end in .keras, got {dst}")
-    model, _ = load_keras_model(src, unsafe=unsafe)
-    result = prune_model(model, sparsity)
+    model, framework = load_keras_model(src, unsafe=unsafe)
+    result = prune_model(model, sparsity, framework)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".keras", dir=dst.parent)
     os.close(fd)
     try:

@@ -102,9 +102,17 @@ def run_quantize(
         )
         src = Path(model)
         if prune is not None:
-            progress(f"pruning to sparsity {prune}")
+            progress(f"pruning to sparsity {prune} (tensorflow-model-optimization)")
             src = stage / "pruned.keras"
             out["prune"] = prune_file(model, src, prune).to_dict()
+            if rec is not None:
+                out["prune"].update(
+                    _prune_finetune(
+                        Path(model), src, rec, out["prune"]["per_weight"],
+                        epochs=qat_epochs, n=qat_samples, lr=qat_lr, seed=seed,
+                        max_steps=qat_max_steps, progress=progress,
+                    )
+                )  # fmt: skip
         name = Path(model).stem.replace(".", "_")
         cfg = ConvertConfig(
             variants=[Variant.STEP],
@@ -180,6 +188,8 @@ def run_quantize(
             rep.intro.append(q_out["line"])
             rep.sections.append(q_out["table"])
             rep.sections.extend(quantization_section(q_out["report"]))
+        if prune is not None:
+            rep.sections.append(_prune_table(out["prune"], out["sizes"]))
         from edgelstm.quantize.report import QuantReport, recommend_overall
 
         cands = [r for r in all_reps if isinstance(r, QuantReport)]
@@ -252,6 +262,102 @@ def _set_metric(r: Any, metric: str, f: float, q: float) -> None:
     r.recommendation = recommend(r)
 
 
+def _recipe_train_data(rec: Any, n: int, seed: int) -> tuple[Any, Any, Any]:
+    """n fresh training sequences from the recipe's generator: x, targets, sample weights."""
+    from edgelstm.train import _fit_args
+    from edgelstm.zoo import data as zdata
+
+    x, y = zdata.GENERATORS[rec.generator](
+        n, rec.seq_len, seed + 1000, split="train", **rec.generator_args
+    )
+    ty, tw = _fit_args(rec, y)
+    return x, ty, tw
+
+
+def _prune_finetune(
+    dense: Path,
+    pruned: Path,
+    rec: Any,
+    per_weight: dict[str, float],
+    *,
+    epochs: int,
+    n: int,
+    lr: float | None,
+    seed: int,
+    max_steps: int | None,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Fine-tune the pruned model on the recipe's data with its zeros held; the recipe metric
+    (Keras, eval.npz) dense, pruned and fine-tuned. Rewrites `pruned` with the fine-tuned model."""
+    from edgelstm.convert.load import load_keras_model
+    from edgelstm.quantize.prune import finetune_pruned
+    from edgelstm.train import _make_reproducible
+
+    if n < 1:
+        raise BadInputError("--qat-samples must be at least 1")
+    evp = rec.dir / "eval.npz"
+    ev = dict(np.load(evp)) if evp.exists() else None
+    out: dict[str, Any] = {"metric": rec.metric}
+    model, _ = load_keras_model(pruned)
+    if ev is not None:
+        dense_model, _ = load_keras_model(dense)
+        out["metric_dense"] = keras_metric(dense_model, ev["x"], ev["y"], rec.metric)
+        out["metric_pruned"] = keras_metric(model, ev["x"], ev["y"], rec.metric)
+    settings = rec.train
+    lr = lr if lr is not None else float(settings.get("learning_rate", 1e-3)) / 10
+    x, ty, tw = _recipe_train_data(rec, n, seed)
+    progress(
+        f"pruning: fine-tuning on {n} '{rec.generator}' sequences, {epochs} epochs, zeros held"
+    )
+    out["finetune_loss"] = finetune_pruned(
+        model, per_weight, x, ty, loss=rec.loss, sample_weight=tw, epochs=epochs,
+        batch_size=int(settings.get("batch_size", 64)), learning_rate=lr, seed=seed,
+        max_steps=max_steps,
+    )  # fmt: skip
+    zeros = sum(
+        int(np.count_nonzero(np.asarray(w.numpy()) == 0))
+        for w in model.weights
+        if (getattr(w, "path", None) or w.name) in per_weight
+    )
+    total = sum(
+        int(np.asarray(w.numpy()).size)
+        for w in model.weights
+        if (getattr(w, "path", None) or w.name) in per_weight
+    )
+    out["reached_after_finetune"] = zeros / total if total else 0.0
+    if ev is not None:
+        out["metric_finetuned"] = keras_metric(model, ev["x"], ev["y"], rec.metric)
+    model.save(pruned)
+    _make_reproducible(pruned)
+    return out
+
+
+def _prune_table(p: dict[str, Any], sizes: list[dict[str, Any]]) -> Any:
+    """Sparsity, the metric dense / pruned / fine-tuned, and sizes raw vs compressed."""
+    from edgelstm.report import Table
+
+    rows = [
+        ["sparsity requested / reached", f"{p['requested']:.2f} / {p['reached']:.3f}"],
+    ]
+    if "reached_after_finetune" in p:
+        rows.append(["sparsity after fine-tuning", f"{p['reached_after_finetune']:.3f}"])
+    for key, label in (
+        ("metric_dense", "Keras, dense"),
+        ("metric_pruned", "Keras, pruned (one shot)"),
+        ("metric_finetuned", "Keras, pruned + fine-tuned"),
+    ):
+        if key in p:
+            rows.append([f"{p['metric']}: {label}", f"{p[key]:.4f}"])
+    for sz in sizes:
+        rows.append([sz["file"], f"{sz['raw_bytes']:,} B raw, {sz['zlib_bytes']:,} B zlib"])
+    return Table(
+        title="Pruning (tensorflow-model-optimization, magnitude, recurrent kernels included)",
+        header=["", ""],
+        rows=rows,
+        caption="unstructured sparsity: the raw .tflite keeps every zero; only compression shrinks it",
+    )
+
+
 def _run_qat(
     src: Path,
     rec: Any,
@@ -277,17 +383,13 @@ def _run_qat(
     from edgelstm.quantize.qat import qat_finetune
     from edgelstm.quantize.report import compare_step_models
     from edgelstm.report import Table
-    from edgelstm.train import _fit_args, _make_reproducible
-    from edgelstm.zoo import data as zdata
+    from edgelstm.train import _make_reproducible
 
     if n < 1:
         raise BadInputError("--qat-samples must be at least 1")
     settings = rec.train
     lr = lr if lr is not None else float(settings.get("learning_rate", 1e-3)) / 10
-    x, y = zdata.GENERATORS[rec.generator](
-        n, rec.seq_len, seed + 1000, split="train", **rec.generator_args
-    )
-    ty, tw = _fit_args(rec, y)
+    x, ty, tw = _recipe_train_data(rec, n, seed)
     model, _ = load_keras_model(src)
     metric = rec.metric
     k_before = keras_metric(model, ev["x"], ev["y"], metric)
