@@ -1,12 +1,8 @@
-"""Native measurements: the machine's peak MAC rate (arithmetic floor) and the C engine.
-
-The C engine (edgelstm.export.cengine, written by another helper) is used only when it exists;
-otherwise its rows say 'not measured: C engine not available'.
-"""
+"""Native measurements: the machine's peak MAC rate (arithmetic floor) and edgelstm's C engine
+(host gcc -O3 latency; Cortex-M4 instructions under qemu), through edgelstm.export.cengine.bench."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import subprocess
@@ -71,110 +67,50 @@ def _numpy_peak(quick: bool) -> Peak:
 # ---------------------------------------------------------------- C engine
 
 
-def cengine_module() -> Any | None:
-    """edgelstm.export.cengine if the C-engine helper has landed it, else None."""
-    try:
-        return importlib.import_module("edgelstm.export.cengine")
-    except ImportError:
-        return None
+def _manifest_dict(manifest: Any) -> dict | None:
+    if manifest is None or isinstance(manifest, dict):
+        return manifest
+    return manifest.to_dict()
 
 
-def cengine_available() -> tuple[bool, str]:
-    mod = cengine_module()
-    if mod is None:
-        return False, "not measured: C engine not available (edgelstm.export.cengine missing)"
-    if not hasattr(mod, "export_c"):
-        return (
-            False,
-            "not measured: C engine not available (no export_c in edgelstm.export.cengine)",
-        )
-    if _host_runner(mod) is None:
-        return False, "not measured: C engine has no host compile/run helper yet"
-    return True, ""
+def cengine_step(tflite: Path, manifest: Any, *, repeats: int, inner: int) -> dict[str, Any]:
+    """The step model exported as C, compiled with gcc -O3, timed natively (µs per step).
 
-
-def _host_runner(mod: Any) -> Any | None:
-    """Find the C-engine helper's host compile-and-time function, whatever it ended up called."""
-    for name in (
-        "host_benchmark",
-        "benchmark_host",
-        "host_bench",
-        "bench_host",
-        "run_host_benchmark",
-    ):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn
-    host = getattr(mod, "host", None)
-    if host is not None:
-        for name in ("benchmark", "bench", "time_steps"):
-            fn = getattr(host, name, None)
-            if callable(fn):
-                return fn
-    return None
-
-
-def _qemu_runner(mod: Any) -> Any | None:
-    for name in ("qemu_instructions_per_mac", "qemu_profile", "qemu_count", "run_qemu"):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn
-    qemu = getattr(mod, "qemu", None)
-    if qemu is not None:
-        for name in ("instructions_per_mac", "profile", "count_instructions"):
-            fn = getattr(qemu, name, None)
-            if callable(fn):
-                return fn
-    return None
-
-
-def cengine_step(tflite: Path, work: Path, steps: int, repeats: int) -> dict[str, Any]:
-    """Export the step model with export_c, compile natively -O3 and time `steps` steps.
-
-    Returns {"samples_us": [...per-step µs per repeat...], "note": str} or {"error": str}.
+    Returns median/min/max over `repeats` batches of `inner` steps, or {"error": ...}.
     """
-    ok, why = cengine_available()
-    if not ok:
-        return {"error": why}
-    mod = cengine_module()
-    outdir = work / f"c_{tflite.stem}"
+    from edgelstm.export.cengine import bench
+
+    if shutil.which("gcc") is None:
+        return {"error": "not measured: no gcc on PATH"}
     try:
-        mod.export_c(str(tflite), str(outdir), name="bench", verify=True, manifest=None)
-        res = _host_runner(mod)(
-            outdir, steps=steps, repeats=repeats, cflags=["-O3", "-march=native"]
+        return bench.native_step_latency(
+            Path(tflite),
+            manifest=_manifest_dict(manifest),
+            repeats=repeats,
+            inner=inner,
+            opt="-O3 -march=native",  # as the peak-MAC loops that set the floor
         )
-    except Exception as exc:  # another helper's code: record, never crash the suite
+    except Exception as exc:  # recorded in the table; one failure must not end the suite
         return {"error": f"not measured: C engine failed ({type(exc).__name__}: {str(exc)[:200]})"}
-    return _normalise_host_result(res)
 
 
-def _normalise_host_result(res: Any) -> dict[str, Any]:
-    if isinstance(res, dict):
-        for key in ("samples_us", "step_us_samples", "per_step_us"):
-            if key in res:
-                vals = res[key]
-                return {"samples_us": list(vals) if isinstance(vals, list) else [float(vals)]}
-        if "us_per_step" in res:
-            return {"samples_us": [float(res["us_per_step"])]}
-    if isinstance(res, (int, float)):
-        return {"samples_us": [float(res)]}
-    return {"error": f"not measured: unrecognised C-engine host result {type(res).__name__}"}
+def cengine_qemu(tflite: Path, manifest: Any) -> dict[str, Any]:
+    """Instructions per step and per MAC on the emulated Cortex-M4, flash, RAM, parity."""
+    from edgelstm.export.cengine import bench
 
-
-def cengine_qemu(tflite: Path, work: Path) -> dict[str, Any]:
-    """Cortex-M4 (qemu) instructions per MAC from the C-engine helper's qemu function."""
-    mod = cengine_module()
-    if mod is None or not hasattr(mod, "export_c"):
-        return {"error": "not measured: C engine not available"}
-    fn = _qemu_runner(mod)
-    if fn is None:
-        return {"error": "not measured: the C engine has no qemu instruction-count function"}
-    outdir = work / f"cq_{tflite.stem}"
+    if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
+        return {"error": "not measured: qemu-system-arm / arm-none-eabi-gcc missing"}
     try:
-        mod.export_c(str(tflite), str(outdir), name="bench", verify=False, manifest=None)
-        res = fn(outdir)
+        return bench.qemu_step_cost(Path(tflite), manifest=_manifest_dict(manifest))
     except Exception as exc:
         return {"error": f"not measured: qemu run failed ({type(exc).__name__}: {str(exc)[:200]})"}
-    if isinstance(res, dict):
-        return res
-    return {"instructions_per_mac": float(res)}
+
+
+def lstm64_step(work: Path) -> tuple[Path, dict] | dict[str, Any]:
+    """Issue #7's reference model: a seeded LSTM(64) over 64 inputs, int8 step + manifest."""
+    from edgelstm.export.cengine import bench
+
+    try:
+        return bench.make_lstm_step(work / "lstm64")
+    except Exception as exc:
+        return {"error": f"not built: {type(exc).__name__}: {str(exc)[:200]}"}

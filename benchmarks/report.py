@@ -92,25 +92,49 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                         "met": None,
                     }
                 )
-        ceng = _median(rows, "raw", lambda r: r.get("role") == "cengine")
-        floor = _median(
-            rows, "raw", lambda r: r.get("role") == "floor" and r.get("quant") == "fp32"
+        for quant, kind in (("float", "fp32"), ("int8", "int8")):
+            ceng = _median(
+                rows, "raw", lambda r, q=quant: r.get("role") == "cengine" and r.get("quant") == q
+            )
+            floor = _median(
+                rows, "raw", lambda r, k=kind: r.get("role") == "floor" and r.get("quant") == k
+            )
+            name = f"{model}: native C engine {quant} within 2× of the arithmetic floor ({kind})"
+            if ceng and floor:
+                out.append(
+                    {
+                        "target": name,
+                        "value": f"{ceng / floor:.1f}× floor",
+                        "met": ceng <= 2 * floor,
+                    }
+                )
+            else:
+                out.append({"target": name, "value": "not measured", "met": None})
+    for r in results.get("mcu", []):
+        t = r.get("targets")
+        if not t or r.get("quant") != "int8" or r.get("model") != "lstm64":
+            continue
+        out.append(
+            {
+                "target": "Cortex-M4 int8 LSTM(64) step ≤ 1.5 instructions/MAC",
+                "value": f"{t['instructions_per_mac']:.2f}",
+                "met": t["instructions_per_mac_met"],
+            }
         )
-        name = f"{model}: native C engine within 2× of the arithmetic floor (fp32)"
-        if ceng and floor:
-            out.append(
-                {"target": name, "value": f"{ceng / floor:.1f}× floor", "met": ceng <= 2 * floor}
-            )
-        else:
-            out.append(
-                {
-                    "target": name,
-                    "value": "not measured (C engine not available)"
-                    if not ceng
-                    else "not measured",
-                    "met": None,
-                }
-            )
+        out.append(
+            {
+                "target": "Cortex-M4 flash ≤ weights + 8 KB",
+                "value": f"{t['flash_bytes']:,} B (budget {t['flash_budget']:,} B)",
+                "met": t["flash_met"],
+            }
+        )
+        out.append(
+            {
+                "target": "Cortex-M4 RAM ≤ state + one gate buffer + 1 KB",
+                "value": f"{t['ram_bytes']:,} B (budget {t['ram_budget']:,} B)",
+                "met": t["ram_met"],
+            }
+        )
     return out
 
 
@@ -229,14 +253,23 @@ def render(results: dict[str, Any]) -> str:
             "qemu counts executed instructions, not cycles (an M4 takes ≥1 cycle per instruction, "
             "more for loads and multiplies); the published rows are cycles per MAC on hardware.",
             "",
-            "| system | figure | status | notes |",
-            "|---|---|---|---|",
+            "| model | system | figure | instructions/step | flash (weights) | RAM | status | notes |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in results["mcu"]:
             fig = r.get("value_text") or (
                 f"{r['value']:.2f} instructions/MAC" if isinstance(r.get("value"), float) else "–"
             )
-            lines.append(f"| {r['system']} | {fig} | {r['status']} | {'; '.join(r['notes'])} |")
+            d = r.get("detail") or {}
+            per_step = f"{d['instructions_per_step']:,}" if "instructions_per_step" in d else "–"
+            flash = (
+                f"{d['flash_bytes']:,} B ({d['weight_bytes']:,} B)" if "flash_bytes" in d else "–"
+            )
+            ram = f"{d['ram_bytes']:,} B" if "ram_bytes" in d else "–"
+            lines.append(
+                f"| {r['model']} | {r['system']} | {fig} | {per_step} | {flash} | {ram} "
+                f"| {r['status']} | {'; '.join(r['notes'])} |"
+            )
         lines.append("")
     if results.get("pipeline"):
         lines += [

@@ -181,8 +181,10 @@ def run(quick: bool, out: Path, work: Path) -> dict[str, Any]:
             note = f"models/{name}/eval.npz (first {len(ev[0])})" if ev else ""
             if ev is None:
                 size_notes.append(f"{name}: no eval.npz with x and y: sizes only")
+            recipe = mdir / "recipe.json"
+            metric = json.loads(recipe.read_text()).get("metric") if recipe.exists() else None
             try:
-                size_rows += suites.size_suite(ctx, name, bm, ev, note)
+                size_rows += suites.size_suite(ctx, name, bm, ev, note, metric)
             except Exception as exc:
                 size_notes.append(f"{name}: failed: {type(exc).__name__}: {str(exc)[:200]}")
     results["size"], results["size_notes"] = size_rows, size_notes

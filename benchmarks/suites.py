@@ -6,7 +6,6 @@ Every row is a plain dict (JSON-able). Rows that could not be measured carry `st
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import numpy as np
 from benchmarks import models as M
 from benchmarks import native, runners
 from benchmarks.runners import Timing
-from benchmarks.timing import Budget, stats_from_samples
+from benchmarks.timing import Budget
 from edgelstm.tflite_info import read_tflite
 
 Log = Callable[[str], None]
@@ -339,7 +338,7 @@ def step_suite(
     )
 
     # (e) the C engine, native -O3.
-    rows.append(_cengine_row(ctx, suite, bm, outdir, manifest, steps=len(xs)))
+    rows.extend(_cengine_rows(ctx, suite, bm, outdir, manifest, steps=len(xs)))
     # (f) the arithmetic floor.
     rows.extend(_floor_rows(ctx, suite, bm.key, macs, 1))
     return rows
@@ -351,40 +350,49 @@ def _load(path: Path) -> Any:
     return _keras().saving.load_model(path, compile=False)
 
 
-def _cengine_row(
+def _cengine_rows(
     ctx: Context, suite: str, bm: M.BenchModel, outdir: Path, manifest: Any, steps: int
-) -> dict[str, Any]:
-    r = row(
-        suite,
-        bm.key,
-        "(e) edgelstm C engine float, gcc -O3",
-        runtime="native C",
-        role="cengine",
-        quant="float",
-    )
-    found = _art(outdir, manifest, "step", "float")
-    if found is None:
-        r.update(status="not measured", notes=["no float step artifact"])
-        return r
-    path, art = found
-    r["macs"] = art.macs_per_invoke * (bm.seq_len if suite == "sequence" else 1)
-    ok, why = native.cengine_available()
-    if not ok:
-        r.update(status="not measured", notes=[why])
-        return r
-    ctx.log("  C engine")
-    res = native.cengine_step(
-        path, ctx.work, steps=max(steps, 100) * (1 if ctx.quick else 20), repeats=ctx.budget.repeats
-    )
-    if "error" in res:
-        r.update(status="not measured", notes=[res["error"]])
-        return r
-    per_step = stats_from_samples(res["samples_us"])
-    if suite == "sequence":
-        per_step = stats_from_samples([s * bm.seq_len for s in res["samples_us"]])
-        r["notes"].append(f"{bm.seq_len} steps")
-    r["raw"] = per_step.to_dict()
-    return r
+) -> list[dict[str, Any]]:
+    """(e) the step model exported by `edgelstm export --target c`, gcc -O3, timed natively."""
+    rows = []
+    for quant in ("float", "int8"):
+        r = row(
+            suite,
+            bm.key,
+            f"(e) edgelstm C engine {quant}, gcc -O3",
+            runtime="native C",
+            role="cengine",
+            quant=quant,
+        )
+        rows.append(r)
+        found = _art(outdir, manifest, "step", quant)
+        if found is None:
+            r.update(status="not measured", notes=[f"no {quant} step artifact"])
+            continue
+        path, art = found
+        r["macs"] = art.macs_per_invoke * (bm.seq_len if suite == "sequence" else 1)
+        ctx.log(f"  C engine {quant}")
+        res = native.cengine_step(
+            path,
+            manifest,
+            repeats=ctx.budget.repeats,
+            inner=max(steps, 100) * (1 if ctx.quick else 20),
+        )
+        if "error" in res:
+            r.update(status="not measured", notes=[res["error"]])
+            continue
+        k = bm.seq_len if suite == "sequence" else 1
+        if k > 1:
+            r["notes"].append(f"{k} steps of the step engine")
+        r["notes"].append(f"{res['compiler']}, {res['steps_per_repeat']} steps per batch")
+        r["raw"] = {
+            "median_us": res["median_us"] * k,
+            "min_us": res["min_us"] * k,
+            "max_us": res["max_us"] * k,
+            "repeats": res["repeats"],
+            "batch": res["steps_per_repeat"],
+        }
+    return rows
 
 
 def _floor_rows(
@@ -545,7 +553,7 @@ def sequence_suite(
         lambda: runners.tf_function(keras_fn, [seq[None]], budget),
         log,
     )
-    rows.append(_cengine_row(ctx, suite, bm, outdir, manifest, steps=bm.seq_len))
+    rows.extend(_cengine_rows(ctx, suite, bm, outdir, manifest, steps=bm.seq_len))
     rows.extend(_floor_rows(ctx, suite, bm.key, macs_step, bm.seq_len))
     return rows
 
@@ -575,9 +583,18 @@ def size_suite(
     bm: M.BenchModel,
     eval_xy: tuple[np.ndarray, np.ndarray] | None,
     eval_note: str,
+    metric: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Size and accuracy of every quantization of one model (sequence and step artifacts)."""
+    """Size and accuracy of every quantization of one model (sequence and step artifacts).
+
+    `metric` names the recipe's metric in the zoo registry; without one, argmax accuracy or MAE.
+    """
     from edgelstm.convert.verify import keras_reference, run_sequence, run_step
+    from edgelstm.quantize.int16 import run_sequence_tflm
+    from edgelstm.zoo.metrics import metric_value
+
+    def score(out: np.ndarray, y: np.ndarray) -> tuple[str, float]:
+        return (metric, metric_value(metric, out, y)) if metric else _score(out, y)
 
     rows: list[dict[str, Any]] = []
     quants = list(ALL_QUANTS)
@@ -605,7 +622,7 @@ def size_suite(
     if eval_xy is not None:
         x, y = eval_xy
         ref = keras_reference(_load(bm.path), x)
-        ref_metric = _score(ref, y)
+        ref_metric = score(ref, y)
         rows.append(
             row(
                 "size",
@@ -638,13 +655,17 @@ def size_suite(
             data = path.read_bytes()
             info = read_tflite(data)
             try:
-                if art.variant.value == "sequence":
+                if art.variant.value == "sequence" and art.parity and art.parity.runtime == "tflm":
+                    # int16 fused LSTM: LiteRT has no kernel for it; TFLite Micro's interpreter
+                    out = run_sequence_tflm(data, info, x)
+                    r["runtime"] = "TFLite Micro"
+                elif art.variant.value == "sequence":
                     out = run_sequence(data, info, x)
                 else:
-                    out = run_step(data, info, x, False)
+                    out = run_step(data, info, x, manifest.model.token_input)
                     if manifest.model.output_kind.value == "many_to_one":
                         out = out[:, -1]  # the answer after the last step
-                r["metric"], r["value"] = _score(out, y)
+                r["metric"], r["value"] = score(out, y)
                 r["samples"] = len(x)
             except Exception as exc:
                 r["notes"].append(f"accuracy failed: {type(exc).__name__}: {str(exc)[:150]}")
@@ -659,7 +680,9 @@ def eval_set(model_dir: Path, limit: int) -> tuple[np.ndarray, np.ndarray] | Non
     with np.load(path) as data:
         if "x" not in data or "y" not in data:
             return None
-        return data["x"][:limit].astype(np.float32), data["y"][:limit]
+        x = data["x"][:limit]
+        # token models (char-lm) keep their int ids; everything else runs in float32
+        return (x if x.dtype.kind in "iu" else x.astype(np.float32)), data["y"][:limit]
 
 
 # ---------------------------------------------------------------- Cortex-M4 and pipeline
@@ -683,26 +706,55 @@ PUBLISHED = [
 ]
 
 
+def _mcu_row(model: str, quant: str, tflite: Path | None, manifest: Any) -> dict[str, Any]:
+    r = row("mcu", model, f"edgelstm C engine {quant}", runtime="qemu Cortex-M4", quant=quant)
+    if tflite is None:
+        r.update(status="not measured", notes=[f"no {quant} step artifact"])
+        return r
+    res = native.cengine_qemu(tflite, manifest)
+    if "error" in res:
+        r.update(status="not measured", notes=[res["error"]])
+        return r
+    r["value"] = res["instructions_per_mac"]
+    r["unit"] = "instructions/MAC"
+    r["detail"] = {
+        "instructions_per_step": res["instructions_per_step_median"],
+        "macs_per_step": res["macs_per_step"],
+        "flash_bytes": res["flash_engine_bytes"],
+        "weight_bytes": res["weight_bytes"],
+        "ram_bytes": res["ram_total_bytes"],
+        "state_bytes": res["ram_state_bytes"],
+        "gate_buffer_bytes": res["gate_buffer_bytes"],
+        "parity_ok": res["parity"]["ok"],
+    }
+    r["targets"] = res["targets"]
+    r["notes"] = [
+        "instructions counted by qemu -icount (not cycles), SysTick around each step; "
+        "median over the verification steps; measured here"
+    ]
+    return r
+
+
 def mcu_suite(ctx: Context, bm: M.BenchModel) -> list[dict[str, Any]]:
+    """Cortex-M4 (qemu): the C engine on issue #7's LSTM(64) and on `bm`, float and int8."""
     rows = []
+    ctx.log("  LSTM(64), D=64 step model")
+    made = native.lstm64_step(ctx.work)
+    if isinstance(made, dict):
+        for quant in ("float", "int8"):
+            rows.append(
+                row("mcu", "lstm64", f"edgelstm C engine {quant}", status="not measured",
+                    notes=[made["error"]])
+            )  # fmt: skip
+    else:
+        step_int8, man = made
+        files = {a["quantization"]: step_int8.parent / a["file"] for a in man["artifacts"]}
+        for quant in ("float", "int8"):
+            rows.append(_mcu_row("lstm64", quant, files.get(quant), man))
     outdir, manifest = edgelstm_artifacts(ctx, bm, ["float", "int8"])
     for quant in ("float", "int8"):
-        r = row("mcu", bm.key, f"edgelstm C engine {quant}", runtime="qemu Cortex-M4", quant=quant)
         found = _art(outdir, manifest, "step", quant)
-        if found is None:
-            r.update(status="not measured", notes=["no step artifact"])
-        elif not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
-            r.update(status="not measured", notes=["qemu-system-arm / arm-none-eabi-gcc missing"])
-        else:
-            res = native.cengine_qemu(found[0], ctx.work)
-            if "error" in res:
-                r.update(status="not measured", notes=[res["error"]])
-            else:
-                r["value"] = res.get("instructions_per_mac")
-                r["unit"] = "instructions/MAC"
-                r["detail"] = {k: v for k, v in res.items() if isinstance(v, (int, float, str))}
-                r["notes"] = ["instructions counted by qemu (not cycles): measured here"]
-        rows.append(r)
+        rows.append(_mcu_row(bm.key, quant, found[0] if found else None, manifest))
     for system, figure, source in PUBLISHED:
         rows.append(
             row(

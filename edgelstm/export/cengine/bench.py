@@ -91,7 +91,8 @@ def native_step_latency(
     inner: int = 50,
     opt: str = "-O3",
 ) -> dict[str, Any]:
-    """Median host wall time of one engine step (µs), compiled with gcc `opt`."""
+    """Median host wall time of one engine step (µs), compiled with gcc `opt` (space-separated
+    flags, e.g. "-O3 -march=native")."""
     from edgelstm.export.cengine import verify as v
 
     eng, src = _materialize(step_tflite, manifest, "bench")
@@ -102,7 +103,12 @@ def native_step_latency(
         build.mkdir()
         srcs = v._prepare(src, build, eng.ifc, inputs, eng.prog.macs)
         srcs = [s for s in srcs if s != "el_verify_main.c"] + ["el_bench_main.c"]
-        flags = [*v.C_WARN, opt, f"-DEL_BENCH_REPEATS={repeats}", f"-DEL_BENCH_INNER={inner}"]
+        flags = [
+            *v.C_WARN,
+            *opt.split(),
+            f"-DEL_BENCH_REPEATS={repeats}",
+            f"-DEL_BENCH_INNER={inner}",
+        ]
         v._run([cc, *flags, "-o", "bench", *srcs, "-lm"], build, 300, "host gcc build")
         out = v._run([str(build / "bench")], build, 600, "host benchmark")
     finally:
@@ -112,6 +118,7 @@ def native_step_latency(
     return {
         "median_us": median,
         "min_us": float(vals["min_us"]),
+        "max_us": float(vals["max_us"]),
         "macs_per_step": eng.prog.macs,
         "gmacs_per_s": round(eng.prog.macs / median / 1e3, 3) if median else None,
         "compiler": f"gcc {opt} -std=c99",

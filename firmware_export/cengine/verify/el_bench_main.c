@@ -49,7 +49,8 @@ int main(void)
         checksum += (long)el_y[0];
     }
     qsort(el_samples, EL_BENCH_REPEATS, sizeof(double), el_cmp);
-    printf("median_us %.4f\nmin_us %.4f\nchecksum %ld\n", el_samples[EL_BENCH_REPEATS / 2],
-           el_samples[0], checksum);
+    printf("median_us %.4f\nmin_us %.4f\nmax_us %.4f\nchecksum %ld\n",
+           el_samples[EL_BENCH_REPEATS / 2], el_samples[0], el_samples[EL_BENCH_REPEATS - 1],
+           checksum);
     return 0;
 }
