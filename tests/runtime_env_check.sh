@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prove the runtime side of edgelstm installs and runs WITHOUT TensorFlow, in two fresh venvs:
-#   1. litert:          pip install '.[runtime]'                        (numpy 2, click, ai-edge-litert)
+#   1. litert:          pip install '.[runtime,export]'          (numpy 2, click, ai-edge-litert, jinja2)
 #   2. tflite-runtime:  pip install '.[pi]'  (tflite-runtime, numpy<2, tflite-micro for the schema
 #                       that tflite-runtime does not ship; --runtime tflite-runtime)
 # In each: `edgelstm inspect/profile/stream` on the committed fixtures in tests/data/, and
@@ -32,7 +32,10 @@ fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 SRC="$WORKDIR/src"
 rm -rf "$SRC" && mkdir -p "$SRC"
 cp "$REPO/pyproject.toml" "$REPO/README.md" "$SRC/"
-(cd "$REPO" && tar --exclude=__pycache__ -cf - edgelstm) | (cd "$SRC" && tar -xf -)
+(cd "$REPO" && tar --exclude=__pycache__ -cf - edgelstm firmware_export models) | (cd "$SRC" && tar -xf -)
+# Run from the work dir: `python -c` puts the current directory first on sys.path, and from the
+# repo root that would import the checkout's edgelstm instead of the installed one.
+cd "$WORKDIR"
 
 check_venv() {  # name, runtime flag value, pip args...
   local name="$1" runtime="$2"
@@ -111,11 +114,27 @@ EOF
 }
 
 case "$WHICH" in
-  litert | all) check_venv litert litert "$SRC[runtime]" ;;&
+  litert | all) check_venv litert litert "$SRC[runtime,export]" ;;&
   tflite-runtime | all) check_venv tflite-runtime tflite-runtime "$SRC[pi]" ;;&
   litert | tflite-runtime | all) ;;
   *) fail "unknown argument '$WHICH' (litert, tflite-runtime or all)" ;;
 esac
+
+if [[ "$WHICH" == litert || "$WHICH" == all ]]; then
+  # A non-editable install: the zoo and firmware_export/ must come from the wheel itself.
+  venv="$WORKDIR/venv-litert"
+  step "litert: the wheel carries the zoo and the firmware sources (C export without TensorFlow)"
+  "$venv/bin/python" -c "
+from edgelstm.paths import bundled_dir
+for name in ('firmware_export', 'models'):
+    d = bundled_dir(name)
+    assert 'edgelstm_data' in str(d) and d.is_dir(), d
+"
+  "$venv/bin/edgelstm" zoo list | grep -q temporal-order || fail "litert: zoo list lacks the zoo"
+  "$venv/bin/edgelstm" export "$DATA/tiny_step_int8.tflite" --target c -o "$WORKDIR/c-export" \
+    --verify host >/dev/null || fail "litert: export --target c --verify host failed"
+  "$venv/bin/python" -c "import tensorflow" 2>/dev/null && fail "litert: tensorflow appeared"
+fi
 
 if [[ "$WHICH" == all ]]; then
   step "litert and tflite-runtime give the same stream outputs"

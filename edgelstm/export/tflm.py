@@ -22,10 +22,11 @@ from edgelstm.export.cgen import align_macro, c_float, c_identifier, format_byte
 from edgelstm.export.tflm_arena import ArenaReport, measure_arena
 from edgelstm.export.tflm_ops import resolver_methods
 from edgelstm.fsutil import publish
+from edgelstm.paths import bundled_dir
 from edgelstm.tflite_info import TFLiteInfo, read_tflite
 from edgelstm.types import STEP_INPUT, STEP_OUTPUT, Artifact, StateTensor, TensorInfo
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "firmware_export" / "tflm"
+TEMPLATE_DIR = bundled_dir("firmware_export") / "tflm"
 _DTYPE_BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "bool": 1}
 
 

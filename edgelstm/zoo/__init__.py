@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from edgelstm.errors import BadInputError
+from edgelstm.paths import bundled_dir
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MODELS_DIR = bundled_dir("models")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ firmware_export/cengine/)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,8 +13,9 @@ from edgelstm.errors import BadInputError
 from edgelstm.export.cengine.graph import Graph, Tensor
 from edgelstm.export.cengine.lower import Program, _c_float_list, _c_int_list
 from edgelstm.export.cgen import align_macro, c_float
+from edgelstm.paths import bundled_dir
 
-KERNEL_DIR = Path(__file__).resolve().parents[3] / "firmware_export" / "cengine"
+KERNEL_DIR = bundled_dir("firmware_export") / "cengine"
 KERNEL_FILES = ("edgelstm_kernels.h", "edgelstm_kernels.c")
 
 
