@@ -49,6 +49,19 @@ def _median(rows: list[dict[str, Any]], col: str, pred: Any) -> float | None:
     return min(vals) if vals else None
 
 
+def _metric_name(r: dict[str, Any]) -> str:
+    """The metric with its direction, so bpc and MAE are not read as accuracies."""
+    from edgelstm.zoo.metrics import METRICS
+
+    name = r.get("metric")
+    if not name:
+        return "–"
+    m = METRICS.get(name)
+    if m is None:
+        return name
+    return f"{name} ({'higher' if m.higher_is_better else 'lower'} is better)"
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The three targets of issue 8, checked against the measured rows only."""
     out = []
@@ -240,7 +253,7 @@ def render(results: dict[str, Any]) -> str:
                     else "–"
                 )
                 lines.append(
-                    f"| {r['system']} | {r['size_bytes'] or '–'} | {ratio} | {r.get('metric', '–')} "
+                    f"| {r['system']} | {r['size_bytes'] or '–'} | {ratio} | {_metric_name(r)} "
                     f"| {f'{val:.4f}' if isinstance(val, float) else '–'} "
                     f"| {par_txt} "
                     f"| {_status(r)}{'; '.join(r['notes'])} |"

@@ -177,7 +177,7 @@ def run(quick: bool, out: Path, work: Path) -> dict[str, Any]:
                 if seq_model.path == mdir / "model.keras"
                 else M.zoo_model(name, name, name, work)
             )
-            ev = suites.eval_set(mdir, 256)
+            ev = suites.eval_set(mdir, 128)  # 128 keeps the step-streamed eval to seconds
             note = f"models/{name}/eval.npz (first {len(ev[0])})" if ev else ""
             if ev is None:
                 size_notes.append(f"{name}: no eval.npz with x and y: sizes only")
