@@ -136,3 +136,15 @@ def run_step_numpy(ms: ModelSpec, xs: np.ndarray) -> tuple[np.ndarray, list[dict
         y, states = _run_step(ms, x, states, "numpy")
         ys.append(np.asarray(y, np.float64)[0])
     return np.stack(ys), feeds
+
+
+def state_abs_max(ms: ModelSpec, xs: np.ndarray) -> dict[str, float]:
+    """max |v| of every state input (`state{k}_{h,c,win}`) while the float cell runs over the
+    sequences `xs`: the ranges quantized states must hold."""
+    out: dict[str, float] = {}
+    for seq in xs:
+        for feed in run_step_numpy(ms, seq)[1]:
+            for name, v in feed.items():
+                if name.startswith("state"):
+                    out[name] = max(out.get(name, 0.0), float(np.max(np.abs(v))))
+    return out

@@ -119,12 +119,8 @@ def _cell_range_notes(ms: ModelSpec, info: TFLiteInfo, cal_x: np.ndarray) -> lis
     cells = [t for t in info.variable_tensors if t.dtype == "int16" and t.scales]
     if not cells:
         return []
-    c_max = 0.0
-    for seq in cal_x[:64]:
-        for feed in build.run_step_numpy(ms, seq)[1]:
-            for name, v in feed.items():
-                if name.endswith("_c"):
-                    c_max = max(c_max, float(np.max(np.abs(v))))
+    maxima = build.state_abs_max(ms, cal_x[:64])
+    c_max = max((v for name, v in maxima.items() if name.endswith("_c")), default=0.0)
     limit = min(32767 * t.scales[0] for t in cells)
     if c_max <= limit:
         return []

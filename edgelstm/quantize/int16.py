@@ -81,17 +81,11 @@ def lstm_state_ranges(ms: Any, xs: np.ndarray) -> list[LstmRange] | None:
     layout = [(k, spec) for k, spec, _ in ms.state_layout()]
     if any(spec.kind != "LSTM" for _, spec in layout) or not layout:
         return None
-    h = np.zeros(len(layout))
-    c = np.zeros(len(layout))
     try:
-        for seq in xs:
-            for feed in build.run_step_numpy(ms, seq)[1]:
-                for i, (k, _spec) in enumerate(layout):
-                    h[i] = max(h[i], float(np.max(np.abs(feed[f"state{k}_h"]))))
-                    c[i] = max(c[i], float(np.max(np.abs(feed[f"state{k}_c"]))))
+        m = build.state_abs_max(ms, xs)
+        return [LstmRange(m[f"state{k}_h"], m[f"state{k}_c"]) for k, _spec in layout]
     except (KeyError, ValueError, NotImplementedError):
         return None
-    return [LstmRange(float(a), float(b)) for a, b in zip(h, c, strict=True)]
 
 
 def _op_name(model: Any, op: Any) -> str:
