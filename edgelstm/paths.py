@@ -1,17 +1,19 @@
-"""Where the bundled data lives: `firmware_export/` and `models/`.
+"""Where the bundled data lives: `edgelstm/firmware_export/` and `edgelstm/models/`.
 
-In a checkout (or an editable install) they sit beside the package; a wheel carries them as the
-`edgelstm_data` data packages (see pyproject.toml), installed next to `edgelstm/`.
+Both are plain data directories inside the package (a wheel carries them as package data), found
+through `importlib.resources` so a checkout, an editable install and a wheel all resolve the same
+way. The repository root has `models/` and `firmware_export/` symlinks to them for convenience.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
-
-_ROOT = Path(__file__).resolve().parents[1]
 
 
 def bundled_dir(name: str) -> Path:
-    """The checkout's `name` directory when there is one, else the copy the wheel installed."""
-    checkout = _ROOT / name
-    return checkout if checkout.is_dir() else _ROOT / "edgelstm_data" / name
+    """The package's bundled data directory `name` ("firmware_export" or "models")."""
+    path = Path(str(resources.files("edgelstm") / name))
+    if not path.is_dir():
+        raise FileNotFoundError(f"edgelstm's bundled '{name}' directory is missing: {path}")
+    return path

@@ -32,7 +32,7 @@ fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 SRC="$WORKDIR/src"
 rm -rf "$SRC" && mkdir -p "$SRC"
 cp "$REPO/pyproject.toml" "$REPO/README.md" "$SRC/"
-(cd "$REPO" && tar --exclude=__pycache__ -cf - edgelstm firmware_export models) | (cd "$SRC" && tar -xf -)
+(cd "$REPO" && tar --exclude=__pycache__ -cf - edgelstm) | (cd "$SRC" && tar -xf -)
 # Run from the work dir: `python -c` puts the current directory first on sys.path, and from the
 # repo root that would import the checkout's edgelstm instead of the installed one.
 cd "$WORKDIR"
@@ -128,9 +128,11 @@ if [[ "$WHICH" == litert || "$WHICH" == all ]]; then
 from edgelstm.paths import bundled_dir
 for name in ('firmware_export', 'models'):
     d = bundled_dir(name)
-    assert 'edgelstm_data' in str(d) and d.is_dir(), d
+    assert 'site-packages' in str(d) and d.is_dir(), d
 "
-  "$venv/bin/edgelstm" zoo list | grep -q temporal-order || fail "litert: zoo list lacks the zoo"
+  # Capture first, then match: `cmd | grep -q` under pipefail fails when grep exits early (SIGPIPE).
+  zoo="$("$venv/bin/edgelstm" zoo list)" || fail "litert: zoo list failed"
+  [[ "$zoo" == *temporal-order* ]] || fail "litert: zoo list lacks the zoo"
   "$venv/bin/edgelstm" export "$DATA/tiny_step_int8.tflite" --target c -o "$WORKDIR/c-export" \
     --verify host >/dev/null || fail "litert: export --target c --verify host failed"
   "$venv/bin/python" -c "import tensorflow" 2>/dev/null && fail "litert: tensorflow appeared"
