@@ -385,6 +385,31 @@ def test_recommend_weighs_accuracy_size_and_latency():
     assert "\n" not in recommend(rep(98.8, 12_000, 9.0))
 
 
+def test_one_recommendation_per_run_prefers_the_faster_of_equally_small():
+    """int8 and int16x8 both hold accuracy and are about the same size: the run recommends the
+    faster int8 (int16x8 runs on reference kernels); per-artifact lines are verdicts, not advice."""
+    from edgelstm.quantize.report import QuantReport, assess, recommend_overall
+
+    def rep(file: str, mq: float, qbytes: int, qus: float) -> QuantReport:
+        return QuantReport(
+            "m_float.tflite", file, 40_000, qbytes, [0.01], [0.001], 10.0, qus,
+            metric_float=99.0, metric_quant=mq, metric_name="acc (%)",
+        )  # fmt: skip
+
+    i8, i16 = rep("m_int8.tflite", 99.0, 12_000, 9.0), rep("m_int16x8.tflite", 99.0, 12_800, 55.0)
+    line = recommend_overall([i16, i8])
+    assert line.startswith("recommendation: ship m_int8.tflite") and "m_int16x8" in line
+    assert line.count("ship") == 1
+    for r in (i8, i16):
+        ok, verdict = assess(r)
+        assert not verdict.startswith("ship")
+    assert assess(i8)[0] and not assess(rep("m_int8.tflite", 97.0, 12_000, 9.0))[0]
+    # nothing holds: the one line says float
+    assert recommend_overall([rep("m_int8.tflite", 90.0, 12_000, 9.0)]).startswith(
+        "recommendation: ship float"
+    )
+
+
 def test_recipe_calibration_from_file_or_generator(tmp_path):
     """--recipe calibrates from the recipe's calibration.npz, or draws --samples sequences from
     its generator when the recipe has none (seeded: the same samples twice)."""

@@ -86,3 +86,20 @@ def run_cli(group: click.Group, argv: list[str] | None) -> int:
         )
         return 1
     return 0
+
+
+def comma_list(choices: list[str]) -> Any:
+    """A click callback for a repeatable option that also takes comma-separated values
+    (`--quantize int8 --quantize float16` == `--quantize int8,float16`), checked against
+    `choices`; duplicates dropped, order kept."""
+
+    def callback(_ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple:
+        names = [v.strip() for arg in value or () for v in arg.split(",") if v.strip()]
+        bad = [n for n in names if n not in choices]
+        if bad:
+            raise click.BadParameter(
+                f"'{bad[0]}' is not one of {', '.join(choices)}", param_hint=f"--{param.name}"
+            )
+        return tuple(dict.fromkeys(names))
+
+    return callback

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgelstm.cli._app import App
+from edgelstm.cli._app import App, comma_list
 from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
 
 
@@ -30,8 +30,9 @@ from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
     "--quantize",
     "quantize",
     multiple=True,
-    type=click.Choice([q.value for q in Quantization]),
-    help="Repeatable. Default: float. int8/int16x8 need --calibration.",
+    callback=comma_list([q.value for q in Quantization]),
+    help="float, dynamic, float16, int8, int16x8; repeat the option or separate with commas. "
+    "Default: float. int8/int16x8 need --calibration.",
 )
 @click.option(
     "--calibration",

@@ -19,7 +19,9 @@ from edgelstm.cli._app import App
 )
 @click.option(
     "-o",
+    "--outdir",
     "--out",
+    "out",
     type=click.Path(path_type=Path),
     default=Path("runs/demo"),
     show_default=True,
@@ -34,6 +36,9 @@ from edgelstm.cli._app import App
 @click.option("--epochs", type=int, help="Override the recipe's epochs (with --train).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-export", is_flag=True, help="Skip the microcontroller export.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print result.json instead of the Markdown report."
+)
 @click.pass_obj
 def pipeline(
     app: App,
@@ -46,6 +51,7 @@ def pipeline(
     epochs: int | None,
     seed: int,
     no_export: bool,
+    as_json: bool,
 ) -> None:
     """Train (optional) -> convert -> verify -> profile -> export -> report, for one recipe."""
     from edgelstm.errors import BadInputError
@@ -71,5 +77,5 @@ def pipeline(
         cfg, progress=lambda m: app.info(f"[pipeline {time.perf_counter() - start:5.1f}s] {m}")
     )
     md, html = write_report(res, out)
-    app.out(md.read_text())
+    app.out((out / "result.json").read_text().rstrip("\n") if as_json else md.read_text())
     app.info(f"wrote {md} and {html} in {time.perf_counter() - start:.1f} s")

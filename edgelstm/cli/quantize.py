@@ -6,19 +6,28 @@ from pathlib import Path
 
 import click
 
-from edgelstm.cli._app import App
+from edgelstm.cli._app import App, comma_list
 from edgelstm.types import Quantization
 
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--outdir", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "-o",
+    "--outdir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output directory: report.md, report.json and the artifacts under tflite/.",
+)
 @click.option(
     "--quantize",
     "quantize",
-    default="int8",
+    multiple=True,
+    default=("int8",),
     show_default=True,
-    help="Comma-separated: int8, int16x8, dynamic, float16 (float is always built).",
+    callback=comma_list([q.value for q in Quantization]),
+    help="int8, int16x8, dynamic, float16; repeat the option or separate with commas "
+    "(float is always built).",
 )
 @click.option("--calibration", type=click.Path(path_type=Path), help=".npy/.npz (key 'x').")
 @click.option(
@@ -61,7 +70,7 @@ def quantize(
     *,
     model: Path,
     outdir: Path,
-    quantize: str,
+    quantize: tuple[str, ...],
     calibration: Path | None,
     recipe: str | None,
     samples: int,
@@ -81,14 +90,9 @@ def quantize(
     With --qat, also fine-tune with fake quantization on the recipe's data and report float,
     post-training int8 and QAT int8 side by side.
     """
-    from edgelstm.errors import BadInputError
     from edgelstm.quantize.run import run_quantize
 
-    names = [q.strip() for q in quantize.split(",") if q.strip()]
-    valid = {q.value for q in Quantization}
-    bad = [n for n in names if n not in valid]
-    if bad:
-        raise BadInputError(f"--quantize {bad[0]}: choose from {', '.join(sorted(valid))}")
+    names = list(quantize)
     out = run_quantize(
         model,
         outdir,
@@ -112,9 +116,9 @@ def quantize(
         return
     app.out(out["recommendation"])
     for r in out["reports"]:
-        app.out(r["recommendation"])
         d = r["drift"]
-        app.out(f"  drift over {d['steps']} steps: {d['trend']}")
+        app.out(f"  - {r['verdict']}")
+        app.out(f"    drift over {d['steps']} steps: {d['trend']}")
     if "qat" in out:
         q = out["qat"]
         app.out(

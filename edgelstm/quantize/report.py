@@ -59,7 +59,7 @@ class QuantReport:
     metric_quant: float | None = None
     metric_name: str = ""
     drift: Drift | None = None
-    recommendation: str = ""
+    verdict: str = ""  # one line on this artifact; the run's single recommendation is separate
     notes: list[str] = field(default_factory=list)
     higher_is_better: bool = True
     layers: list[LayerError] = field(default_factory=list)
@@ -125,11 +125,13 @@ def stream_drift(
     return drift, outs[0], outs[1], times[0], times[1]
 
 
-def recommend(rep: QuantReport, tolerance: float | None = None) -> str:
-    """One line: which artifact to ship, weighing the metric loss, size and measured latency.
+def assess(rep: QuantReport, tolerance: float | None = None) -> tuple[bool, str]:
+    """Whether the quantized artifact is worth shipping, and one line saying why (a verdict on
+    this artifact alone; `recommend_overall` makes the one recommendation of a run).
 
     The tolerance is 0.5 points for percent metrics and 2 % of the float value otherwise; with
-    no eval metric, the worst output error against the float output range decides (10 %).
+    no eval metric, the worst output error against the float output range decides (10 %). An
+    accurate artifact that is slower than float and hardly smaller is not worth it.
     """
     shrink = rep.float_bytes / max(rep.quant_bytes, 1)
     speed = rep.float_us / max(rep.quant_us, 1e-9)
@@ -150,8 +152,8 @@ def recommend(rep: QuantReport, tolerance: float | None = None) -> str:
         loss = diff if rep.higher_is_better else -diff
         unit = " points" if pct else ""
         acc = (
-            f"{rep.metric_name} {rep.metric_quant:.3f} vs {rep.metric_float:.3f} float "
-            f"(loss {loss:.3f}{unit}, tolerance {tol:.3g}{unit})"
+            f"{rep.metric_name} {rep.metric_quant:.4f} vs {rep.metric_float:.4f} float "
+            f"(loss {loss:.4f}{unit}, tolerance {tol:.3g}{unit})"
         )
         ok = loss <= tol
     else:
@@ -159,13 +161,19 @@ def recommend(rep: QuantReport, tolerance: float | None = None) -> str:
         acc = f"no eval metric; max output error {worst:.3g}"
         ok = worst <= 0.1
     if not ok:
-        return f"ship float {rep.float_file}: {rep.quant_file} loses too much — {acc}; {size}"
+        return False, f"{rep.quant_file} loses too much — {acc}; {size}"
     if speed < 0.67 and shrink < 1.5:
-        return (
-            f"ship float {rep.float_file}: {rep.quant_file} is accurate enough ({acc}) but "
-            f"slower and hardly smaller — {lat}; {size}"
+        return False, (
+            f"{rep.quant_file} is accurate enough ({acc}) but slower and hardly smaller — "
+            f"{lat}; {size}"
         )
-    return f"ship {rep.quant_file}: {acc}; {size}; {lat}"
+    return True, f"{rep.quant_file} holds — {acc}; {size}; {lat}"
+
+
+def recommend(rep: QuantReport, tolerance: float | None = None) -> str:
+    """One line for a single quantized artifact against its float twin: ship it, or ship float."""
+    ok, why = assess(rep, tolerance)
+    return f"ship {why}" if ok else f"ship float {rep.float_file}: {why}"
 
 
 def _preserving_backend(path: str | Path) -> Any:
@@ -249,17 +257,19 @@ def layer_errors(
 
 
 def recommend_overall(reports: list[QuantReport], tolerance: float | None = None) -> str:
-    """One line for the model: the smallest quantized artifact whose accuracy holds (faster
-    breaks a size tie within 10 %), else float."""
+    """The run's one recommendation: among the artifacts whose accuracy holds, the smallest
+    (within 10 %), then the fastest of those; float when none holds."""
     if not reports:
         return "nothing to compare"
-    ok = [r for r in reports if recommend(r, tolerance).startswith(f"ship {r.quant_file}")]
+    ok = [r for r in reports if assess(r, tolerance)[0]]
     if not ok:
-        return recommend(reports[0], tolerance)
+        return "recommendation: " + recommend(reports[0], tolerance)
     smallest = min(r.quant_bytes for r in ok)
     near = [r for r in ok if r.quant_bytes <= 1.1 * smallest]
     best = min(near, key=lambda r: r.quant_us)
-    return "recommendation: " + recommend(best, tolerance)
+    others = sorted({r.quant_file for r in ok} - {best.quant_file})
+    also = f" (also accurate: {', '.join(others)})" if others else ""
+    return "recommendation: " + recommend(best, tolerance) + also
 
 
 def compare_step_models(
@@ -304,7 +314,7 @@ def compare_step_models(
 
         rep.metric_float = float(np.mean(pred(yf) == labels) * 100)
         rep.metric_quant = float(np.mean(pred(yq) == labels) * 100)
-    rep.recommendation = recommend(rep)
+    rep.verdict = assess(rep)[1]
     return rep
 
 
@@ -322,7 +332,7 @@ def quantization_section(rep: QuantReport) -> list[Table | Plot]:
             f"Quantization: {rep.quant_file} vs {rep.float_file}",
             ["", "float", "quantized"],
             rows,
-            caption=rep.recommendation,
+            caption=rep.verdict,
         )
     )
     secs.append(

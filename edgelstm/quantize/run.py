@@ -172,7 +172,7 @@ def run_quantize(
                 _set_metric(r, metric, scores["float"], scores[q.value])
             out["reports"].append(r.to_dict())
             all_reps.append(r)
-            rep.intro.append(r.recommendation)
+            rep.intro.append(r.verdict)
             rep.sections.extend(quantization_section(r))
         if qat:
             if rec is None or ev is None or not scores:
@@ -252,14 +252,14 @@ PERCENT_METRICS = ("accuracy", "per_step_accuracy_after_delay")
 
 def _set_metric(r: Any, metric: str, f: float, q: float) -> None:
     """Accuracy metrics are shown in percent (tolerances are in points); others as they are."""
-    from edgelstm.quantize.report import recommend
+    from edgelstm.quantize.report import assess
     from edgelstm.zoo.metrics import get_metric
 
     scale = 100.0 if metric in PERCENT_METRICS else 1.0
     r.metric_name = f"{metric} (%)" if scale == 100.0 else metric
     r.metric_float, r.metric_quant = f * scale, q * scale
     r.higher_is_better = get_metric(metric).higher_is_better
-    r.recommendation = recommend(r)
+    r.verdict = assess(r)[1]
 
 
 def _recipe_train_data(rec: Any, n: int, seed: int) -> tuple[Any, Any, Any]:
