@@ -401,7 +401,7 @@ def test_one_recommendation_per_run_prefers_the_faster_of_equally_small():
     assert line.startswith("recommendation: ship m_int8.tflite") and "m_int16x8" in line
     assert line.count("ship") == 1
     for r in (i8, i16):
-        ok, verdict = assess(r)
+        _ok, verdict = assess(r)
         assert not verdict.startswith("ship")
     assert assess(i8)[0] and not assess(rep("m_int8.tflite", 97.0, 12_000, 9.0))[0]
     # nothing holds: the one line says float

@@ -291,7 +291,9 @@ def test_sample_bad_input(run_cli, tmp_path: Path, char_lm_step: Path) -> None:
 
 def test_train_cli_writes_the_training_files(run_cli, tmp_path: Path) -> None:
     out = tmp_path / "sensor"
-    code, stdout, err = run_cli("train", "sensor", "--quick", "--seed", "1", "-o", str(out), "--json")
+    code, stdout, err = run_cli(
+        "train", "sensor", "--quick", "--seed", "1", "-o", str(out), "--json"
+    )
     assert code == 0, err[-2000:]
     metrics = json.loads(stdout)  # stdout is only the metrics; the progress bar is on stderr
     assert metrics["seed"] == 1 and metrics["quick"] and "epoch 1/1 [" in err

@@ -74,5 +74,7 @@ def train(
         return
     m = result.metrics
     test = {k: v for k, v in m.items() if k.startswith("test")}
-    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in test.items())
+    shown = ", ".join(
+        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in test.items()
+    )
     app.out(f"trained {recipe} -> {outdir}/model.keras: {shown or 'no test metric'}")
