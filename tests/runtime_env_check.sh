@@ -136,6 +136,24 @@ for name in ('firmware_export', 'models'):
   "$venv/bin/edgelstm" export "$DATA/tiny_step_int8.tflite" --target c -o "$WORKDIR/c-export" \
     --verify host >/dev/null || fail "litert: export --target c --verify host failed"
   "$venv/bin/python" -c "import tensorflow" 2>/dev/null && fail "litert: tensorflow appeared"
+  step "litert: --runtime native (the C engine compiled here, no TensorFlow, no LiteRT calls)"
+  export EDGELSTM_CACHE_DIR="$WORKDIR/native-cache"
+  "$venv/bin/edgelstm" stream "$DATA/tiny_step_float.tflite" --runtime native \
+    --input "$WORKDIR/samples.npy" --output "$WORKDIR/native-stream.npy" \
+    || fail "litert: stream --runtime native failed"
+  "$venv/bin/edgelstm" -q profile "$DATA/tiny_step_int8.tflite" --runtime native --runtime litert \
+    --runs 30 --json >"$WORKDIR/native-profile.json" || fail "litert: profile --runtime native failed"
+  "$venv/bin/python" -c "
+import json, sys
+import numpy as np
+a = np.load('$WORKDIR/litert-stream.npy'); b = np.load('$WORKDIR/native-stream.npy')
+d = float(np.abs(a - b).max()); print(f'max |litert - native| = {d:.2e}')
+assert a.shape == b.shape and d < 1e-5
+rows = json.load(open('$WORKDIR/native-profile.json'))['results']
+assert [r['runtime'] for r in rows] == ['native', 'litert'] and not any(r['error'] for r in rows)
+assert 'tensorflow' not in sys.modules
+" || fail "litert: native runtime disagrees with litert"
+  unset EDGELSTM_CACHE_DIR
 fi
 
 if [[ "$WHICH" == all ]]; then

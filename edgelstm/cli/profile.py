@@ -8,7 +8,7 @@ import click
 
 from edgelstm.cli._app import App
 
-RUNTIME_CHOICES = ["auto", "all", "litert", "tflite-runtime", "tf", "tflm"]
+RUNTIME_CHOICES = ["auto", "all", "litert", "tflite-runtime", "tf", "tflm", "native"]
 
 
 @click.command()

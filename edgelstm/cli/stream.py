@@ -15,6 +15,7 @@ from edgelstm.cli._app import App
 
 # A sample: (where it came from, its values), or (where, None) for "reset here".
 Sample = tuple[str, Any]
+CHUNK = 256  # samples per push_many call when reading a file
 
 
 def _samples(source: str) -> Iterator[Sample]:
@@ -74,7 +75,7 @@ def _samples(source: str) -> Iterator[Sample]:
 @click.option("--reset-every", type=click.IntRange(min=1), help="Reset the state every N samples.")
 @click.option(
     "--runtime",
-    type=click.Choice(["auto", "litert", "tflite-runtime", "tf", "tflm"]),
+    type=click.Choice(["auto", "litert", "tflite-runtime", "tf", "tflm", "native"]),
     default="auto",
     show_default=True,
 )
@@ -107,24 +108,58 @@ def stream(
     outputs: list[np.ndarray] = []
     count = 0
     resets = 0
+    # From a file, samples between resets go to push_many in chunks (one C call per chunk on the
+    # native runtime); stdin stays one sample at a time so each output appears as its line arrives.
+    chunk = CHUNK if source != "-" else 1
+    pending: list[Sample] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        saved = runner.get_state() if len(pending) > 1 else None
+        try:
+            if len(pending) == 1:
+                ys = runner.push(pending[0][1]).reshape(1, -1)
+            else:
+                ys = runner.push_many(np.stack([np.asarray(p[1], np.float64) for p in pending]))
+        except (BadInputError, ValueError) as exc:
+            if saved is None:
+                raise BadInputError(f"{pending[0][0]}: {exc}") from None
+            runner.set_state(saved)  # replay one by one to name the offending sample
+            for where, sample in pending:
+                try:
+                    runner.push(sample)
+                except BadInputError as exc1:
+                    raise BadInputError(f"{where}: {exc1}") from None
+            raise BadInputError(f"{pending[0][0]}: {exc}") from None
+        pending.clear()
+        for y in ys:
+            if output is None:
+                app.out(",".join(f"{v:.6g}" for v in y))
+            else:
+                outputs.append(y)
+
     for where, sample in _samples(source):
         if sample is None:
+            flush()
             runner.reset()
             resets += 1
             count = 0
             continue
         if reset_every and count and count % reset_every == 0:
+            flush()
             runner.reset()
             resets += 1
-        try:
-            y = runner.push(sample)
-        except BadInputError as exc:
-            raise BadInputError(f"{where}: {exc}") from None
+        if np.size(sample) != runner.input_size:
+            flush()
+            raise BadInputError(
+                f"{where}: a sample needs {runner.input_size} value(s), got {np.size(sample)}"
+            )
+        pending.append((where, sample))
         count += 1
-        if output is None:
-            app.out(",".join(f"{v:.6g}" for v in y))
-        else:
-            outputs.append(y)
+        if len(pending) >= chunk:
+            flush()
+    flush()
     if output is not None:
         arr = np.stack(outputs) if outputs else np.empty((0, runner.output_size))
         _save(output, arr)

@@ -36,9 +36,11 @@ class Runtime(str, enum.Enum):
     TFLITE_RUNTIME = "tflite-runtime"
     TF = "tf"
     TFLM = "tflm"
+    NATIVE = "native"  # the C engine compiled on this machine (edgelstm.runtime.native)
 
 
-# Automatic choice, best first. TFLM (reference kernels, fixed arena) only when asked for.
+# Automatic choice, best first. TFLM (reference kernels, fixed arena) and native (compiles on
+# first use) only when asked for.
 AUTO_ORDER = (Runtime.LITERT, Runtime.TFLITE_RUNTIME, Runtime.TF)
 
 
@@ -58,7 +60,15 @@ _REQUIREMENTS = {
 
 
 def is_available(runtime: Runtime | str) -> bool:
-    """Whether the runtime's package is installed (without importing it)."""
+    """Whether the runtime's package (native: a C compiler) is installed (without importing it)."""
+    if Runtime(runtime) == Runtime.NATIVE:
+        from edgelstm.runtime.native import CompilerError, find_compiler
+
+        try:
+            find_compiler()
+        except CompilerError:
+            return False
+        return True
     req = _REQUIREMENTS[Runtime(runtime)]
     top = req.module.split(".")[0]
     try:
@@ -68,7 +78,7 @@ def is_available(runtime: Runtime | str) -> bool:
 
 
 def available_runtimes(include_tflm: bool = True) -> list[Runtime]:
-    """Installed runtimes, in automatic-choice order (TFLM last)."""
+    """Installed runtimes, in automatic-choice order (TFLM last; native only when named)."""
     order = [*AUTO_ORDER, Runtime.TFLM] if include_tflm else list(AUTO_ORDER)
     return [r for r in order if is_available(r)]
 
@@ -95,6 +105,10 @@ def resolve_runtime(runtime: Runtime | str | None = None) -> Runtime:
 
 
 def _missing(runtime: Runtime) -> None:
+    if runtime == Runtime.NATIVE:
+        from edgelstm.runtime.native import find_compiler
+
+        find_compiler()  # raises the one-line "needs a C compiler" error
     req = _REQUIREMENTS[runtime]
     purpose = f"the '{runtime.value}' runtime"
     if runtime == Runtime.TFLITE_RUNTIME:
@@ -364,11 +378,18 @@ class TFLMBackend(Backend):
         return {"arena_used_bytes": total, "arena_head_bytes": head, "arena_tail_bytes": tail}
 
 
+def _native_backend(*args: Any, **kwargs: Any) -> Backend:
+    from edgelstm.runtime.native import NativeBackend  # imports this module: load it lazily
+
+    return NativeBackend(*args, **kwargs)
+
+
 BACKENDS: dict[Runtime, Callable[..., Backend]] = {
     Runtime.LITERT: LiteRTBackend,
     Runtime.TFLITE_RUNTIME: TFLiteRuntimeBackend,
     Runtime.TF: TFBackend,
     Runtime.TFLM: TFLMBackend,
+    Runtime.NATIVE: _native_backend,
 }
 
 

@@ -109,7 +109,9 @@ class StepRunner:
         threads: int | None = None,
         xnnpack: bool | None = None,
         backend: Backend | None = None,
+        **options: Any,
     ) -> None:
+        """`options` go to the backend (native: build_options=BuildOptions(...), cache_dir=...)."""
         data, self.info, path = _load(model)
         self.artifact = manifest_artifact(path)
         self.states = _states(self.info, self.artifact)
@@ -121,10 +123,12 @@ class StepRunner:
                 "state{k}_* inputs); sequence models run whole sequences"
             )
         self.backend = backend or load_backend(
-            data, runtime, threads=threads, xnnpack=xnnpack, info=self.info
+            data, runtime, threads=threads, xnnpack=xnnpack, info=self.info, **options
         )
         self.x_info = self.backend.input_info(STEP_INPUT)
         self.y_info = self.backend.output_info(STEP_OUTPUT)
+        # native: the state stays in the engine's struct between steps (no copies per step)
+        self._in_backend = bool(getattr(self.backend, "holds_state", False))
         # Raw copy is exact when out and in share dtype, scale and zero point (edgelstm's int8
         # step models and every float model); otherwise go through real values.
         self._raw_copy = {}
@@ -167,10 +171,15 @@ class StepRunner:
             s.input: quantize(np.full(s.shape, s.reset_value), s.dtype, s.scale, s.zero_point)
             for s in self.states
         }
+        if self._in_backend:
+            for s in self.states:
+                self.backend.set_raw(s.input, self._raw[s.input])
         self.steps = 0
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The current state as real values, keyed by the state input names."""
+        if self._in_backend:
+            self._raw = {s.input: self.backend.get_raw(s.input) for s in self.states}
         return {s.input: dequantize(self._raw[s.input], s.scale, s.zero_point) for s in self.states}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -182,6 +191,43 @@ class StepRunner:
             value = np.asarray(state[s.input], np.float64).reshape(s.shape)
             raw[s.input] = quantize(value, s.dtype, s.scale, s.zero_point)
         self._raw = raw
+        if self._in_backend:
+            for s in self.states:
+                self.backend.set_raw(s.input, raw[s.input])
+
+    def check_samples(self, xs: np.ndarray) -> np.ndarray:
+        """`xs` ([..., D]) checked as samples of this model: integer token ids in range."""
+        if self.token_input:
+            if not np.all(np.equal(np.mod(xs, 1), 0)):
+                raise BadInputError(f"this model takes integer token ids, got {xs.reshape(-1)[:4]}")
+            if self.vocab and xs.size and (xs.min() < 0 or xs.max() >= self.vocab):
+                bad = xs.reshape(-1)[(xs.reshape(-1) < 0) | (xs.reshape(-1) >= self.vocab)][0]
+                raise BadInputError(f"token id {bad} outside [0, {self.vocab})")
+        return xs
+
+    def push_many(self, samples: Any) -> np.ndarray:
+        """Run len(samples) steps from the current state; outputs stacked [T, out] (float64).
+
+        On the native runtime this is ONE C call for all T steps (Python overhead paid once per
+        chunk); elsewhere it is a loop of push().
+        """
+        xs = np.asarray(samples)
+        steps = xs.reshape(len(xs), -1) if xs.ndim > 1 else xs.reshape(len(xs), 1)
+        if steps.shape[1] != self.input_size:
+            raise BadInputError(f"a sample needs {self.input_size} value(s), got {steps.shape[1]}")
+        if not len(steps):
+            return np.empty((0, self.output_size))
+        run_chunk = getattr(self.backend, "run_chunk", None)
+        if run_chunk is None:
+            return np.stack([self.push(step) for step in steps])
+        self.check_samples(steps)
+        xi, yi = self.x_info, self.y_info
+        raw = quantize(steps, xi.dtype, xi.scale, xi.zero_point)
+        t0 = time.perf_counter_ns()
+        ys = run_chunk(raw)
+        self.last_invoke_ns = time.perf_counter_ns() - t0  # the whole chunk
+        self.steps += len(steps)
+        return dequantize(ys, yi.scale, yi.zero_point).reshape(len(steps), -1)
 
     def push(self, sample: Any) -> np.ndarray:
         """Run one time step; returns this step's output as a flat float64 array."""
@@ -195,6 +241,12 @@ class StepRunner:
                 raise BadInputError(f"token id {x.reshape(-1)[0]} outside [0, {self.vocab})")
         b = self.backend
         b.set_input(STEP_INPUT, x.reshape(self.x_info.shape))
+        if self._in_backend:
+            t0 = time.perf_counter_ns()
+            b.invoke()
+            self.last_invoke_ns = time.perf_counter_ns() - t0
+            self.steps += 1
+            return b.get_output(STEP_OUTPUT).reshape(-1)
         for s in self.states:
             b.set_raw(s.input, self._raw[s.input])
         t0 = time.perf_counter_ns()

@@ -1,0 +1,506 @@
+"""The `native` runtime: a step model's generated C engine, compiled on this machine and loaded
+with ctypes. No TensorFlow, no LiteRT: only a C compiler (`$CC`, else cc, gcc or clang).
+
+    from edgelstm.runtime import StepRunner
+    runner = StepRunner("model_step_int8.tflite", runtime="native")
+    y = runner.push(sample)                 # one step (one C call)
+    ys = runner.push_many(samples)          # [T, D] -> [T, out] in ONE C call
+
+    from edgelstm.runtime.native import StreamBatch
+    batch = StreamBatch("model_step_int8.tflite", streams=16)   # 16 sensors, 16 states
+    ys = batch.push(samples)                # [16, D] -> [16, out]
+
+The engine (edgelstm.export.cengine, the same code `edgelstm export --target c` writes) is built
+once per model and flag set into a cache directory ($EDGELSTM_CACHE_DIR, else
+$XDG_CACHE_HOME/edgelstm, else ~/.cache/edgelstm; then native/<model sha256>-<flags hash>); a
+second load of the same model only dlopen()s the library. The key covers the model bytes, the
+compiler (path and mtime), the flags and every C source, so an edgelstm upgrade rebuilds.
+
+The recurrent state lives in the engine's own struct (plain bytes, one per stream): StepRunner
+reads and writes its fields in place instead of copying tensors around each step. The engine's
+scratch arena is one static buffer: one library instance must not run from two threads at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelstm import __version__
+from edgelstm.errors import BadInputError, EdgeLSTMError
+from edgelstm.paths import bundled_dir
+from edgelstm.runtime.backends import Backend, Runtime, dequantize, quantize
+from edgelstm.tflite_info import TFLiteInfo
+from edgelstm.types import STEP_INPUT, STEP_OUTPUT
+
+ENGINE_NAME = "elnm"  # C prefix of the generated engine (elnm_model.h, elnm_step, elnm_state_t)
+LIBRARY = "libedgelstm_native.so"
+_CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
+
+
+class CompilerError(EdgeLSTMError):
+    """No usable C compiler, or it failed on the generated engine (exit 2, one line)."""
+
+
+# --- compiler and flags ------------------------------------------------------------------------
+
+
+def find_compiler() -> list[str]:
+    """The C compiler command: $CC (may carry arguments) or the first of cc, gcc, clang."""
+    cc = os.environ.get("CC", "").strip()
+    if cc:
+        parts = shlex.split(cc)
+        if shutil.which(parts[0]) is None:
+            raise CompilerError(
+                f"the native runtime needs a C compiler: $CC is '{cc}', which is not found"
+            )
+        return parts
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return [path]
+    raise CompilerError(
+        "the native runtime needs a C compiler: none of cc, gcc, clang is on PATH and $CC is "
+        "unset (e.g. apt-get install gcc)"
+    )
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How the engine is compiled. march=None leaves the compiler's default target."""
+
+    opt: str = "-O3"
+    march: str | None = "native"
+    simd: bool = True  # the SIMD kernels where the target has them (EL_USE_SIMD=0 turns them off)
+    cflags: tuple[str, ...] = ()
+
+    def flags(self) -> list[str]:
+        # no FP contraction: the float ops inside int8 kernels (softmax) round as the portable build
+        out = [self.opt, "-fPIC", "-shared", "-std=gnu11", "-ffp-contract=off"]
+        if self.march:
+            out.append(f"-march={self.march}")
+        if not self.simd:
+            out.append("-DEL_USE_SIMD=0")
+        return [*out, *self.cflags]
+
+
+def cache_root() -> Path:
+    """Where compiled engines are kept ($EDGELSTM_CACHE_DIR > $XDG_CACHE_HOME/edgelstm > ~/.cache)."""
+    base = os.environ.get("EDGELSTM_CACHE_DIR")
+    if base:
+        return Path(base) / "native"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg or Path.home() / ".cache") / "edgelstm" / "native"
+
+
+def c_sources() -> dict[str, Path]:
+    """The fixed C files compiled into every native library (kernels + the ctypes shim)."""
+    kdir = bundled_dir("firmware_export") / "cengine"
+    files = {p.name: p for p in sorted(kdir.glob("edgelstm_kernels*.[ch]"))}
+    files["el_native.c"] = kdir / "native" / "el_native.c"
+    return files
+
+
+def _build_key(model: bytes, cc: list[str], options: BuildOptions) -> str:
+    h = hashlib.sha256()
+    h.update(__version__.encode())
+    exe = Path(shutil.which(cc[0]) or cc[0]).resolve()
+    h.update(json.dumps([str(exe), exe.stat().st_mtime_ns, cc[1:], options.flags()]).encode())
+    for name, path in c_sources().items():
+        h.update(name.encode() + b"\0" + path.read_bytes())
+    model_hash = hashlib.sha256(model).hexdigest()
+    return f"{model_hash[:16]}-{h.hexdigest()[:12]}"
+
+
+# --- building ----------------------------------------------------------------------------------
+
+
+def _config_header(ifc: Any) -> str:
+    """eln_config.h: what el_native.c needs to know about this model's engine."""
+    p = ENGINE_NAME
+    fields = ", ".join(f"(int32_t)offsetof({p}_state_t, {s.field})" for s in ifc.states)
+    return "\n".join(
+        [
+            "/* generated by edgelstm.runtime.native; see el_native.c */",
+            "#ifndef ELN_CONFIG_H",
+            "#define ELN_CONFIG_H",
+            f'#include "{p}_model.h"',
+            f"#define ELN_STATE_T {p}_state_t",
+            f"#define ELN_INPUT_T {p}_input_t",
+            f"#define ELN_OUTPUT_T {p}_output_t",
+            f"#define ELN_STEP {p}_step",
+            f"#define ELN_INPUT_SIZE {ifc.x.numel}",
+            f"#define ELN_OUTPUT_SIZE {ifc.y.numel}",
+            f"#define ELN_FIELD_OFFSETS {{{fields}}}",
+            "#endif",
+            "",
+        ]
+    )
+
+
+def _meta(ifc: Any, prog: Any, cmd: list[str], key: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "edgelstm_version": __version__,
+        "machine": platform.machine(),
+        "compile": cmd,
+        "macs_per_step": int(prog.macs),
+        "x": {"dtype": ifc.x.dtype, "numel": ifc.x.numel},
+        "y": {"dtype": ifc.y.dtype, "numel": ifc.y.numel},
+        "states": [
+            {"field": s.field, "output": s.output, "dtype": s.dtype, "numel": s.numel}
+            for s in ifc.states
+        ],
+    }
+
+
+def _compile(cc: list[str], flags: list[str], build: Path) -> list[str]:
+    srcs = [
+        f"{ENGINE_NAME}_model.c",
+        *sorted(
+            n for n in os.listdir(build) if n.startswith("edgelstm_kernels") and n.endswith(".c")
+        ),
+        "el_native.c",
+    ]
+    cmd = [*cc, *flags, "-o", LIBRARY, *srcs, "-lm"]
+    try:
+        proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True, timeout=600)
+    except OSError as exc:
+        raise CompilerError(f"cannot run the C compiler '{cc[0]}': {exc.strerror}") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if "error" in ln] or proc.stderr.splitlines()
+        first = lines[0].strip() if lines else f"exit {proc.returncode}"
+        raise CompilerError(f"the C compiler failed on the native engine: {first[:300]}")
+    return cmd
+
+
+@dataclass
+class NativeBuild:
+    """A compiled engine in the cache."""
+
+    directory: Path
+    meta: dict[str, Any]
+    compiled: bool  # False: found in the cache (no compiler run)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def library(self) -> Path:
+        return self.directory / LIBRARY
+
+
+def build_engine(
+    model: bytes,
+    options: BuildOptions | None = None,
+    cache_dir: Path | None = None,
+) -> NativeBuild:
+    """Generate and compile the engine for `model` (a step .tflite's bytes), or reuse the cache."""
+    options = options or BuildOptions()
+    cc = find_compiler()
+    root = Path(cache_dir) if cache_dir else cache_root()
+    key = _build_key(model, cc, options)
+    final = root / key
+    if (final / LIBRARY).is_file() and (final / "meta.json").is_file():
+        return NativeBuild(final, json.loads((final / "meta.json").read_text()), compiled=False)
+    from edgelstm.export.cengine import generate
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    except OSError as exc:
+        raise BadInputError(f"native runtime cache {root}: {exc.strerror}") from None
+    notes: list[str] = []
+    try:
+        step = tmp / "model_step.tflite"
+        step.write_bytes(model)
+        eng = generate(step, name=ENGINE_NAME)
+        for name, text in eng.files.items():
+            if name.endswith((".c", ".h")) and name != "main.c":
+                (tmp / name).write_text(text)
+        for name, path in c_sources().items():  # the kernels as installed (SIMD files included)
+            shutil.copyfile(path, tmp / name)
+        (tmp / "eln_config.h").write_text(_config_header(eng.ifc))
+        flags = options.flags()
+        try:
+            cmd = _compile(cc, flags, tmp)
+        except CompilerError:
+            if not options.march:
+                raise
+            # e.g. a compiler without -march=native for this target: its default target still works
+            flags = [f for f in flags if not f.startswith("-march=")]
+            cmd = _compile(cc, flags, tmp)
+            notes.append(f"-march={options.march} rejected by the compiler; built for its default")
+        meta = _meta(eng.ifc, eng.prog, cmd, key)
+        meta["notes"] = notes
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process built it first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return NativeBuild(final, json.loads((final / "meta.json").read_text()), True, notes)
+
+
+# --- the loaded library ------------------------------------------------------------------------
+
+
+class NativeEngine:
+    """ctypes over one compiled engine: raw (stored-type) buffers in, raw buffers out."""
+
+    def __init__(self, build: NativeBuild) -> None:
+        self.build = build
+        meta = build.meta
+        try:
+            lib = ctypes.CDLL(str(build.library))
+        except OSError as exc:
+            raise CompilerError(f"cannot load {build.library}: {exc}") from None
+        vp, i32 = ctypes.c_void_p, ctypes.c_int32
+        for fn, args in {
+            "eln_abi": [],
+            "eln_state_bytes": [],
+            "eln_field_count": [],
+            "eln_field_offsets": [vp],
+            "eln_step": [vp, vp, vp],
+            "eln_run": [vp, vp, vp, i32, vp],
+            "eln_run_batch": [vp, i32, vp, vp, i32, vp],
+        }.items():
+            f = getattr(lib, fn)
+            f.argtypes = args
+            f.restype = i32 if fn != "eln_field_offsets" else None
+        self.lib = lib
+        self.state_bytes = int(lib.eln_state_bytes())
+        n = int(lib.eln_field_count())
+        offs = np.zeros(max(n, 1), np.int32)
+        lib.eln_field_offsets(offs.ctypes.data)
+        self.x_dtype = np.dtype(meta["x"]["dtype"])
+        self.y_dtype = np.dtype(meta["y"]["dtype"])
+        self.x_size = int(meta["x"]["numel"])
+        self.y_size = int(meta["y"]["numel"])
+        # field name -> (byte offset, dtype, count); the _out names alias the same bytes
+        self.fields: dict[str, tuple[int, np.dtype, int]] = {}
+        for s, off in zip(meta["states"], offs[:n].tolist(), strict=True):
+            spec = (int(off), np.dtype(s["dtype"]), int(s["numel"]))
+            self.fields[s["field"]] = spec
+            self.fields[s["output"]] = spec
+        self._status = np.zeros(1, np.int32)
+
+    def new_states(self, streams: int = 1) -> np.ndarray:
+        """Zeroed state structs, one row of bytes per stream."""
+        return np.zeros((streams, self.state_bytes), np.uint8)
+
+    def field(self, states: np.ndarray, name: str, stream: int = 0) -> np.ndarray:
+        """A writable view of one state field of one stream."""
+        off, dt, n = self.fields[name]
+        return states[stream, off : off + n * dt.itemsize].view(dt)
+
+    def run(self, state: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[int, int]:
+        """T steps of one stream in one call: (steps done, engine status)."""
+        done = self.lib.eln_run(
+            state.ctypes.data, xs.ctypes.data, ys.ctypes.data, len(xs), self._status.ctypes.data
+        )
+        return int(done), int(self._status[0])
+
+    def run_batch(self, states: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[int, int]:
+        """xs [T, B, D] over B states: (calls done, engine status)."""
+        done = self.lib.eln_run_batch(
+            states.ctypes.data,
+            states.shape[0],
+            xs.ctypes.data,
+            ys.ctypes.data,
+            xs.shape[0],
+            self._status.ctypes.data,
+        )
+        return int(done), int(self._status[0])
+
+
+def _engine_error(status: int, where: str) -> BadInputError:
+    what = "a token id outside the embedding table" if status == 1 else f"engine status {status}"
+    return BadInputError(f"native invoke failed{where}: {what}")
+
+
+class NativeBackend(Backend):
+    """The Backend interface over a NativeEngine; the state lives in the engine's struct."""
+
+    runtime = Runtime.NATIVE
+    holds_state = True  # StepRunner leaves the state in the struct between steps
+
+    def __init__(
+        self,
+        *args: Any,
+        build_options: BuildOptions | None = None,
+        cache_dir: Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.build_options = build_options or BuildOptions()
+        self.cache_dir = cache_dir
+        super().__init__(*args, **kwargs)
+
+    def _load(self) -> None:
+        info: TFLiteInfo = self.info
+        names = {t.name for t in info.inputs}
+        if STEP_INPUT not in names or not info.states():
+            raise BadInputError(
+                "the native runtime runs step models (input 'x' and state{k}_* tensors); "
+                "export or convert with --variants step"
+            )
+        if self.threads not in (None, 1):
+            self.notes.append("the native engine is single-threaded: --threads ignored")
+        if self.xnnpack:
+            self.notes.append("XNNPACK does not apply to the native engine")
+        self.xnnpack = False
+        self.build = build_engine(self.model, self.build_options, self.cache_dir)
+        self.notes.extend(self.build.notes)
+        self.engine = NativeEngine(self.build)
+        eng = self.engine
+        self.state = eng.new_states(1)
+        self._x = np.zeros(eng.x_size, eng.x_dtype)
+        self._y = np.zeros(eng.y_size, eng.y_dtype)
+        self._ptrs = (self.state.ctypes.data, self._x.ctypes.data, self._y.ctypes.data)
+        self._views = {name: eng.field(self.state, name) for name in eng.fields}
+        self._step = eng.lib.eln_step
+
+    def set_raw(self, name: str, value: np.ndarray) -> None:
+        if name == STEP_INPUT:
+            self._x[:] = np.asarray(value).reshape(-1)
+        elif name in self._views:
+            self._views[name][:] = np.asarray(value).reshape(-1)
+        else:
+            raise BadInputError(f"model has no input '{name}'")
+
+    def get_raw(self, name: str) -> np.ndarray:
+        t = self._outputs.get(name) or self._inputs.get(name)
+        src = self._y if name == STEP_OUTPUT else self._views.get(name)
+        if src is None or t is None:
+            raise BadInputError(f"model has no output '{name}'")
+        return src.reshape(t.shape).copy()
+
+    def invoke(self) -> None:
+        status = self._step(*self._ptrs)
+        if status:
+            raise _engine_error(status, "")
+
+    def reset(self) -> None:
+        self.state[:] = 0
+
+    def run_chunk(self, xs_raw: np.ndarray) -> np.ndarray:
+        """T steps from the current state in one C call: raw [T, D] -> raw [T, out]."""
+        eng = self.engine
+        xs = np.ascontiguousarray(xs_raw, eng.x_dtype).reshape(-1, eng.x_size)
+        ys = np.empty((len(xs), eng.y_size), eng.y_dtype)
+        done, status = eng.run(self.state, xs, ys)
+        if status:
+            raise _engine_error(status, f" at step {done}")
+        return ys
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["native"] = {
+            "cache": str(self.build.directory),
+            "compiled_now": self.build.compiled,
+            "compile": self.build.meta.get("compile"),
+        }
+        return d
+
+
+# --- many streams at once ----------------------------------------------------------------------
+
+
+class StreamBatch:
+    """B independent streams of one step model on the native engine, each with its own state.
+
+    push(samples [B, D]) -> [B, out] advances every stream one step in one C call;
+    push_many(samples [T, B, D]) -> [T, B, out] advances them T steps in one call.
+    reset(stream=None), get_state(stream), set_state(stream, state) act on one stream (or all).
+    """
+
+    def __init__(self, model: str | Path | bytes, streams: int, **backend_options: Any) -> None:
+        from edgelstm.runtime.stream import StepRunner
+
+        if streams < 1:
+            raise BadInputError("streams must be at least 1")
+        self.runner = StepRunner(model, Runtime.NATIVE, **backend_options)
+        self.backend: NativeBackend = self.runner.backend  # type: ignore[assignment]
+        self.engine = self.backend.engine
+        self.streams = streams
+        self.states = self.engine.new_states(streams)
+        self.reset()
+
+    @property
+    def input_size(self) -> int:
+        return self.runner.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.runner.output_size
+
+    def _streams(self, stream: int | None) -> range:
+        if stream is None:
+            return range(self.streams)
+        if not 0 <= stream < self.streams:
+            raise BadInputError(f"stream {stream} outside [0, {self.streams})")
+        return range(stream, stream + 1)
+
+    def reset(self, stream: int | None = None) -> None:
+        """Stream `stream` (None: every stream) back to its reset state."""
+        for b in self._streams(stream):
+            for s in self.runner.states:
+                raw = quantize(np.full(s.shape, s.reset_value), s.dtype, s.scale, s.zero_point)
+                self.engine.field(self.states, s.input, b)[:] = raw.reshape(-1)
+
+    def get_state(self, stream: int) -> dict[str, np.ndarray]:
+        (b,) = self._streams(stream)
+        return {
+            s.input: dequantize(
+                self.engine.field(self.states, s.input, b).reshape(s.shape), s.scale, s.zero_point
+            )
+            for s in self.runner.states
+        }
+
+    def set_state(self, stream: int, state: dict[str, Any]) -> None:
+        (b,) = self._streams(stream)
+        for s in self.runner.states:
+            if s.input not in state or np.size(state[s.input]) != int(np.prod(s.shape)):
+                raise BadInputError(f"state '{s.input}' missing or not shaped {s.shape}")
+        for s in self.runner.states:
+            value = np.asarray(state[s.input], np.float64).reshape(-1)
+            raw = quantize(value, s.dtype, s.scale, s.zero_point)
+            self.engine.field(self.states, s.input, b)[:] = raw
+
+    def push_many(self, samples: Any) -> np.ndarray:
+        """[T, B, D] (or [T, B] token ids) -> float64 [T, B, out], one C call."""
+        x = np.asarray(samples)
+        if x.ndim < 2 or x.shape[1] != self.streams or x[0, 0].size != self.input_size:
+            raise BadInputError(
+                f"samples must be shaped [T, {self.streams}, {self.input_size}], got "
+                f"{list(x.shape)}"
+            )
+        xi = self.runner.x_info
+        xs = self.runner.check_samples(x.reshape(len(x), self.streams, -1))
+        raw = quantize(xs, xi.dtype, xi.scale, xi.zero_point)
+        raw = np.ascontiguousarray(raw, self.engine.x_dtype)
+        ys = np.empty((len(x), self.streams, self.engine.y_size), self.engine.y_dtype)
+        done, status = self.engine.run_batch(self.states, raw, ys)
+        if status:
+            raise _engine_error(status, f" at call {done} (stream {done % self.streams})")
+        yi = self.runner.y_info
+        return dequantize(ys, yi.scale, yi.zero_point)
+
+    def push(self, samples: Any) -> np.ndarray:
+        """[B, D] -> [B, out]: one step of every stream."""
+        x = np.asarray(samples)
+        return self.push_many(x.reshape(1, *x.shape))[0]
+
+    step_batch = push

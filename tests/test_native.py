@@ -1,0 +1,148 @@
+"""The native runtime: the C engine compiled on the host and loaded with ctypes.
+
+Parity: int8 bit-exact with the portable build of the same engine (-O0, no -march, no SIMD) and
+within 2 LSB of LiteRT (kernel sets round differently); float within 1e-5 of LiteRT.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgelstm.errors import BadInputError
+from edgelstm.runtime import Runtime, StepRunner
+from edgelstm.runtime.native import BuildOptions, CompilerError, StreamBatch, build_engine
+
+DATA = Path(__file__).parent / "data"
+STEP_F = DATA / "tiny_step_float.tflite"
+STEP_Q = DATA / "tiny_step_int8.tflite"
+SEQ_F = DATA / "tiny_sequence_float.tflite"
+FLOAT_TOL = 1e-5
+INT8_TOL = 2 / 256  # LiteRT's kernels vs the engine's (TFLite reference arithmetic)
+PORTABLE = BuildOptions(opt="-O0", march=None, simd=False)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler installed"
+)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("native-cache")
+
+
+@pytest.fixture(scope="module")
+def eval_x() -> np.ndarray:
+    return np.load(DATA / "tiny_eval.npz")["x"][:8]
+
+
+def _runs(runner: StepRunner, xs: np.ndarray) -> np.ndarray:
+    return np.stack([runner.run(x) for x in xs])
+
+
+@pytest.mark.parametrize(
+    ("model", "tol"), [(STEP_F, FLOAT_TOL), (STEP_Q, INT8_TOL)], ids=["float", "int8"]
+)
+def test_parity_with_litert_and_the_portable_build(
+    model: Path, tol: float, cache: Path, eval_x: np.ndarray
+) -> None:
+    ref = _runs(StepRunner(model, Runtime.LITERT), eval_x)
+    native = StepRunner(model, "native", cache_dir=cache)
+    assert native.runtime == Runtime.NATIVE
+    got = _runs(native, eval_x)
+    assert np.abs(got - ref).max() <= tol
+    portable = _runs(StepRunner(model, "native", cache_dir=cache, build_options=PORTABLE), eval_x)
+    if "int8" in model.name:
+        np.testing.assert_array_equal(got, portable)
+    else:
+        assert np.abs(got - portable).max() <= FLOAT_TOL
+
+
+@pytest.mark.parametrize("model", [STEP_F, STEP_Q], ids=["float", "int8"])
+def test_chunked_equals_per_step_and_state_round_trips(
+    model: Path, cache: Path, eval_x: np.ndarray
+) -> None:
+    runner = StepRunner(model, "native", cache_dir=cache)
+    steps = eval_x.reshape(-1, eval_x.shape[-1])[:40]
+    pushed = np.stack([runner.push(s) for s in steps])
+    saved = runner.get_state()
+    assert all(np.abs(v).max() > 0 for v in saved.values())
+    runner.reset()
+    assert runner.steps == 0
+    chunked = runner.push_many(steps)
+    np.testing.assert_array_equal(chunked, pushed)
+    assert runner.steps == 40
+    for k, v in runner.get_state().items():
+        np.testing.assert_array_equal(v, saved[k])
+    nxt = runner.push(steps[0])
+    runner.reset()
+    first = runner.push(steps[0])
+    assert np.abs(first - nxt).max() > 0  # the state mattered
+    runner.set_state(saved)
+    np.testing.assert_array_equal(runner.push(steps[0]), nxt)
+    with pytest.raises(BadInputError, match="state0_h"):
+        runner.set_state({"state0_h": np.zeros(3), "state0_c": np.zeros(8)})
+    with pytest.raises(BadInputError, match="needs 3"):
+        runner.push_many(np.zeros((4, 5)))
+
+
+def test_batched_streams_equal_independent_streams(cache: Path, eval_x: np.ndarray) -> None:
+    batch = StreamBatch(STEP_Q, streams=4, cache_dir=cache)
+    xs = eval_x[:4].transpose(1, 0, 2)  # [T, B, D]
+    ys = batch.push_many(xs)
+    assert ys.shape == (xs.shape[0], 4, 3)
+    single = StepRunner(STEP_Q, "native", cache_dir=cache)
+    for b in range(4):
+        np.testing.assert_array_equal(ys[:, b], single.run(eval_x[b]))
+    # streams are independent: resetting one leaves the others
+    saved = batch.get_state(1)
+    batch.reset(0)
+    assert all(np.all(v == 0) for v in batch.get_state(0).values())
+    for k, v in batch.get_state(1).items():
+        np.testing.assert_array_equal(v, saved[k])
+    batch.set_state(0, saved)
+    step = batch.push(np.stack([xs[0, 1]] * 4))  # same input: streams 0 and 1 now agree
+    np.testing.assert_array_equal(step[0], step[1])
+    assert np.abs(step[0] - step[2]).max() > 0
+    with pytest.raises(BadInputError, match="stream 4"):
+        batch.get_state(4)
+
+
+def test_second_load_is_a_cache_hit(tmp_path: Path) -> None:
+    data = STEP_F.read_bytes()
+    first = build_engine(data, cache_dir=tmp_path)
+    again = build_engine(data, cache_dir=tmp_path)
+    assert first.compiled and not again.compiled
+    assert first.directory == again.directory and again.library.is_file()
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 1
+    other = build_engine(data, BuildOptions(march=None), cache_dir=tmp_path)
+    assert other.compiled and other.directory != first.directory  # flags are in the key
+
+
+def test_sequence_model_is_refused(cache: Path) -> None:
+    from edgelstm.runtime.backends import load_backend
+
+    with pytest.raises(BadInputError, match="step models"):
+        load_backend(SEQ_F, "native", cache_dir=cache)
+
+
+def test_no_compiler_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {**os.environ, "PATH": str(tmp_path), "CC": "", "EDGELSTM_CACHE_DIR": str(tmp_path)}
+    code = (
+        f"from edgelstm.cli import main\nmain(['stream', {str(STEP_F)!r}, '--runtime', 'native'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input="1 2 3\n", env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2, proc.stderr
+    err = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "C compiler" in err[0] and "Traceback" not in proc.stderr
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(CompilerError, match="no-such-cc"):
+        build_engine(STEP_F.read_bytes(), cache_dir=tmp_path)
