@@ -141,6 +141,7 @@ def qemu_step_cost(step_tflite: Path, *, manifest: dict | None = None) -> dict[s
         "weight_bytes": eng.prog.weight_bytes,
         "gate_buffer_bytes": _gate_buffer_bytes(eng),
         "parity": res["parity"],
+        "breakdown": res["cycles"].get("breakdown", {}),
     }
     out["targets"] = check_targets(out)
     return out

@@ -50,6 +50,8 @@ class Program:
     kernels: list[str] = field(default_factory=list)  # TFLite ops used, in order of appearance
     may_fail: bool = False  # an op can report an error (GATHER index)
     refs: dict[int, str] = field(default_factory=dict)  # graph outputs -> C pointer expression
+    # per op, in schedule order: (EL_PROFILE index, TFLite op, Keras layer, fused into another op)
+    ops: list[tuple[int, str, str, bool]] = field(default_factory=list)
 
 
 def _c_int_list(values: np.ndarray, per_line: int = 16) -> str:
@@ -337,6 +339,8 @@ class Lowering:
             self.prog.body.append(f"/* {op.index}: {op.name} -> '{out.name if out else ''}' */")
             self.prog.body.extend(HANDLERS[op.name](self, op))
             self.prog.body.append(f"EL_PROFILE({op.index});")
+            fused = op.index in self.lut_fused
+            self.prog.ops.append((op.index, op.name, self.layer_of(op), fused))
         for idx in self.g.outputs.values():
             self.prog.refs[idx] = self.ref(idx, True)
         self.prog.weight_bytes = sum(t.nbytes for t in self.g.tensors if t.data is not None)

@@ -50,23 +50,97 @@ def make_inputs(ifc: Interface, streams: int, steps: int, seed: int, vocab: int 
 # ---- reference ---------------------------------------------------------------------------------
 
 
-def reference(tflite: Path, ifc: Interface, inputs: Inputs) -> tuple[np.ndarray, list[np.ndarray]]:
-    """LiteRT (built-in kernels, no delegate) on the raw inputs: y [S,T,Y] and each state [S,T,n]."""
+# The kernel sets the engine is measured against. The int8 engine reproduces TFLite Micro's
+# reference kernels bit for bit (gemmlowp MultiplyByQuantizedMultiplier everywhere; CMSIS-NN
+# rounds the same way). The others are reported as distances: LiteRT BUILTIN_REF's int8
+# FULLY_CONNECTED rounds once ((acc * m + 2^(s-1)) >> s) where TFLite Micro rounds twice, the
+# x86 default requantizes FC through ruy (ties up), XNNPACK has its own requantization.
+KERNEL_SETS = ("tflm", "ref", "default", "xnnpack")
+PRIMARY_KERNELS = "tflm"
+KERNEL_LABELS = {
+    "tflm": "TFLite Micro reference kernels",
+    "ref": "LiteRT BUILTIN_REF (reference kernels)",
+    "default": "LiteRT built-in kernels (x86-64, no delegate)",
+    "xnnpack": "LiteRT + XNNPACK delegate (x86-64)",
+}
+
+
+def primary_kernels() -> str:
+    """TFLite Micro's reference kernels when its wheel is installed (x86-64 only), else
+    LiteRT BUILTIN_REF (same kernels except FULLY_CONNECTED's single rounding, see README)."""
+    import importlib.util
+
+    return "tflm" if importlib.util.find_spec("tflite_micro") is not None else "ref"
+
+
+def kernel_distances(eng: Any, got: dict[str, Any], inputs: Inputs, skip: str) -> dict[str, Any]:
+    """LSB distance of the engine's outputs and states from each other kernel set."""
+    out: dict[str, Any] = {}
+    for k in KERNEL_SETS:
+        if k == skip or (k == "tflm" and primary_kernels() != "tflm"):
+            continue
+        y, st = reference(eng.step_path, eng.ifc, inputs, k)
+        p = compare(eng.ifc, got, y, st)
+        out[k] = {
+            "kernels": KERNEL_LABELS[k],
+            "max_lsb_diff": p["max_lsb_diff"],
+            "values_not_bit_exact": p["values_not_bit_exact"],
+        }
+    return out
+
+
+def _litert(model: bytes, kernels: str) -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError as exc:
         raise MissingDependencyError("ai-edge-litert", "verifying the C engine", "runtime") from exc
-    interp = Interpreter(
-        model_content=Path(tflite).read_bytes(),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
+    resolver = {
+        "ref": OpResolverType.BUILTIN_REF,
+        "default": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        "xnnpack": OpResolverType.BUILTIN,
+    }[kernels]
+    interp = Interpreter(model_content=model, experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
-    ins = {d["name"]: d for d in interp.get_input_details()}
-    outs = {d["name"]: d for d in interp.get_output_details()}
-    sig = interp.get_signature_runner() if interp.get_signature_list() else None
-    del sig  # the tensor names below are the signature names only when exported that way
-    by_name_in = _by_signature(interp, "inputs", ins)
-    by_name_out = _by_signature(interp, "outputs", outs)
+    return interp
+
+
+class _TflmRunner:
+    """TFLite Micro's Python interpreter (reference kernels) behind LiteRT-style calls."""
+
+    def __init__(self, model: bytes, positions: dict[int, int], out_positions: dict[int, int]):
+        from edgelstm.export.tflm_arena import make_interpreter
+
+        self.interp = make_interpreter(model, max(256 * 1024, 16 * len(model)))
+        self.pos, self.out_pos = positions, out_positions
+
+    def set_tensor(self, index: int, value: np.ndarray) -> None:
+        self.interp.set_input(np.ascontiguousarray(value), self.pos[index])
+
+    def invoke(self) -> None:
+        self.interp.invoke()
+
+    def get_tensor(self, index: int) -> np.ndarray:
+        return np.array(self.interp.get_output(self.out_pos[index]), copy=True)
+
+
+def reference(
+    tflite: Path, ifc: Interface, inputs: Inputs, kernels: str = PRIMARY_KERNELS
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One kernel set (KERNEL_SETS) on the raw inputs: y [S,T,Y] and each state [S,T,n]."""
+    model = Path(tflite).read_bytes()
+    meta = _litert(model, "ref" if kernels == "tflm" else kernels)
+    in_list, out_list = meta.get_input_details(), meta.get_output_details()
+    ins = {d["name"]: d for d in in_list}
+    outs = {d["name"]: d for d in out_list}
+    by_name_in = _by_signature(meta, "inputs", ins)
+    by_name_out = _by_signature(meta, "outputs", outs)
+    interp: Any = meta
+    if kernels == "tflm":
+        interp = _TflmRunner(
+            model,
+            {d["index"]: i for i, d in enumerate(in_list)},
+            {d["index"]: i for i, d in enumerate(out_list)},
+        )
     S, T, _ = inputs.data.shape
     ys = np.zeros((S, T, ifc.y.numel), _NP[ifc.y.dtype])
     sts = [np.zeros((S, T, s.numel), _NP[s.dtype]) for s in ifc.states]
@@ -143,7 +217,8 @@ extern const EL_IN_T el_inputs[{flat.size}];
     data = (
         f'#include "el_verify_glue.h"\nconst EL_IN_T el_inputs[{flat.size}] = {{\n    {body}\n}};\n'
     )
-    return {"el_verify_glue.h": glue, "el_verify_data.c": data}
+    prof = "/* the per-op profile hook (verify builds only) */\nvoid el_prof_mark(int op);\n"
+    return {"el_verify_glue.h": glue, "el_verify_data.c": data, "el_prof.h": prof}
 
 
 def _prepare(src_dir: Path, build: Path, ifc: Interface, inputs: Inputs, macs: int) -> list[str]:
@@ -203,6 +278,10 @@ def _parse(text: str, ifc: Interface, inputs: Inputs) -> dict[str, Any]:
             ticks[int(parts[1])] = int(parts[2])
         elif parts[0] == "calib":
             info["calib"] = [int(v) for v in parts[1:]]
+        elif parts[0] == "prof":
+            info.setdefault("prof", {})[int(parts[1])] = int(parts[2])
+        elif parts[0] == "profhook":
+            info["profhook"] = int(parts[1]) / int(parts[2])
         elif parts[0] in ("stack", "statesize"):
             info[parts[0]] = int(parts[1])
         elif parts[0] == "saveload":
@@ -299,9 +378,16 @@ def _map_sizes(map_text: str, objects: tuple[str, ...]) -> dict[str, int]:
 
 
 def run_qemu(
-    src_dir: Path, ifc: Interface, inputs: Inputs, macs: int, keep: Path | None = None
+    src_dir: Path,
+    ifc: Interface,
+    inputs: Inputs,
+    macs: int,
+    keep: Path | None = None,
+    profile_ops: int = 0,
 ) -> dict[str, Any]:
-    """Cross-compile for Cortex-M4, run under qemu (icount shift=0), parse outputs and counts."""
+    """Cross-compile for Cortex-M4, run under qemu (icount shift=0), parse outputs and counts.
+    With profile_ops > 0 the model's EL_PROFILE hook reads SysTick after each op (a separate
+    build: the hook's calls would otherwise inflate the per-step figures)."""
     gcc = _need("arm-none-eabi-gcc", "gcc-arm-none-eabi")
     size_tool = _need("arm-none-eabi-size", "binutils-arm-none-eabi")
     qemu = _need("qemu-system-arm", "qemu-system-arm")
@@ -315,6 +401,10 @@ def run_qemu(
             obj = src[:-2] + ".o"
             # the vector table casts function pointers to data pointers: not ISO C, not engine code
             fl = [f for f in flags if f != "-pedantic"] if src == "el_startup.c" else flags
+            if profile_ops and src == f"{ifc.name}_model.c":
+                fl = [*fl, "-DEL_PROFILE(op)=el_prof_mark(op)", "-include", "el_prof.h"]
+            elif profile_ops and src == "el_verify_main.c":
+                fl = [*fl, f"-DEL_PROF_OPS={profile_ops}"]
             _run([gcc, *fl, "-c", src, "-o", obj], build, 300, f"arm-none-eabi-gcc {src}")
             objs.append(obj)
         _run(
@@ -383,6 +473,12 @@ def run_qemu(
         "method": "qemu -icount shift=0, SysTick read around each step, calibrated with a "
         "loop of known instruction count",
     }
+    if profile_ops:
+        steps = max(1, len(ticks))
+        hook = got.get("profhook", 0.0)
+        got["profile"] = {
+            k: max(0.0, (v / steps - hook) * instr_per_tick) for k, v in got.get("prof", {}).items()
+        }
     stack = int(got.get("stack", 0))
     state_bytes = ifc.state_bytes
     got["size"] = {

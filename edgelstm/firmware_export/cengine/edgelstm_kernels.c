@@ -10,8 +10,8 @@
 
 /* ---- TFLite fixed-point helpers (gemmlowp rounding, as TFLite's reference kernels) ---------- */
 
-/* The part el_mbqm and el_mbqm_up share: the left shift, then the rounding doubling high
- * multiply; *e gets the right shift still to do. */
+/* The left shift, then the rounding doubling high multiply; *e gets the right shift still to
+ * do. */
 static int32_t el_srdhm_shifted(int32_t x, int32_t m, int32_t shift, int32_t *e)
 {
     if (shift > 0) {
@@ -39,41 +39,6 @@ static int32_t el_mbqm(int32_t x, int32_t m, int32_t shift)
     }
     t = (uint32_t)s + (1u << (e - 1));
     return s >= 0 ? (int32_t)(t >> e) : (int32_t)(t - 1u) >> e;
-}
-
-/* The same, but RoundingRightShift rounds halves up (toward +inf) as ruy does: LiteRT's int8
- * FULLY_CONNECTED requantizes through ruy, so its results differ from el_mbqm on exact ties. */
-static int32_t el_mbqm_up(int32_t x, int32_t m, int32_t shift)
-{
-    int32_t e;
-    const int32_t s = el_srdhm_shifted(x, m, shift, &e);
-    uint32_t t;
-    if (e == 0) {
-        return s;
-    }
-    t = (uint32_t)s + (1u << (e - 1));
-    return s >= 0 ? (int32_t)(t >> e) : (int32_t)t >> e;
-}
-
-/* el_mbqm_up in one rounding step. For shift = -e <= 0 the two floors nest:
- *   floor((floor((a*m + 2^30) / 2^31) + 2^(e-1)) / 2^e) = floor((a*m + 2^30 + 2^(30+e)) / 2^(31+e))
- * (e >= 1; for e = 0 only the 2^30 nudge remains), so one 64-bit multiply-add and shift suffice. */
-static int32_t el_requant_up(int32_t a, int32_t m, int32_t shift)
-{
-    int32_t e;
-    int64_t rnd;
-    if (shift > 0) {
-        return el_mbqm_up(a, m, shift);
-    }
-    if (shift == 0) {
-        return (int32_t)(((int64_t)a * m + ((int64_t)1 << 30)) >> 31);
-    }
-    e = -shift;
-    /* 2^30 + 2^(30+e), built without a variable 64-bit shift (a library call on Cortex-M) */
-    rnd = e == 1 ? ((int64_t)3 << 30)
-                 : ((int64_t)((uint32_t)1 << (e - 2)) << 32) + ((int64_t)1 << 30);
-    /* (v >> 32) is the high word: one register; then a 32-bit shift by e - 1 */
-    return (int32_t)(((int64_t)a * m + rnd) >> 32) >> (e - 1);
 }
 
 static int8_t el_clamp8(int32_t v, int32_t lo, int32_t hi)
@@ -106,12 +71,12 @@ static inline int32_t el_sat8(int32_t v)
 #endif
 }
 
-/* Rounding right shifts by e = e1 + 1 >= 1, written as floor((floor(s / 2^e1) + 1) / 2), which
- * equals floor((s + 2^(e-1)) / 2^e) (nested floors of integer divisions). The caller adds
- * k = 1 + 2 * zero_point before the last halving, so `(t + k) >> 1` is the rounded value plus
- * the zero point in one step.
- * ties up (ruy, FULLY_CONNECTED): t = s >> e1
- * ties away from zero (gemmlowp RoundingDivideByPOT): t = (s - (s < 0)) >> e1 */
+/* Rounding right shift by e = e1 + 1 >= 1 with ties away from zero (gemmlowp
+ * RoundingDivideByPOT, which every int8 op of TFLite's reference kernels uses, FULLY_CONNECTED
+ * included), written as floor((floor((s - (s < 0)) / 2^e1) + 1) / 2) = floor((s - (s < 0) +
+ * 2^(e-1)) / 2^e) (nested floors of integer divisions). The caller adds k = 1 + 2 * zero_point
+ * before the last halving, so `(t + k) >> 1` is the rounded value plus the zero point in one
+ * step. (LiteRT's default x86 FULLY_CONNECTED requantizes through ruy, ties up: t = s >> e1.) */
 static inline int32_t el_tie_away(int32_t s, int32_t e1)
 {
     return (s + (s >> 31)) >> e1;
@@ -236,11 +201,11 @@ void el_fc_s8(const int8_t *x, int cols, int cols_pad, const int8_t *w, const in
              * then stores e - 1 in `shift`): SMMULR, a shift, the zero point and SSAT */
             for (r = 0; r < nr; ++r) {
                 const int32_t s = el_smmulr(acc[r] * 2, mult[rb + r]);
-                y[rb + r] = (int8_t)el_sat8(((s >> shift[rb + r]) + k) >> 1);
+                y[rb + r] = (int8_t)el_sat8((el_tie_away(s, shift[rb + r]) + k) >> 1);
             }
         } else {
             for (r = 0; r < nr; ++r) {
-                const int32_t v = el_requant_up(acc[r], mult[rb + r], shift[rb + r]) + out_zp;
+                const int32_t v = el_mbqm(acc[r], mult[rb + r], shift[rb + r]) + out_zp;
                 y[rb + r] = el_clamp8(v, act_min, act_max);
             }
         }
@@ -263,9 +228,18 @@ typedef struct {
 
 /* Whole 4-row blocks of el_fc_s8_fast in one loop (r0 stream, r1 ctx). Per block: seed
  * L = bias_a - 128 sum(x), H = L + 256 bias_b; the MAC loop of el_fc_pairs_dsp (16 columns per
- * pass, 4 columns per LDRD + LDM; entered half way when cols_pad / 8 is odd); then per row SMMULR(2 acc, mult), ASR by
- * e - 1 (the low byte of the packed e1 word), + k, SSAT #8 with ASR #1, STRB. Row b's doubled
+ * pass, 4 columns per LDRD + LDM; entered half way when cols_pad / 8 is odd); then per row SMMULR(2 acc, mult),
+ * minus 1 if negative (ties away from zero, see el_tie_away), ASR by e - 1 (the low byte of the
+ * packed e1 word), + k, SSAT #8 with ASR #1, STRB. Row b's doubled
  * accumulator is (H - L) >> 7: H - L is an exact multiple of 256. */
+/* ctx->xs and ctx->passes into r0, r2: one LDRD in Thumb-2; ARM-mode LDRD needs an even,
+ * consecutive register pair, so two LDRs there (32-bit ARM Linux builds default to -marm) */
+#if defined(__thumb2__)
+#define EL_LD_XS_PASSES "ldrd r0, r2, [r3]\n\t"
+#else
+#define EL_LD_XS_PASSES "ldr r0, [r3]\n\t" "ldr r2, [r3, #4]\n\t"
+#endif
+
 __attribute__((naked, noipa)) static void el_fc_blocks_dsp(const int8_t *stream,
                                                            el_fc_ctx_t *ctx)
 {
@@ -282,7 +256,7 @@ __attribute__((naked, noipa)) static void el_fc_blocks_dsp(const int8_t *stream,
         "add r5, r4, r5, lsl #8\n\t"
         "add r6, r6, r8\n\t"
         "add r7, r6, r7, lsl #8\n\t"
-        "ldrd r0, r2, [r3]\n\t"
+        EL_LD_XS_PASSES
         "lsrs r2, r2, #1\n\t"
         "bcs 3f\n"
         "2:\n\t"
@@ -303,6 +277,10 @@ __attribute__((naked, noipa)) static void el_fc_blocks_dsp(const int8_t *stream,
         "smmulr r5, r5, r9\n\t"
         "smmulr r6, r6, r10\n\t"
         "smmulr r7, r7, r11\n\t"
+        "add r4, r4, r4, asr #31\n\t"
+        "add r5, r5, r5, asr #31\n\t"
+        "add r6, r6, r6, asr #31\n\t"
+        "add r7, r7, r7, asr #31\n\t"
         "asr r4, r4, lr\n\t"
         "lsr lr, lr, #8\n\t"
         "asr r5, r5, lr\n\t"
@@ -358,7 +336,7 @@ static const int8_t *el_fc_block_c(const int16_t *xs, int cols_pad, const int8_t
     el_fc_pairs_c(xs, s + 16, cols_pad, ksum, acc);
     for (r = 0; r < nr; ++r) {
         const int32_t v = el_smmulr(acc[r] * 2, el_rd32(tail + 4 * r));
-        y[r] = (int8_t)el_sat8(((v >> tail[16 + r]) + k) >> 1);
+        y[r] = (int8_t)el_sat8((el_tie_away(v, tail[16 + r]) + k) >> 1);
     }
     return tail + 20;
 }

@@ -32,6 +32,20 @@ __attribute__((noinline)) static void el_calib_loop(uint32_t n)
     __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
 }
 
+#ifdef EL_PROF_OPS
+/* per-op instruction profile (a separate build: the generated model calls el_prof_mark(op)
+ * after each op through its EL_PROFILE hook). Slot EL_PROF_OPS measures the hook itself. */
+static uint32_t el_prof_last;
+static uint32_t el_prof_acc[EL_PROF_OPS + 1];
+
+void el_prof_mark(int op)
+{
+    const uint32_t now = EL_SYST_CVR;
+    el_prof_acc[op] += (el_prof_last - now) & 0xFFFFFFu;
+    el_prof_last = EL_SYST_CVR;
+}
+#endif
+
 static uint32_t el_time_loop(uint32_t n)
 {
     uint32_t a, b;
@@ -76,6 +90,9 @@ int main(void)
 #ifdef EL_QEMU
             EL_SYST_CVR = 0;
             a = EL_SYST_CVR;
+#ifdef EL_PROF_OPS
+            el_prof_last = EL_SYST_CVR;
+#endif
 #endif
             el_rc[k] = EL_STEP(&el_st, el_inputs + (long)k * EL_IN_SIZE, el_y[k]);
 #ifdef EL_QEMU
@@ -100,6 +117,16 @@ int main(void)
     for (k = 0; k < EL_N; ++k) {
         printf("t %d %lu\n", k, (unsigned long)el_ticks[k]);
     }
+#ifdef EL_PROF_OPS
+    el_prof_last = EL_SYST_CVR;
+    for (k = 0; k < 1000; ++k) {
+        el_prof_mark(EL_PROF_OPS);
+    }
+    printf("profhook %lu 1000\n", (unsigned long)el_prof_acc[EL_PROF_OPS]);
+    for (k = 0; k < EL_PROF_OPS; ++k) {
+        printf("prof %d %lu\n", k, (unsigned long)el_prof_acc[k]);
+    }
+#endif
 #endif
     /* save/restore: a restored state must reproduce the same step exactly */
     memcpy(&saved, &el_st, sizeof saved);
