@@ -166,14 +166,12 @@ def _meta(ifc: Any, prog: Any, cmd: list[str], key: str) -> dict[str, Any]:
     }
 
 
+MODEL_TU = "model_simd.c"  # the model file behind the SIMD header (its kernel calls remapped)
+
+
 def _compile(cc: list[str], flags: list[str], build: Path) -> list[str]:
-    srcs = [
-        f"{ENGINE_NAME}_model.c",
-        *sorted(
-            n for n in os.listdir(build) if n.startswith("edgelstm_kernels") and n.endswith(".c")
-        ),
-        "el_native.c",
-    ]
+    kernels = sorted(n for n in os.listdir(build) if n.startswith("edgelstm_kernels"))
+    srcs = [MODEL_TU, *[n for n in kernels if n.endswith(".c")], "el_native.c"]
     cmd = [*cc, *flags, "-o", LIBRARY, *srcs, "-lm"]
     try:
         proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True, timeout=600)
@@ -231,6 +229,9 @@ def build_engine(
         for name, path in c_sources().items():  # the kernels as installed (SIMD files included)
             shutil.copyfile(path, tmp / name)
         (tmp / "eln_config.h").write_text(_config_header(eng.ifc))
+        (tmp / MODEL_TU).write_text(
+            '#include "edgelstm_kernels_simd.h"\n#include "' + ENGINE_NAME + '_model.c"\n'
+        )
         flags = options.flags()
         try:
             cmd = _compile(cc, flags, tmp)
@@ -280,6 +281,8 @@ class NativeEngine:
             f = getattr(lib, fn)
             f.argtypes = args
             f.restype = i32 if fn != "eln_field_offsets" else None
+        lib.el_simd_kind.restype = ctypes.c_char_p
+        self.simd = lib.el_simd_kind().decode()  # which kernel variant was compiled in
         self.lib = lib
         self.state_bytes = int(lib.eln_state_bytes())
         n = int(lib.eln_field_count())
@@ -410,6 +413,7 @@ class NativeBackend(Backend):
         d["native"] = {
             "cache": str(self.build.directory),
             "compiled_now": self.build.compiled,
+            "simd": self.engine.simd,
             "compile": self.build.meta.get("compile"),
         }
         return d

@@ -1,0 +1,548 @@
+/* edgelstm native runtime: SIMD kernels (see edgelstm_kernels_simd.h). Compiled only into the
+ * host library of edgelstm.runtime.native, never into firmware. */
+#define EL_SIMD_NO_REMAP 1
+#include "edgelstm_kernels_simd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if EL_SIMD_X86
+#include <immintrin.h>
+#elif EL_SIMD_ARM
+#include <arm_neon.h>
+#endif
+
+const char *el_simd_kind(void) { return EL_SIMD_KIND; }
+
+#if EL_SIMD_ANY
+
+/* ---- int8 FULLY_CONNECTED ------------------------------------------------------------------ */
+
+/* The repacked form of one el_fc_s8_fast stream: 16-row x 4-column tiles, original column order,
+ * tile (b, g) = 64 bytes, row r's 4 weights at 4 r. Rows past `rows` and columns past `cols` are
+ * zero. bias is the stream's (input zero point folded in); for the unsigned-x dot products
+ * (VNNI: (x + 128) . w) it also carries -128 * sum(w_row). */
+typedef struct {
+    const int8_t *key;
+    int rows, cols, cols_pad, blocks, groups;
+    int8_t *w;
+    int32_t *bias, *mult, *e1;
+} el_packed_t;
+
+#define EL_PACK_MAX 64
+static el_packed_t el_packs[EL_PACK_MAX];
+static int el_npacks;
+
+static int32_t el_rd32s(const int8_t *p)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    return (int32_t)((uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 |
+                     (uint32_t)u[3] << 24);
+}
+
+/* Weight (row r of the block, stream column j) of the paired layout (see lower.fc_stream): per
+ * group of 4 stream columns 16 bytes, row pair then column, bytes (w_a + 128, w_b); stream
+ * column c of a group is original column perm[c] (the c0 c2 c1 c3 order of the DSP path). */
+static int el_stream_w(const int8_t *blk_w, int r, int j)
+{
+    const uint8_t *b = (const uint8_t *)blk_w + (j / 4) * 16 + (r / 2) * 8 + (j % 4) * 2 + (r % 2);
+    return (r % 2) ? (int)(int8_t)*b : (int)*b - 128;
+}
+
+static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, int rows)
+{
+    static const int perm[4] = {0, 2, 1, 3};
+    el_packed_t *p;
+    int i, b, r, j;
+    for (i = 0; i < el_npacks; ++i) {
+        if (el_packs[i].key == stream && el_packs[i].rows == rows && el_packs[i].cols == cols) {
+            return &el_packs[i];
+        }
+    }
+    if (el_npacks == EL_PACK_MAX) {
+        return 0;
+    }
+    p = &el_packs[el_npacks];
+    p->key = stream;
+    p->rows = rows;
+    p->cols = cols;
+    p->cols_pad = cols_pad;
+    p->blocks = (rows + 15) / 16;
+    p->groups = (cols + 3) / 4;
+    p->w = (int8_t *)calloc((size_t)p->blocks * p->groups * 64, 1);
+    p->bias = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
+    p->mult = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
+    p->e1 = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
+    if (!p->w || !p->bias || !p->mult || !p->e1) {
+        free(p->w);
+        free(p->bias);
+        free(p->mult);
+        free(p->e1);
+        return 0;
+    }
+    for (b = 0; b < (rows + 3) / 4; ++b) {
+        const int8_t *s = stream + (long)b * (36 + 4L * cols_pad);
+        const int8_t *tail = s + 16 + 4L * cols_pad;
+        for (r = 0; r < 4 && 4 * b + r < rows; ++r) {
+            const int row = 4 * b + r;
+            int32_t sum = 0;
+            for (j = 0; j < cols_pad; ++j) {
+                const int col = (j & ~3) | perm[j & 3];
+                const int w = el_stream_w(s + 16, r, j);
+                if (col < cols) {
+                    p->w[((long)(row / 16) * p->groups + col / 4) * 64 + (row % 16) * 4 + col % 4] =
+                        (int8_t)w;
+                    sum += w;
+                }
+            }
+            p->bias[row] = el_rd32s(s + 4 * r);
+#if EL_SIMD_X86 >= 2
+            p->bias[row] -= 128 * sum;
+#else
+            (void)sum;
+#endif
+            p->mult[row] = el_rd32s(tail + 4 * r);
+            p->e1[row] = tail[16 + r];
+        }
+    }
+    ++el_npacks;
+    return p;
+}
+
+#if EL_SIMD_X86 == 3
+/* y = sat8((tie_away(SMMULR(2 acc, m), e1) + k) >> 1) on 16 lanes: the portable kernel's
+ * requantization, with SMMULR as two even/odd 32x32->64 multiplies. */
+static inline __m128i el_rq16(__m512i acc, __m512i m, __m512i e1, __m512i k)
+{
+    const __m512i rnd = _mm512_set1_epi64((long long)1 << 31);
+    const __m512i a2 = _mm512_add_epi32(acc, acc);
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(a2, m), rnd);
+    __m512i po = _mm512_add_epi64(
+        _mm512_mul_epi32(_mm512_srli_epi64(a2, 32), _mm512_srli_epi64(m, 32)), rnd);
+    __m512i v = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+    v = _mm512_srav_epi32(_mm512_add_epi32(v, _mm512_srai_epi32(v, 31)), e1);
+    v = _mm512_srai_epi32(_mm512_add_epi32(v, k), 1);
+    return _mm512_cvtsepi32_epi8(v);
+}
+#endif
+
+#if EL_SIMD_X86 == 1 || EL_SIMD_X86 == 2
+static inline void el_rq8(__m256i acc, const int32_t *m, const int32_t *e1, int32_t k, int n,
+                          int8_t *y)
+{
+    const __m256i rnd = _mm256_set1_epi64x((long long)1 << 31);
+    const __m256i mv = _mm256_loadu_si256((const __m256i *)m);
+    const __m256i a2 = _mm256_add_epi32(acc, acc);
+    __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(a2, mv), rnd);
+    __m256i po = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64(a2, 32), _mm256_srli_epi64(mv, 32)), rnd);
+    __m256i v = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+    __m128i p16, p8;
+    v = _mm256_srav_epi32(_mm256_add_epi32(v, _mm256_srai_epi32(v, 31)),
+                          _mm256_loadu_si256((const __m256i *)e1));
+    v = _mm256_srai_epi32(_mm256_add_epi32(v, _mm256_set1_epi32(k)), 1);
+    p16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    p8 = _mm_packs_epi16(p16, p16);
+    if (n >= 8) {
+        _mm_storel_epi64((__m128i *)y, p8);
+    } else {
+        int8_t tmp[16];
+        _mm_storeu_si128((__m128i *)tmp, p8);
+        memcpy(y, tmp, (size_t)n);
+    }
+}
+#endif
+
+#if EL_SIMD_ARM
+static inline int8x8_t el_rq8n(int32x4_t a0, int32x4_t a1, const int32_t *m, const int32_t *e1,
+                               int32x4_t k)
+{
+    /* vqrdmulh(a, m) = sat((2 a m + 2^31) >> 32) = SMMULR(2a, m) (no saturation: m >= 0) */
+    int32x4_t v0 = vqrdmulhq_s32(a0, vld1q_s32(m));
+    int32x4_t v1 = vqrdmulhq_s32(a1, vld1q_s32(m + 4));
+    v0 = vshlq_s32(vaddq_s32(v0, vshrq_n_s32(v0, 31)), vnegq_s32(vld1q_s32(e1)));
+    v1 = vshlq_s32(vaddq_s32(v1, vshrq_n_s32(v1, 31)), vnegq_s32(vld1q_s32(e1 + 4)));
+    v0 = vshrq_n_s32(vaddq_s32(v0, k), 1);
+    v1 = vshrq_n_s32(vaddq_s32(v1, k), 1);
+    return vqmovn_s16(vcombine_s16(vqmovn_s32(v0), vqmovn_s32(v1)));
+}
+#endif
+
+void el_simd_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                        int32_t out_zp, int16_t *xs, int8_t *y)
+{
+    const el_packed_t *p = el_pack(stream, cols, cols_pad, rows);
+    const int32_t k = 1 + 2 * out_zp;
+    int8_t *xp = (int8_t *)xs; /* 2 * cols_pad bytes >= groups * 4 */
+    int b, g, i;
+    if (p == 0) {
+        el_fc_s8_fast(x, cols, cols_pad, stream, rows, out_zp, xs, y);
+        return;
+    }
+    for (i = 0; i < cols; ++i) {
+#if EL_SIMD_X86 >= 2
+        xp[i] = (int8_t)(x[i] ^ 0x80); /* x + 128 as an unsigned byte */
+#else
+        xp[i] = x[i];
+#endif
+    }
+    for (; i < p->groups * 4; ++i) {
+        xp[i] = 0;
+    }
+    for (b = 0; b < p->blocks; ++b) {
+        const int8_t *wp = p->w + (long)b * p->groups * 64;
+        const int n = rows - 16 * b < 16 ? rows - 16 * b : 16;
+        const int32_t *x32 = (const int32_t *)(const void *)xp;
+#if EL_SIMD_X86 == 3
+        __m512i a0 = _mm512_loadu_si512(p->bias + 16 * b), a1 = _mm512_setzero_si512();
+        __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
+        __m128i q;
+        for (g = 0; g + 4 <= p->groups; g += 4) {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x32[g]), _mm512_loadu_si512(wp + 64 * g));
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(x32[g + 1]),
+                                     _mm512_loadu_si512(wp + 64 * g + 64));
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_set1_epi32(x32[g + 2]),
+                                     _mm512_loadu_si512(wp + 64 * g + 128));
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_set1_epi32(x32[g + 3]),
+                                     _mm512_loadu_si512(wp + 64 * g + 192));
+        }
+        for (; g < p->groups; ++g) {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x32[g]), _mm512_loadu_si512(wp + 64 * g));
+        }
+        a0 = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+        q = el_rq16(a0, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
+                    _mm512_set1_epi32(k));
+        _mm_mask_storeu_epi8(y + 16 * b, (__mmask16)((1u << n) - 1u), q);
+#elif EL_SIMD_X86 == 2
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)(p->bias + 16 * b));
+        __m256i h0 = _mm256_loadu_si256((const __m256i *)(p->bias + 16 * b + 8));
+        __m256i l1 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        for (g = 0; g + 2 <= p->groups; g += 2) {
+            const __m256i x0 = _mm256_set1_epi32(x32[g]), x1 = _mm256_set1_epi32(x32[g + 1]);
+            l0 = _mm256_dpbusd_avx_epi32(l0, x0, _mm256_loadu_si256((const __m256i *)(wp + 64 * g)));
+            h0 = _mm256_dpbusd_avx_epi32(h0, x0,
+                                         _mm256_loadu_si256((const __m256i *)(wp + 64 * g + 32)));
+            l1 = _mm256_dpbusd_avx_epi32(l1, x1,
+                                         _mm256_loadu_si256((const __m256i *)(wp + 64 * g + 64)));
+            h1 = _mm256_dpbusd_avx_epi32(h1, x1,
+                                         _mm256_loadu_si256((const __m256i *)(wp + 64 * g + 96)));
+        }
+        for (; g < p->groups; ++g) {
+            const __m256i x0 = _mm256_set1_epi32(x32[g]);
+            l0 = _mm256_dpbusd_avx_epi32(l0, x0, _mm256_loadu_si256((const __m256i *)(wp + 64 * g)));
+            h0 = _mm256_dpbusd_avx_epi32(h0, x0,
+                                         _mm256_loadu_si256((const __m256i *)(wp + 64 * g + 32)));
+        }
+        el_rq8(_mm256_add_epi32(l0, l1), p->mult + 16 * b, p->e1 + 16 * b, k, n, y + 16 * b);
+        if (n > 8) {
+            el_rq8(_mm256_add_epi32(h0, h1), p->mult + 16 * b + 8, p->e1 + 16 * b + 8, k, n - 8,
+                   y + 16 * b + 8);
+        }
+#elif EL_SIMD_X86 == 1
+        /* no VNNI: 4 rows x 4 columns widened to int16, vpmaddwd with the 4 x values (pairs of
+         * columns per int32 lane), the column pairs added once per block */
+        __m256i acc[4];
+        __m256i lo, hi, r;
+        for (i = 0; i < 4; ++i) {
+            acc[i] = _mm256_setzero_si256();
+        }
+        for (g = 0; g < p->groups; ++g) {
+            const __m256i xv = _mm256_cvtepi8_epi16(_mm_set1_epi32(x32[g]));
+            const int8_t *t = wp + 64 * g;
+            for (i = 0; i < 4; ++i) {
+                const __m256i w16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(t + 16 * i)));
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w16, xv));
+            }
+        }
+        /* acc[i] lanes: rows 4i..4i+3, two column pairs each -> [r0 r1 r4 r5 | r2 r3 r6 r7] */
+        lo = _mm256_hadd_epi32(acc[0], acc[1]);
+        hi = _mm256_hadd_epi32(acc[2], acc[3]);
+        r = _mm256_permutevar8x32_epi32(lo, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+        r = _mm256_add_epi32(r, _mm256_loadu_si256((const __m256i *)(p->bias + 16 * b)));
+        el_rq8(r, p->mult + 16 * b, p->e1 + 16 * b, k, n, y + 16 * b);
+        if (n > 8) {
+            r = _mm256_permutevar8x32_epi32(hi, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+            r = _mm256_add_epi32(r, _mm256_loadu_si256((const __m256i *)(p->bias + 16 * b + 8)));
+            el_rq8(r, p->mult + 16 * b + 8, p->e1 + 16 * b + 8, k, n - 8, y + 16 * b + 8);
+        }
+#elif EL_SIMD_ARM
+        int32x4_t a[4];
+        int8_t q[16];
+        const int32x4_t kv = vdupq_n_s32(k);
+        for (i = 0; i < 4; ++i) {
+            a[i] = vld1q_s32(p->bias + 16 * b + 4 * i);
+        }
+#if EL_SIMD_ARM == 2
+        for (g = 0; g < p->groups; ++g) {
+            const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(x32[g]));
+            const int8_t *t = wp + 64 * g;
+            a[0] = vdotq_s32(a[0], vld1q_s8(t), xv);
+            a[1] = vdotq_s32(a[1], vld1q_s8(t + 16), xv);
+            a[2] = vdotq_s32(a[2], vld1q_s8(t + 32), xv);
+            a[3] = vdotq_s32(a[3], vld1q_s8(t + 48), xv);
+        }
+#else
+        {
+            /* per 4 rows: int16 products of 2 rows x 4 columns, pairs widened into int32 */
+            int32x4_t s[8];
+            for (i = 0; i < 8; ++i) {
+                s[i] = vdupq_n_s32(0);
+            }
+            for (g = 0; g < p->groups; ++g) {
+                const int8x8_t xv = vreinterpret_s8_s32(vdup_n_s32(x32[g]));
+                const int8_t *t = wp + 64 * g;
+                for (i = 0; i < 4; ++i) {
+                    const int8x16_t w = vld1q_s8(t + 16 * i);
+                    s[2 * i] = vpadalq_s16(s[2 * i], vmull_s8(vget_low_s8(w), xv));
+                    s[2 * i + 1] = vpadalq_s16(s[2 * i + 1], vmull_s8(vget_high_s8(w), xv));
+                }
+            }
+            for (i = 0; i < 4; ++i) { /* [r0 c01, r0 c23, r1 c01, r1 c23] + [r2.., r3..] */
+                a[i] = vaddq_s32(a[i], vpaddq_s32(s[2 * i], s[2 * i + 1]));
+            }
+        }
+#endif
+        vst1_s8(q, el_rq8n(a[0], a[1], p->mult + 16 * b, p->e1 + 16 * b, kv));
+        vst1_s8(q + 8, el_rq8n(a[2], a[3], p->mult + 16 * b + 8, p->e1 + 16 * b + 8, kv));
+        memcpy(y + 16 * b, q, (size_t)n);
+#endif
+    }
+}
+
+/* ---- int8 elementwise ---------------------------------------------------------------------- */
+
+/* The fast ADD/MUL formulas of the portable kernels, written as straight loops over blocks of
+ * EL_EW elements into a buffer (the compiler vectorises them: 32x32->64 multiplies, no table
+ * lookups inside), then the lookups. Same integer expressions, so the same results. */
+#define EL_EW 64
+
+static inline int32_t el_smmulr_s(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
+
+static inline int32_t el_tie_away_s(int32_t s, int32_t e1) { return (s + (s >> 31)) >> e1; }
+
+static inline int32_t el_add_fast_one(int32_t c1, int32_t c2, int32_t m2, int32_t e2,
+                                      int32_t sign, int32_t mo, int32_t eo, int32_t k, int8_t a,
+                                      int8_t b)
+{
+    const int32_t sa = c1 + (int32_t)((uint32_t)a << 19);
+    const int32_t t = el_tie_away_s(el_smmulr_s(c2 + (int32_t)((uint32_t)b << 21), m2), e2);
+    const int32_t raw = sa + sign * ((t + 1) >> 1);
+    const int32_t v = (el_tie_away_s(el_smmulr_s(raw * 2, mo), eo) + k) >> 1;
+    return v < -128 ? -128 : (v > 127 ? 127 : v);
+}
+
+void el_simd_add_s8_fast(const el_add_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
+                         int step2, int8_t *y, int n)
+{
+    const int32_t c1 = p->c1, c2 = p->c2, m2 = p->m2, e2 = p->e2, sign = p->sign, mo = p->mo;
+    const int32_t eo = p->eo, k = p->k;
+    int i;
+    if (step1 != 1 || step2 != 1) {
+        el_add_s8_fast(p, x1, step1, x2, step2, y, n);
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        y[i] = (int8_t)el_add_fast_one(c1, c2, m2, e2, sign, mo, eo, k, x1[i], x2[i]);
+    }
+}
+
+void el_simd_add_s8_fast_lut(const el_add_fast_t *p, const int8_t *x1, const int8_t *x2, int8_t *y,
+                             int seg, int nseg, const int8_t *const *luts)
+{
+    const int32_t c1 = p->c1, c2 = p->c2, m2 = p->m2, e2 = p->e2, sign = p->sign, mo = p->mo;
+    const int32_t eo = p->eo, k = p->k;
+    int8_t v[EL_EW];
+    int i, j, i0;
+    for (j = 0; j < nseg; ++j, x1 += seg, x2 += seg, y += seg) {
+        const int8_t *lut = luts[j] + 128; /* centred tables, as el_add_s8_fast_lut */
+        for (i0 = 0; i0 < seg; i0 += EL_EW) {
+            const int n = seg - i0 < EL_EW ? seg - i0 : EL_EW;
+            for (i = 0; i < n; ++i) {
+                v[i] = (int8_t)el_add_fast_one(c1, c2, m2, e2, sign, mo, eo, k, x1[i0 + i],
+                                               x2[i0 + i]);
+            }
+            for (i = 0; i < n; ++i) {
+                y[i0 + i] = lut[v[i]];
+            }
+        }
+    }
+}
+
+void el_simd_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
+                         int step2, int8_t *y, int n)
+{
+    const int32_t c1 = p->c1, c2 = p->c2, mo = p->mo, eo = p->eo, k = p->k;
+    int i;
+    if (step1 != 1 || step2 != 1) {
+        el_mul_s8_fast(p, x1, step1, x2, step2, y, n);
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        const int32_t prod2 = (c1 + 2 * x1[i]) * (c2 + x2[i]);
+        const int32_t v = (el_tie_away_s(el_smmulr_s(prod2, mo), eo) + k) >> 1;
+        y[i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+    }
+}
+
+/* ---- float32 FULLY_CONNECTED --------------------------------------------------------------- */
+
+static float el_simd_act(float v, int act)
+{
+    switch (act) {
+    case EL_ACT_RELU:
+        return v < 0.0f ? 0.0f : v;
+    case EL_ACT_RELU_N1_TO_1:
+        return v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+    case EL_ACT_RELU6:
+        return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+    case EL_ACT_TANH:
+        return tanhf(v);
+    default:
+        return v;
+    }
+}
+
+#if EL_SIMD_X86 == 1 || EL_SIMD_X86 == 2
+static inline float el_hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+void el_simd_fc_f32(const float *x, int cols, const float *w, const float *bias, int rows, int act,
+                    float *y)
+{
+    int r = 0, c;
+#if EL_SIMD_X86 == 3
+    const int tail = cols % 16;
+    const __mmask16 tm = (__mmask16)((1u << tail) - 1u);
+    for (; r + 4 <= rows; r += 4) {
+        const float *w0 = w + (long)r * cols;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (c = 0; c + 16 <= cols; c += 16) {
+            const __m512 xv = _mm512_loadu_ps(x + c);
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + c), xv, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + cols + c), xv, a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + 2 * cols + c), xv, a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + 3 * cols + c), xv, a3);
+        }
+        if (tail) {
+            const __m512 xv = _mm512_maskz_loadu_ps(tm, x + c);
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, w0 + c), xv, a0);
+            a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, w0 + cols + c), xv, a1);
+            a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, w0 + 2 * cols + c), xv, a2);
+            a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, w0 + 3 * cols + c), xv, a3);
+        }
+        {
+            float s[4];
+            int i;
+            s[0] = _mm512_reduce_add_ps(a0);
+            s[1] = _mm512_reduce_add_ps(a1);
+            s[2] = _mm512_reduce_add_ps(a2);
+            s[3] = _mm512_reduce_add_ps(a3);
+            for (i = 0; i < 4; ++i) {
+                y[r + i] = el_simd_act(s[i] + (bias ? bias[r + i] : 0.0f), act);
+            }
+        }
+    }
+    for (; r < rows; ++r) {
+        const float *w0 = w + (long)r * cols;
+        __m512 a0 = _mm512_setzero_ps();
+        for (c = 0; c + 16 <= cols; c += 16) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + c), _mm512_loadu_ps(x + c), a0);
+        }
+        if (tail) {
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, w0 + c), _mm512_maskz_loadu_ps(tm, x + c),
+                                 a0);
+        }
+        y[r] = el_simd_act(_mm512_reduce_add_ps(a0) + (bias ? bias[r] : 0.0f), act);
+    }
+#elif EL_SIMD_X86
+    for (; r + 4 <= rows; r += 4) {
+        const float *w0 = w + (long)r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        float s[4];
+        int i;
+        for (c = 0; c + 8 <= cols; c += 8) {
+            const __m256 xv = _mm256_loadu_ps(x + c);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + cols + c), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + 2 * cols + c), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + 3 * cols + c), xv, a3);
+        }
+        s[0] = el_hsum8(a0);
+        s[1] = el_hsum8(a1);
+        s[2] = el_hsum8(a2);
+        s[3] = el_hsum8(a3);
+        for (; c < cols; ++c) {
+            for (i = 0; i < 4; ++i) {
+                s[i] += w0[(long)i * cols + c] * x[c];
+            }
+        }
+        for (i = 0; i < 4; ++i) {
+            y[r + i] = el_simd_act(s[i] + (bias ? bias[r + i] : 0.0f), act);
+        }
+    }
+    for (; r < rows; ++r) {
+        const float *w0 = w + (long)r * cols;
+        __m256 a0 = _mm256_setzero_ps();
+        float s;
+        for (c = 0; c + 8 <= cols; c += 8) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c), _mm256_loadu_ps(x + c), a0);
+        }
+        s = el_hsum8(a0);
+        for (; c < cols; ++c) {
+            s += w0[c] * x[c];
+        }
+        y[r] = el_simd_act(s + (bias ? bias[r] : 0.0f), act);
+    }
+#else
+    for (; r + 4 <= rows; r += 4) {
+        const float *w0 = w + (long)r * cols;
+        float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        float s[4];
+        int i;
+        for (c = 0; c + 4 <= cols; c += 4) {
+            const float32x4_t xv = vld1q_f32(x + c);
+            a0 = vfmaq_f32(a0, vld1q_f32(w0 + c), xv);
+            a1 = vfmaq_f32(a1, vld1q_f32(w0 + cols + c), xv);
+            a2 = vfmaq_f32(a2, vld1q_f32(w0 + 2 * cols + c), xv);
+            a3 = vfmaq_f32(a3, vld1q_f32(w0 + 3 * cols + c), xv);
+        }
+        s[0] = vaddvq_f32(a0);
+        s[1] = vaddvq_f32(a1);
+        s[2] = vaddvq_f32(a2);
+        s[3] = vaddvq_f32(a3);
+        for (; c < cols; ++c) {
+            for (i = 0; i < 4; ++i) {
+                s[i] += w0[(long)i * cols + c] * x[c];
+            }
+        }
+        for (i = 0; i < 4; ++i) {
+            y[r + i] = el_simd_act(s[i] + (bias ? bias[r + i] : 0.0f), act);
+        }
+    }
+    for (; r < rows; ++r) {
+        const float *w0 = w + (long)r * cols;
+        float32x4_t a0 = vdupq_n_f32(0.0f);
+        float s;
+        for (c = 0; c + 4 <= cols; c += 4) {
+            a0 = vfmaq_f32(a0, vld1q_f32(w0 + c), vld1q_f32(x + c));
+        }
+        s = vaddvq_f32(a0);
+        for (; c < cols; ++c) {
+            s += w0[c] * x[c];
+        }
+        y[r] = el_simd_act(s + (bias ? bias[r] : 0.0f), act);
+    }
+#endif
+}
+
+#endif /* EL_SIMD_ANY */
