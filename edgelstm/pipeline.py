@@ -55,6 +55,7 @@ class PipelineResult:
     stage_seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
     quant_sections: list[Any] = field(default_factory=list)  # edgelstm.quantize report sections
+    explain_sections: list[Any] = field(default_factory=list)  # edgelstm.explain, step int8
 
 
 def _metric(name: str, pred: np.ndarray, y: np.ndarray) -> float:
@@ -188,6 +189,10 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
     stage["quantization"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    explain_sections = explain_step(manifest, art_dir, cfg.recipe, progress)
+    stage["explain"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     progress(f"profiling every artifact on this CPU ({cfg.runs} warmed-up invokes, 1 thread)")
     latency = {
         a.file: time_invoke((art_dir / a.file).read_bytes(), cfg.runs) for a in manifest.artifacts
@@ -213,7 +218,28 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
         stage_seconds=stage,
         notes=notes,
         quant_sections=quant_sections,
+        explain_sections=explain_sections,
     )
+
+
+def explain_step(manifest: Manifest, art_dir: Path, recipe: str, progress: Progress) -> list[Any]:
+    """`edgelstm explain` of the int8 step model (float beside it) over the recipe's eval data:
+    its heatmaps and gate-saturation tables, titled as the pipeline report's explain section."""
+    from edgelstm.explain import explain, load_input
+
+    step = [a for a in manifest.artifacts if a.variant == Variant.STEP]
+    art = next((a for a in step if a.quantization == Quantization.INT8), None) or next(
+        iter(step), None
+    )
+    if art is None:
+        return []
+    progress(f"explain: states and gates of {art.file} over the recipe's eval data")
+    xs, target, text = load_input(None, recipe, 128)
+    res = explain(art_dir / art.file, xs, target=target, text=text)
+    rep = res.report(units=32)
+    for sec in rep.sections:
+        sec.title = f"Inside the network — {sec.title}"
+    return rep.sections
 
 
 def train_into(recipe: str, outdir: Path, *, epochs: int | None, seed: int, quick: bool) -> None:
@@ -399,6 +425,7 @@ def build_report(res: PipelineResult) -> Any:
     if png:
         rep.sections.append(Plot("Size vs accuracy", png))
     rep.sections.extend(res.quant_sections)
+    rep.sections.extend(res.explain_sections)
     notes = [*m.notes, *res.notes, *(f"{a.file}: {n}" for a in m.artifacts for n in a.notes)]
     if notes:
         rep.sections.append(Table("Notes", ["note"], [[n] for n in notes]))

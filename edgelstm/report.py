@@ -30,12 +30,23 @@ class Plot:
 
 
 @dataclass
+class Html:
+    """A titled fragment of HTML that the page shows as is (escaped by whoever built it); the
+    Markdown version shows only its `text` summary."""
+
+    title: str
+    html: str
+    text: str = ""
+    caption: str = ""
+
+
+@dataclass
 class Report:
     """A report: a title, free-text lines, then tables and plots in order."""
 
     title: str
     intro: list[str] = field(default_factory=list)
-    sections: list[Table | Plot] = field(default_factory=list)
+    sections: list[Table | Plot | Html] = field(default_factory=list)
 
     def to_markdown(self, plot_files: dict[str, str] | None = None) -> str:
         """Markdown; plots are linked from `plot_files` (title -> relative path) when given."""
@@ -47,6 +58,8 @@ class Report:
                 out.append("| " + " | ".join(sec.header) + " |")
                 out.append("|" + "|".join("---" for _ in sec.header) + "|")
                 out.extend("| " + " | ".join(r) + " |" for r in sec.rows)
+            elif isinstance(sec, Html):
+                out.append(sec.text or "(shown in the HTML report)")
             elif plot_files and sec.title in plot_files:
                 out.append(f"![{sec.title}]({plot_files[sec.title]})")
             if sec.caption:
@@ -77,6 +90,8 @@ class Report:
                     "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in sec.rows
                 )
                 parts.append("</table>")
+            elif isinstance(sec, Html):
+                parts.append(sec.html)
             else:
                 data = base64.b64encode(sec.png).decode()
                 parts.append(f"<img alt='{e(sec.title)}' src='data:image/png;base64,{data}'>")
@@ -139,6 +154,38 @@ def line_plot(series: dict[str, Sequence[float]], xlabel: str, ylabel: str) -> b
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _png(fig, plt)
+
+
+def heatmap(
+    rows: dict[str, Any],
+    xlabel: str = "time step",
+    ranges: dict[str, tuple[float, float]] | None = None,
+) -> bytes | None:
+    """Stacked heatmaps (one panel per entry, each an array [T, units]), units on the y axis and
+    time on x. Panels named in `ranges` use that fixed range (e.g. sigmoid gates 0..1, viridis);
+    the others a blue-red scale centred on 0 (signed signals such as h and c)."""
+    import numpy as np
+
+    plt = _pyplot()
+    if plt is None or not rows:
+        return None
+    ranges = ranges or {}
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 1.0 + 1.4 * len(rows)), dpi=100,
+                             squeeze=False)  # fmt: skip
+    for ax, (name, arr) in zip(axes[:, 0], rows.items(), strict=True):
+        a = np.asarray(arr, dtype=np.float64).T  # units x time
+        if name in ranges:
+            lo, hi = ranges[name]
+            kw = {"vmin": lo, "vmax": hi, "cmap": "viridis"}
+        else:
+            lim = float(np.max(np.abs(a))) if a.size else 1.0
+            kw = {"vmin": -lim, "vmax": lim, "cmap": "RdBu_r"}
+        im = ax.imshow(a, aspect="auto", interpolation="nearest", **kw)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
+    axes[-1, 0].set_xlabel(xlabel)
     return _png(fig, plt)
 
 

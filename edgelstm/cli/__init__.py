@@ -47,6 +47,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Export a .tflite for microcontrollers (TFLite Micro or plain C).",
     ),
     "quantize": ("edgelstm.cli.quantize", "quantize", "QAT, pruning and quantization reports."),
+    "explain": (
+        "edgelstm.cli.explain",
+        "explain",
+        "Show a step model's states and gates over time (heatmaps, saturation, text units).",
+    ),
 }
 
 

@@ -176,33 +176,6 @@ def recommend(rep: QuantReport, tolerance: float | None = None) -> str:
     return f"ship {why}" if ok else f"ship float {rep.float_file}: {why}"
 
 
-def _preserving_backend(path: str | Path) -> Any:
-    """LiteRT keeping every intermediate tensor readable (no XNNPACK: it would fuse them away)."""
-    import warnings
-
-    from edgelstm._tf import stderr_silenced
-    from edgelstm.runtime.backends import LiteRTBackend, Runtime, _import
-    from edgelstm.tflite_info import read_tflite
-
-    class Preserving(LiteRTBackend):
-        def _load(self) -> None:
-            mod = _import(Runtime.LITERT)
-            with stderr_silenced(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "intended for debugging"
-                self.interp = mod.Interpreter(
-                    model_content=self.model,
-                    num_threads=1,
-                    experimental_preserve_all_tensors=True,
-                    experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                )
-                self.interp.allocate_tensors()
-            self._in_idx = {t.name: t.tensor_index for t in self.info.inputs}
-            self._out_idx = {t.name: t.tensor_index for t in self.info.outputs}
-
-    data = Path(path).read_bytes()
-    return Preserving(data, read_tflite(data), threads=1)
-
-
 def layer_errors(
     float_path: str | Path, quant_path: str | Path, stream: np.ndarray, steps: int = 200
 ) -> list[LayerError]:
@@ -214,7 +187,9 @@ def layer_errors(
     """
     stream = np.asarray(stream)[:steps]
     stream = stream.reshape(len(stream), -1) if stream.ndim > 1 else stream.reshape(-1, 1)
-    fb, qb = _preserving_backend(float_path), _preserving_backend(quant_path)
+    from edgelstm.runtime.litert import preserving_backend
+
+    fb, qb = preserving_backend(float_path), preserving_backend(quant_path)
     fdet = {d["name"]: d for d in fb.interp.get_tensor_details()}
     pairs = []
     for d in qb.interp.get_tensor_details():
