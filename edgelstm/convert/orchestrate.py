@@ -227,8 +227,17 @@ def convert_model(
         )
 
     progress(f"loading {model_path}")
-    model, framework = load_keras_model(model_path, unsafe=cfg.unsafe)
+    onnx_ref = None  # an .onnx source is verified against onnxruntime, not its Keras rebuild
+    if model_path.suffix.lower() == ".onnx":
+        from edgelstm.convert.onnx_import import load_onnx
+
+        imported = load_onnx(model_path, cfg.seq_len)
+        model, framework, onnx_ref = imported.model, "onnx", imported.reference
+    else:
+        model, framework = load_keras_model(model_path, unsafe=cfg.unsafe)
     ms = parse_model(model, framework, cfg.seq_len)
+    if onnx_ref is not None:
+        ms.notes[:0] = imported.notes
     calib = load_calibration(cfg.calibration, ms) if cfg.calibration else None
 
     variants = cfg.variants or (
@@ -251,7 +260,7 @@ def convert_model(
         else synthetic_inputs(ms, cfg.verify_samples, cfg.seed)
     )
     progress(f"reference outputs from the {framework} model on {len(verify_x)} sequences")
-    reference = keras_reference(model, verify_x)
+    reference = onnx_ref(verify_x) if onnx_ref else keras_reference(model, verify_x)
 
     stem = _stem(cfg, model_path)
     outdir.parent.mkdir(parents=True, exist_ok=True)
@@ -350,6 +359,8 @@ def convert_model(
             else:
                 got = run_step(data, info, verify_x, ms.token_input)
             art.parity = compare(reference, got, quant, variant, ms.output_kind, _is_classifier(ms))
+            if onnx_ref is not None:
+                art.parity.reference = "onnxruntime"
             if via_int8:
                 art.parity.runtime = "tflm"
                 art.parity.note = "LiteRT has no int16-activation fused LSTM kernel"
