@@ -1,7 +1,11 @@
 """Read a .tflite flatbuffer without TensorFlow: ops, tensors, quantization, signatures, MACs.
 
-Uses the official schema bindings shipped with ai-edge-litert (or tflite-micro), never hand-written
-byte parsing. This is the runtime side: it must not import TensorFlow.
+Reading uses the pure-Python `tflite` schema package (flatc-generated accessors over the
+`flatbuffers` runtime, both pure Python), never an interpreter wheel and never hand-written byte
+parsing: `inspect`, `profile` and `stream` work with any backend (ai-edge-litert, tflite-runtime,
+the C engine) or none, on any CPU. Edits (`edgelstm.convert.fbedit`) need the official schema's
+object API, which ships with ai-edge-litert and tflite-micro: `schema()`. This is the runtime side:
+it must not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from edgelstm.errors import BadInputError, MissingDependencyError
 from edgelstm.types import StateTensor, TensorInfo, state_output_name
 
+# The official bindings with the object API (ModelT ... Pack), for edits and the C engine lowering.
 _SCHEMA_MODULES = (
     "ai_edge_litert.schema_py_generated",
     "tflite_micro.tensorflow.lite.micro.python.schema_py_generated",
@@ -29,18 +34,27 @@ UNFUSED_MARKERS = ("WHILE", "TENSOR_LIST", "FLEX", "VAR_HANDLE", "READ_VARIABLE"
 
 @cache
 def schema() -> ModuleType:
-    """The flatbuffer schema module from whichever runtime package is installed."""
+    """The official schema module (object API) from ai-edge-litert or tflite-micro: for edits."""
     for name in _SCHEMA_MODULES:
         try:
             return importlib.import_module(name)
         except ImportError:
             continue
-    raise MissingDependencyError("ai-edge-litert", "reading a .tflite file", extra="runtime")
+    raise MissingDependencyError("ai-edge-litert", "editing a .tflite file", extra="runtime")
+
+
+@cache
+def reader() -> ModuleType:
+    """The read-only schema accessors: the pure-Python `tflite` package (a core dependency)."""
+    try:
+        return importlib.import_module("tflite")
+    except ImportError:
+        raise MissingDependencyError("tflite", "reading a .tflite file") from None
 
 
 @cache
 def _enum_names(cls_name: str) -> dict[int, str]:
-    cls = getattr(schema(), cls_name)
+    cls = getattr(reader(), cls_name)
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
@@ -221,8 +235,7 @@ def read_tflite(source: str | Path | bytes) -> TFLiteInfo:
 
 
 def _parse(data: bytes) -> TFLiteInfo:
-    fb = schema()
-    model = fb.Model.GetRootAs(data, 0)
+    model = reader().Model.GetRootAs(data, 0)
     opcodes = []
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)

@@ -103,3 +103,32 @@ def run_cli() -> Callable[..., tuple[int, str, str]]:
         return proc.returncode, proc.stdout, proc.stderr
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_artifact_has_fc_bias(tmp_path_factory: pytest.TempPathFactory):
+    """After the session: every .tflite a manifest.json lists (any test's conversion, any stage)
+    has a bias on every FULLY_CONNECTED (tflite-runtime's ARM kernels crash on a missing one)."""
+    yield
+    try:
+        from edgelstm.convert.fbedit import fc_without_bias
+        from edgelstm.tflite_info import schema
+
+        schema()
+    except Exception:  # a venv without the official schema converts nothing either
+        return
+    import json
+
+    bad = []
+    for manifest in Path(tmp_path_factory.getbasetemp()).rglob("manifest.json"):
+        try:
+            arts = json.loads(manifest.read_text()).get("artifacts", [])
+        except (ValueError, OSError, AttributeError):
+            continue
+        for art in arts if isinstance(arts, list) else []:
+            f = manifest.parent / str(art.get("file", "")) if isinstance(art, dict) else None
+            if f is not None and f.suffix == ".tflite" and f.is_file():
+                missing = fc_without_bias(f.read_bytes())
+                if missing:
+                    bad.append(f"{f}: FULLY_CONNECTED without bias: {', '.join(missing)}")
+    assert not bad, "\n".join(bad)

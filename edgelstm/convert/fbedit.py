@@ -5,7 +5,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
+
 from edgelstm.tflite_info import schema
+
+# Byte vectors (buffer data above all) start on this boundary, as the converter lays them out: a
+# repacked model otherwise puts int32 biases and weights at odd addresses, which 32-bit ARM
+# kernels may load with alignment-sensitive instructions.
+BUFFER_ALIGNMENT = 16
 
 
 def _load(data: bytes) -> Any:
@@ -15,7 +22,13 @@ def _load(data: bytes) -> Any:
 def _pack(model: Any) -> bytes:
     import flatbuffers
 
-    builder = flatbuffers.Builder(1024)
+    class AlignedBuilder(flatbuffers.Builder):
+        def StartVector(self, elemSize: int, numElems: int, alignment: int) -> int:
+            if elemSize == 1:
+                alignment = max(alignment, BUFFER_ALIGNMENT)
+            return super().StartVector(elemSize, numElems, alignment)
+
+    builder = AlignedBuilder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
@@ -115,6 +128,86 @@ def remove_lstm_cell_clip(data: bytes) -> tuple[bytes, list[str]]:
             )
             opt.cellClip = 0.0
             opt.projClip = 0.0
+    if not changed:
+        return data, []
+    return _pack(model), changed
+
+
+# Bias element type of a FULLY_CONNECTED, keyed by its input's TensorType name: what the
+# converter itself writes when the layer has a bias (int16x8 accumulates in int64).
+_BIAS_TYPE = {"INT8": "INT32", "UINT8": "INT32", "INT16": "INT64", "FLOAT32": "FLOAT32"}
+_NUMPY = {"INT32": np.int32, "INT64": np.int64, "FLOAT32": np.float32}
+
+
+def _fc_lacks_bias(op: Any) -> bool:
+    ins = list(op.inputs) if op.inputs is not None else []
+    return len(ins) < 3 or ins[2] < 0
+
+
+def fc_without_bias(data: bytes) -> list[str]:
+    """Output tensor names of every FULLY_CONNECTED (any subgraph) that has no bias input."""
+    fb = schema()
+    model = _load(data)
+    missing = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != (
+                fb.BuiltinOperator.FULLY_CONNECTED
+            ):
+                continue
+            if _fc_lacks_bias(op):
+                missing.append(sg.tensors[op.outputs[0]].name.decode())
+    return missing
+
+
+def add_fc_bias(data: bytes) -> tuple[bytes, list[str]]:
+    """Give every FULLY_CONNECTED without a bias an explicit all-zero one.
+
+    A Dense(use_bias=False) or an LSTM cell's recurrent matmul converts to an FC with bias -1.
+    tflite-runtime 2.14's int8 kernel on ARM (gemmlowp) reads that NULL bias and crashes; x86
+    hides it. A zero bias changes no output: int32 for int8 inputs, int64 for int16x8, float32
+    for float (hybrid FCs have float inputs). Its scale is input scale x weight scale per output
+    channel, the value the kernels check a bias against. Returns the new model and the names of
+    the FCs that got one.
+    """
+    fb = schema()
+    names = {v: k for k, v in vars(fb.TensorType).items() if not k.startswith("_")}
+    model = _load(data)
+    changed: list[str] = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != (
+                fb.BuiltinOperator.FULLY_CONNECTED
+            ) or not _fc_lacks_bias(op):
+                continue
+            x, w = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]]
+            bias_type = _BIAS_TYPE.get(names.get(x.type, ""))
+            if bias_type is None or w.shape is None or len(w.shape) != 2:
+                continue  # nothing a kernel would accept: leave the op as it is
+            rows = int(w.shape[0])
+            bias = fb.TensorT()
+            bias.name = sg.tensors[op.outputs[0]].name + b"/zero_bias"
+            bias.shape = [rows]
+            bias.type = getattr(fb.TensorType, bias_type)
+            if bias_type != "FLOAT32":
+                x_scale = [float(v) for v in x.quantization.scale]
+                w_scale = [float(v) for v in w.quantization.scale]
+                per = w_scale if len(w_scale) == rows else w_scale[:1]
+                q = fb.QuantizationParametersT()
+                q.scale = [np.float32(x_scale[0] * s) for s in per]
+                q.zeroPoint = [0] * len(per)
+                q.quantizedDimension = 0
+                bias.quantization = q
+            buf = fb.BufferT()
+            buf.data = np.zeros(rows, _NUMPY[bias_type]).view(np.uint8)
+            model.buffers.append(buf)
+            bias.buffer = len(model.buffers) - 1
+            sg.tensors.append(bias)
+            ins = list(op.inputs)
+            op.inputs = [*ins[:2], len(sg.tensors) - 1, *ins[3:]]
+            changed.append(bias.name.decode()[: -len("/zero_bias")])
     if not changed:
         return data, []
     return _pack(model), changed

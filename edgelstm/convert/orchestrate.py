@@ -19,7 +19,7 @@ import numpy as np
 
 from edgelstm import __version__
 from edgelstm.convert import build, isolate
-from edgelstm.convert.fbedit import remove_lstm_cell_clip, tie_state_quantization
+from edgelstm.convert.fbedit import add_fc_bias, remove_lstm_cell_clip, tie_state_quantization
 from edgelstm.convert.graph import ModelSpec, parse_model
 from edgelstm.convert.load import load_keras_model
 from edgelstm.convert.verify import compare, keras_reference, run_sequence, run_step
@@ -323,6 +323,10 @@ def convert_model(
                 except UnsupportedLayerError as exc:
                     failures.append(f"{job.id}: {exc}")
                     continue
+                write_atomic(path, data)
+            # Every FC gets an explicit (zero) bias: tflite-runtime's ARM kernels crash without.
+            data, bias_fcs = add_fc_bias(data)
+            if bias_fcs:
                 write_atomic(path, data)
             info = read_tflite(data)
             if variant == Variant.STEP and quant.is_integer:
