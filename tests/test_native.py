@@ -7,6 +7,7 @@ within 2 LSB of LiteRT (kernel sets round differently); float within 1e-5 of Lit
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from edgelstm.errors import BadInputError
 from edgelstm.runtime import Runtime, StepRunner
+from edgelstm.runtime.backends import quantize
 from edgelstm.runtime.native import BuildOptions, CompilerError, StreamBatch, build_engine
 
 DATA = Path(__file__).parent / "data"
@@ -146,3 +148,118 @@ def test_no_compiler_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(CompilerError, match="no-such-cc"):
         build_engine(STEP_F.read_bytes(), cache_dir=tmp_path)
+
+
+# --- SIMD kernels: fuzzed against the portable ones, natively and under qemu-aarch64 ----------
+
+KDIR = Path(__file__).resolve().parents[1] / "edgelstm" / "firmware_export" / "cengine"
+A64_CC = "aarch64-linux-gnu-gcc"
+QEMU_A64 = "qemu-aarch64-static"
+
+
+def _x86_flags() -> list[tuple[str, list[str]]]:
+    """The x86 variants this CPU can run (from /proc/cpuinfo)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    out = []
+    if {"avx2", "fma"} <= flags:
+        out.append(("avx2", ["-march=x86-64-v3"]))
+    if {"avx2", "fma", "avx_vnni"} <= flags:
+        out.append(("avxvnni", ["-march=x86-64-v3", "-mavxvnni"]))
+    if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags:
+        out.append(("avx512vnni", ["-march=x86-64-v4", "-mavx512vnni"]))
+    return out
+
+
+def _build_check(tmp: Path, cc: list[str], flags: list[str]) -> Path:
+    exe = tmp / "el_simd_check"
+    srcs = [KDIR / "native" / "el_simd_check.c", KDIR / "edgelstm_kernels.c"]
+    srcs.append(KDIR / "edgelstm_kernels_simd.c")
+    subprocess.run(
+        [
+            *cc,
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            *flags,
+            f"-I{KDIR}",
+            "-o",
+            str(exe),
+            *srcs,
+            "-lm",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return exe
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 host only")
+@pytest.mark.parametrize("seed", [1])
+def test_x86_simd_kernels_match_the_portable_ones(tmp_path: Path, seed: int) -> None:
+    variants = _x86_flags()
+    if not variants:
+        pytest.skip("this CPU has no AVX2")
+    for kind, flags in variants:
+        exe = _build_check(tmp_path, [shutil.which("cc") or "gcc"], flags)
+        out = subprocess.run(
+            [str(exe), str(seed), "60"], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0 and out.stdout.startswith(f"ok {kind} "), out.stdout
+
+
+def _need_a64() -> None:
+    if shutil.which(A64_CC) is None or shutil.which(QEMU_A64) is None:
+        pytest.skip(
+            f"{A64_CC} / {QEMU_A64} not installed (apt: gcc-aarch64-linux-gnu qemu-user-static)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("kind", "march"),
+    [("neon-sdot", "armv8.2-a+dotprod"), ("neon", "armv8-a")],
+    ids=["sdot", "neon"],
+)
+def test_aarch64_simd_kernels_match_under_qemu(tmp_path: Path, kind: str, march: str) -> None:
+    _need_a64()
+    exe = _build_check(tmp_path, [A64_CC, "-static"], [f"-march={march}"])
+    out = subprocess.run(
+        [QEMU_A64, "-cpu", "max", str(exe), "5", "60"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.startswith(f"ok {kind} "), out.stdout
+
+
+@pytest.mark.parametrize("model", [STEP_Q, STEP_F], ids=["int8", "float"])
+def test_aarch64_neon_engine_matches_the_host_portable_build(
+    model: Path, tmp_path: Path, cache: Path, eval_x: np.ndarray
+) -> None:
+    """The whole engine, static aarch64 with NEON + SDOT, under qemu-user (correctness only)."""
+    from edgelstm.runtime.native import build_driver
+
+    _need_a64()
+    exe = build_driver(
+        model.read_bytes(), tmp_path, [A64_CC, "-static"], ["-O2", "-march=armv8.2-a+dotprod"]
+    )
+    host = StepRunner(model, "native", cache_dir=cache, build_options=PORTABLE)
+    eng = host.backend.engine
+    xs = eval_x.reshape(-1, eval_x.shape[-1])[:48]
+    raw = quantize(xs, host.x_info.dtype, host.x_info.scale, host.x_info.zero_point)
+    raw = np.ascontiguousarray(raw, eng.x_dtype)
+    proc = subprocess.run(
+        [QEMU_A64, "-cpu", "max", str(exe)], input=raw.tobytes(), capture_output=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    ny = len(xs) * eng.y_size * eng.y_dtype.itemsize
+    got_y = np.frombuffer(proc.stdout[:ny], eng.y_dtype).reshape(len(xs), -1)
+    got_state = np.frombuffer(proc.stdout[ny:], np.uint8)
+    host.backend.state[:] = 0
+    want_y = host.backend.run_chunk(raw)
+    if eng.y_dtype == np.int8:
+        np.testing.assert_array_equal(got_y, want_y)
+        np.testing.assert_array_equal(got_state, host.backend.state[0])
+    else:
+        np.testing.assert_allclose(got_y, want_y, atol=FLOAT_TOL)

@@ -198,6 +198,45 @@ class NativeBuild:
         return self.directory / LIBRARY
 
 
+def write_sources(model: bytes, directory: Path) -> Any:
+    """The engine's C files for `model` in `directory` (model, kernels, SIMD kernels, the ctypes
+    shim, eln_config.h, MODEL_TU); returns the GeneratedEngine."""
+    from edgelstm.export.cengine import generate
+
+    step = directory / "model_step.tflite"
+    step.write_bytes(model)
+    eng = generate(step, name=ENGINE_NAME)
+    for name, text in eng.files.items():
+        if name.endswith((".c", ".h")) and name != "main.c":
+            (directory / name).write_text(text)
+    for name, path in c_sources().items():  # the kernels as installed (SIMD files included)
+        shutil.copyfile(path, directory / name)
+    (directory / "eln_config.h").write_text(_config_header(eng.ifc))
+    (directory / MODEL_TU).write_text(
+        '#include "edgelstm_kernels_simd.h"\n#include "' + ENGINE_NAME + '_model.c"\n'
+    )
+    return eng
+
+
+def build_driver(model: bytes, directory: Path, cc: list[str], flags: list[str]) -> Path:
+    """A standalone executable of the engine (el_native_main.c: raw inputs on stdin, raw outputs
+    and the final state on stdout), e.g. cross-compiled for aarch64 and run under qemu-user."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_sources(model, directory)
+    shutil.copyfile(
+        bundled_dir("firmware_export") / "cengine" / "native" / "el_native_main.c",
+        directory / "el_native_main.c",
+    )
+    kernels = sorted(n for n in os.listdir(directory) if n.startswith("edgelstm_kernels"))
+    srcs = [MODEL_TU, *[n for n in kernels if n.endswith(".c")], "el_native.c", "el_native_main.c"]
+    cmd = [*cc, *flags, "-o", "engine", *srcs, "-lm"]
+    proc = subprocess.run(cmd, cwd=directory, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise CompilerError(f"driver build failed: {proc.stderr.strip().splitlines()[:1]}")
+    return directory / "engine"
+
+
 def build_engine(
     model: bytes,
     options: BuildOptions | None = None,
@@ -211,8 +250,6 @@ def build_engine(
     final = root / key
     if (final / LIBRARY).is_file() and (final / "meta.json").is_file():
         return NativeBuild(final, json.loads((final / "meta.json").read_text()), compiled=False)
-    from edgelstm.export.cengine import generate
-
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
@@ -220,18 +257,7 @@ def build_engine(
         raise BadInputError(f"native runtime cache {root}: {exc.strerror}") from None
     notes: list[str] = []
     try:
-        step = tmp / "model_step.tflite"
-        step.write_bytes(model)
-        eng = generate(step, name=ENGINE_NAME)
-        for name, text in eng.files.items():
-            if name.endswith((".c", ".h")) and name != "main.c":
-                (tmp / name).write_text(text)
-        for name, path in c_sources().items():  # the kernels as installed (SIMD files included)
-            shutil.copyfile(path, tmp / name)
-        (tmp / "eln_config.h").write_text(_config_header(eng.ifc))
-        (tmp / MODEL_TU).write_text(
-            '#include "edgelstm_kernels_simd.h"\n#include "' + ENGINE_NAME + '_model.c"\n'
-        )
+        eng = write_sources(model, tmp)
         flags = options.flags()
         try:
             cmd = _compile(cc, flags, tmp)
