@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
+import re
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -46,3 +55,104 @@ def publish(stage: Path, outdir: Path) -> None:
             shutil.rmtree(old)
         else:
             os.replace(entry, dest)
+
+
+# --- run-level safety: owned temp dirs, stale cleanup, signals, directory locks ------------------
+
+_OWNED = re.compile(r"\.edgelstm-(\d+)\.")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (EPERM: it does, owned by someone else)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owned_tempdir(parent: Path, stem: str) -> Path:
+    """A fresh private dir `parent/<stem>.edgelstm-<pid>.<random>`: the pid in the name lets a
+    later run tell a dead run's leftovers (SIGKILL cannot be cleaned up after) from live ones."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{stem}.edgelstm-{os.getpid()}.", dir=parent))
+
+
+def clean_stale(parent: Path, stem: str) -> list[Path]:
+    """Remove `owned_tempdir(parent, stem)` dirs whose owning process is gone; returns them."""
+    removed = []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(f"{stem}.edgelstm-") or not entry.is_dir():
+            continue
+        m = _OWNED.search(entry.name[len(stem) :])
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM/SIGHUP, raised like Ctrl-C so every `finally` cleanup runs."""
+
+
+@contextlib.contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM and SIGHUP raise `Terminated` (a KeyboardInterrupt), as SIGINT
+    raises KeyboardInterrupt: the same clean exit for all three."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Terminated(signal.Signals(signum).name)
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def die_with_parent() -> None:
+    """For a child's preexec_fn: ask Linux to SIGKILL us when the parent dies (even by SIGKILL);
+    exit at once if it already has. No-op elsewhere."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+@contextlib.contextmanager
+def dir_lock(directory: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Exclusive flock on `directory/.edgelstm.lock` for the block (serializes writers)."""
+    path = Path(directory) / ".edgelstm.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def no_space(exc: BaseException) -> bool:
+    """Whether an OSError means the disk (or quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -118,6 +118,13 @@ class Parity:
     argmax_agreement: float | None = None
     cosine: float | None = None
     note: str = ""
+    # What the figures above were measured on (held-out data, never the calibration set itself).
+    data: str = ""
+    # The same check on the calibration sequences ({samples, max_abs, mean_abs}), for comparison.
+    calibration_set: dict[str, Any] | None = None
+    # Step models: one long stream across windows, state never reset
+    # ({steps, max_abs, mean_abs, bound, passed}); `passed` above requires it too.
+    stream: dict[str, Any] | None = None
 
 
 @dataclass
@@ -241,3 +248,5 @@ class ConvertConfig:
     float_io: bool = False  # keep float input/output tensors on integer models
     seed: int = 0
     name: str | None = None  # file stem of the artifacts (default: the model file's stem)
+    verify_data: str | None = None  # held-out sequences for the parity check (.npy/.npz)
+    calibration_stream: str | None = None  # one long stream [L, D] / [L] for step-state ranges

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgelstm.cli._app import App, comma_list
+from edgelstm.errors import ConversionError, EdgeLSTMError, VerificationError
 from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
 
 
@@ -51,7 +52,19 @@ from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
     type=int,
     default=16,
     show_default=True,
-    help="Sequences used for the parity check.",
+    help="Held-out sequences used for the parity check.",
+)
+@click.option(
+    "--verify-data",
+    type=click.Path(path_type=Path),
+    help="Held-out sequences for the parity check (.npy/.npz like --calibration). Default: a "
+    "seeded split of the calibration file (the bound applies to the held-out part).",
+)
+@click.option(
+    "--calibration-stream",
+    type=click.Path(path_type=Path),
+    help="One long input stream, (L, features) or (L,) token ids, over which the float cell runs "
+    "to calibrate the step model's state ranges (default: the calibration windows end to end).",
 )
 @click.option("--seq-len", type=int, help="Sequence length, when the model's is None.")
 @click.option("--name", help="File stem of the artifacts (default: the model file's stem).")
@@ -82,6 +95,8 @@ def convert(
     calibration: Path | None,
     calibration_samples: int,
     verify_samples: int,
+    verify_data: Path | None,
+    calibration_stream: Path | None,
     seq_len: int | None,
     name: str | None,
     float_io: bool,
@@ -107,8 +122,38 @@ def convert(
         float_io=float_io,
         seed=seed,
         name=name,
+        verify_data=str(verify_data) if verify_data else None,
+        calibration_stream=str(calibration_stream) if calibration_stream else None,
     )
-    manifest = convert_model(model, outdir, cfg, progress=lambda m: app.info(f"[convert] {m}"))
+    stage = ["loading the model"]
+
+    def progress(msg: str) -> None:
+        stage[0] = msg
+        app.info(f"[convert] {msg}")
+
+    try:
+        manifest = convert_model(model, outdir, cfg, progress=progress)
+    except VerificationError as exc:
+        # Some artifacts passed and were written: show them, then fail naming the rest.
+        written = getattr(exc, "manifest", None)
+        if written is not None and as_json:
+            app.out_json(written.to_dict())
+        elif written is not None:
+            app.out(format_manifest(written, outdir))
+        raise
+    except (EdgeLSTMError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:
+        # The user's model reached a path our code did not foresee (a layer config, a converter
+        # failure mode): that is a model we cannot convert (exit 2, naming the stage), not a crash.
+        # The library call raises it as is, so the tests still see our own bugs.
+        if app.debug:
+            raise
+        text = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ConversionError(
+            f"cannot convert {model.name} while {stage[0]}: {type(exc).__name__}: {text} "
+            "(rerun with --debug for the traceback)"
+        ) from exc
     if as_json:
         app.out_json(manifest.to_dict())
     else:
@@ -117,7 +162,8 @@ def convert(
 
 def format_manifest(manifest: Manifest, outdir: Path) -> str:
     """A short human table of the artifacts."""
-    rows = [("artifact", "ops", "size", "MACs", "max err", "bound", "argmax", "ok")]
+    head = ("artifact", "ops", "size", "MACs", "held-out err", "calib err", "stream err")
+    rows = [(*head, "bound", "argmax", "ok")]
     for a in manifest.artifacts:
         p = a.parity
         rows.append(
@@ -127,6 +173,8 @@ def format_manifest(manifest: Manifest, outdir: Path) -> str:
                 f"{a.size_bytes / 1024:.1f} KiB",
                 f"{a.macs_per_invoke:,}",
                 f"{p.max_abs:.2e}" if p else "-",
+                f"{p.calibration_set['max_abs']:.2e}" if p and p.calibration_set else "-",
+                f"{p.stream['max_abs']:.2e}" if p and p.stream else "-",
                 f"{p.bound:.0e}" if p else "-",
                 f"{p.argmax_agreement:.0%}" if p and p.argmax_agreement is not None else "-",
                 ("yes" if p.passed else "NO") if p else "-",
@@ -135,6 +183,17 @@ def format_manifest(manifest: Manifest, outdir: Path) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    data = sorted({a.parity.data for a in manifest.artifacts if a.parity and a.parity.data})
+    lines.extend(f"parity: held-out data: {d} (the bound applies here)" for d in data)
+    for a in manifest.artifacts:
+        if a.parity and a.parity.stream:
+            st = a.parity.stream
+            lines.append(
+                f"parity: {a.file}: also streamed {st['steps']} steps across windows, state "
+                "never reset"
+            )
+        if a.parity and a.parity.note:
+            lines.append(f"parity: {a.file}: {a.parity.note}")
     lines.extend(f"note: {n}" for n in manifest.notes)
     for a in manifest.artifacts:
         lines.extend(f"note: {a.file}: {n}" for n in a.notes)

@@ -7,6 +7,7 @@ was on is reported as crashed and a fresh worker takes the rest.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -16,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgelstm.fsutil import die_with_parent
+
 CRASH_EXIT_HINT = "the TensorFlow converter crashed"
+NO_SPACE_EXIT = 28  # the worker's exit code when it cannot write for a full disk (ENOSPC)
+NO_SPACE_MESSAGE = "No space left on device"
 
 
 @dataclass
@@ -60,6 +65,8 @@ def run_jobs(jobs: list[ConvertJob], workdir: Path, timeout: float = 900.0) -> d
                     stderr=subprocess.STDOUT,
                     timeout=timeout,
                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "0"},
+                    # SIGKILL of the CLI must not leave the worker converting on as an orphan.
+                    preexec_fn=die_with_parent,
                 )
                 code = proc.returncode
             except subprocess.TimeoutExpired:
@@ -67,10 +74,19 @@ def run_jobs(jobs: list[ConvertJob], workdir: Path, timeout: float = 900.0) -> d
         for job in pending:
             done = Path(job.out + ".result.json")
             if done.exists():
-                results[job.id] = JobResult(**json.loads(done.read_text()))
+                try:
+                    results[job.id] = JobResult(**json.loads(done.read_text()))
+                except ValueError:  # e.g. truncated on a full disk
+                    results[job.id] = JobResult(
+                        job.id, ok=False, message=f"unreadable worker result {done.name}"
+                    )
                 done.unlink()
         remaining = [j for j in pending if j.id not in results]
-        if remaining and code != 0:
+        if remaining and code == NO_SPACE_EXIT:
+            for job in remaining:
+                results[job.id] = JobResult(job.id, ok=False, message=NO_SPACE_MESSAGE)
+            remaining = []
+        elif remaining and code != 0:
             # The first unfinished job is the one the worker died on.
             victim = remaining[0]
             results[victim.id] = JobResult(
@@ -177,7 +193,12 @@ def _worker(jobs_file: str) -> None:
             text = str(exc).strip().splitlines()
             msg = next((line for line in text if "error" in line.lower()), text[0] if text else "")
             result = JobResult(job.id, ok=False, message=f"{type(exc).__name__}: {msg[:400]}")
-        result_path.write_text(json.dumps(vars(result)))
+        try:
+            result_path.write_text(json.dumps(vars(result)))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                os._exit(NO_SPACE_EXIT)
+            raise
 
 
 if __name__ == "__main__":

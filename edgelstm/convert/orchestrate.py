@@ -7,10 +7,8 @@ succeeded, so a failure never leaves half-written artifacts behind.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,18 +16,19 @@ from typing import Any
 import numpy as np
 
 from edgelstm import __version__
-from edgelstm.convert import build, isolate
+from edgelstm.convert import build, isolate, verify
+from edgelstm.convert import outdir as outdir_mod
 from edgelstm.convert.fbedit import add_fc_bias, remove_lstm_cell_clip, tie_state_quantization
 from edgelstm.convert.graph import ModelSpec, parse_model
 from edgelstm.convert.load import load_keras_model
-from edgelstm.convert.verify import compare, keras_reference, run_sequence, run_step
+from edgelstm.convert.verify import VerifyPlan, keras_reference, run_sequence, run_step
 from edgelstm.errors import (
     BadInputError,
     ConversionError,
     UnsupportedLayerError,
     VerificationError,
 )
-from edgelstm.fsutil import publish, write_atomic
+from edgelstm.fsutil import no_space, signals_as_interrupt, write_atomic
 from edgelstm.quantize import int16
 from edgelstm.tflite_info import TFLiteInfo, read_tflite
 from edgelstm.types import (
@@ -39,16 +38,17 @@ from edgelstm.types import (
     OutputKind,
     Quantization,
     Variant,
+    manifest_from_dict,
 )
 
 Progress = Callable[[str], None]
 
 
-def load_calibration(path: str | Path, ms: ModelSpec) -> np.ndarray:
+def load_calibration(path: str | Path, ms: ModelSpec, what: str = "calibration") -> np.ndarray:
     """Calibration sequences from .npy or .npz (key `x`), checked against the model's input."""
     path = Path(path)
     if not path.exists():
-        raise BadInputError(f"{path}: calibration file not found")
+        raise BadInputError(f"{path}: {what} file not found")
     try:
         if path.suffix == ".npz":
             with np.load(path) as data:
@@ -68,17 +68,31 @@ def load_calibration(path: str | Path, ms: ModelSpec) -> np.ndarray:
     want = (ms.seq_len,) if ms.token_input else (ms.seq_len, ms.in_dim)
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
         raise BadInputError(
-            f"{path}: calibration data has shape {tuple(x.shape)}, the model needs (N, {', '.join(map(str, want))})"
+            f"{path}: {what} data has shape {tuple(x.shape)}, the model needs (N, {', '.join(map(str, want))})"
         )
     if ms.token_input and x.dtype.kind not in "iu":
-        raise BadInputError(f"{path}: calibration data must be integer token ids (got {x.dtype})")
+        raise BadInputError(f"{path}: {what} data must be integer token ids (got {x.dtype})")
     if not ms.token_input and x.dtype.kind != "f":
-        raise BadInputError(f"{path}: calibration data must be floating point (got {x.dtype})")
+        raise BadInputError(f"{path}: {what} data must be floating point (got {x.dtype})")
     if len(x) == 0:
-        raise BadInputError(f"{path}: calibration data is empty")
+        raise BadInputError(f"{path}: {what} data is empty")
     if not ms.token_input and not np.isfinite(x).all():
-        raise BadInputError(f"{path}: calibration data contains NaN or inf")
+        raise BadInputError(f"{path}: {what} data contains NaN or inf")
+    if ms.token_input:
+        _check_token_range(path, x, ms, what)
     return x.astype(np.int32 if ms.token_input else np.float32)
+
+
+def _check_token_range(path: Path, x: np.ndarray, ms: ModelSpec, what: str) -> None:
+    """Token ids must index the Embedding table (Keras would fail deep inside a gather)."""
+    vocab = int(ms.layers[0].config["input_dim"])
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi >= vocab:
+        bad = lo if lo < 0 else hi
+        raise BadInputError(
+            f"{path}: {what} data has token id {bad}, outside the embedding "
+            f"'{ms.layers[0].name}' range 0..{vocab - 1}"
+        )
 
 
 def synthetic_inputs(ms: ModelSpec, n: int, seed: int) -> np.ndarray:
@@ -98,12 +112,19 @@ def _is_classifier(ms: ModelSpec) -> bool:
 
 
 def _step_calibration(
-    ms: ModelSpec, xs: np.ndarray, limit: int, seed: int
+    ms: ModelSpec, xs: np.ndarray, limit: int, seed: int, stream: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
-    """Step-model calibration: inputs *and realistic states*, from running the float cell."""
+    """Step-model calibration: inputs *and realistic states*, from running the float cell.
+
+    Deployed step models carry state across windows, so besides every window from a zero state
+    the cell also runs over one long stream (the windows end to end, or --calibration-stream):
+    a model trained on short windows otherwise never shows its state ranges."""
     feeds: list[dict[str, np.ndarray]] = []
     for seq in xs:
         feeds.extend(build.run_step_numpy(ms, seq)[1])
+    long = stream if stream is not None else verify.concat_stream(ms, xs)
+    if len(long):
+        feeds.extend(build.run_step_numpy(ms, long[: verify.MAX_STREAM * 4])[1])
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(feeds), size=min(limit, len(feeds)), replace=False))
     return {name: np.stack([feeds[i][name] for i in pick]) for name in feeds[0]}
@@ -168,7 +189,12 @@ def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[
     fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
     unfused_lstms = [s for s in lstms if s.config.get("masked")]
     for s in unfused_lstms:
-        notes.append(f"{s.name}: not fused: masking (a masked LSTM is unrolled into plain ops)")
+        why = (
+            "masking (a masked LSTM is unrolled into plain ops)"
+            if s.config.get("masked")
+            else "its activations are not tanh/sigmoid (unrolled into plain ops)"
+        )
+        notes.append(f"{s.name}: not fused: {why}")
     bad = info.unfused_ops
     if bad:
         culprits = []
@@ -204,6 +230,102 @@ def _stem(cfg: ConvertConfig, model_path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "model"
 
 
+def _plan_verification(
+    ms: ModelSpec, cfg: ConvertConfig, calib: np.ndarray | None, streamed: bool
+) -> tuple[VerifyPlan, np.ndarray | None]:
+    """Held-out verification data and the calibration part of the calibration file.
+
+    The bound is checked on data the calibration never saw: --verify-data, else a seeded split of
+    the calibration file, else (file too small) seeded inputs with its statistics; the
+    calibration-set figures are reported beside. Returns the plan and the sequences to calibrate
+    with."""
+    n = cfg.verify_samples
+    notes: list[str] = []
+    cal_part = calib
+    if calib is not None:
+        notes += [
+            f"warning: {w}"
+            for w in verify.calibration_warnings(calib, cfg.calibration_samples, ms.token_input)
+        ]
+    if cfg.verify_data:
+        held = load_calibration(cfg.verify_data, ms, what="verification")[:n]
+        source = f"{len(held)} sequences of --verify-data {Path(cfg.verify_data).name}"
+    elif calib is not None and verify.is_degenerate(calib):
+        held = synthetic_inputs(ms, n, cfg.seed)
+        source = f"{n} seeded synthetic sequences (the calibration data is constant)"
+    elif calib is not None:
+        cal_part, split = verify.split_heldout(calib, n, cfg.seed)
+        if split is None:
+            held = verify.matched_inputs(ms, calib, n, cfg.seed)
+            source = (
+                f"{n} seeded sequences matched to the calibration statistics (the calibration "
+                f"file's {len(calib)} sequences are too few to split)"
+            )
+        else:
+            held = split
+            source = (
+                f"{len(held)} held-out sequences of the calibration file (seeded split; "
+                f"calibration used the other {len(cal_part)})"
+            )
+    else:
+        held = synthetic_inputs(ms, n, cfg.seed)
+        source = f"{n} seeded synthetic sequences"
+    plan = VerifyPlan(x=held, source=source, mask=verify.input_mask(ms, held))
+    if calib is not None:
+        plan.cal_x = cal_part[:n]
+        plan.cal_mask = verify.input_mask(ms, plan.cal_x)
+    if streamed and ms.recurrent:
+        plan.stream = verify.stream_inputs(ms, held, cfg.seed)
+    if plan.mask is not None and ms.output_kind != OutputKind.MANY_TO_ONE:
+        notes.append("parity compares unmasked positions only (masked steps' outputs are undefined)")
+    plan.notes = notes
+    return plan, cal_part
+
+
+def _load_stream(path: str | Path, ms: ModelSpec) -> np.ndarray:
+    """--calibration-stream: one long stream [L, D] (floats) or [L] (token ids)."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{path}: calibration stream file not found")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as data:
+                x = data[data.files[0]] if "x" not in data else data["x"]
+        else:
+            x = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise BadInputError(
+            f"{path}: not a readable .npy/.npz file ({type(exc).__name__})"
+        ) from None
+    want = 1 if ms.token_input else 2
+    if x.ndim != want or (not ms.token_input and x.shape[1] != ms.in_dim) or len(x) == 0:
+        need = "(L,) token ids" if ms.token_input else f"(L, {ms.in_dim})"
+        raise BadInputError(f"{path}: calibration stream has shape {tuple(x.shape)}, need {need}")
+    if not ms.token_input and (x.dtype.kind != "f" or not np.isfinite(x).all()):
+        raise BadInputError(f"{path}: calibration stream must be finite floating point")
+    return x.astype(np.int32 if ms.token_input else np.float32)
+
+
+def _check_memory(ms: ModelSpec, cfg: ConvertConfig) -> None:
+    """Refuse a --verify-samples that cannot fit in memory, up front."""
+    out = 1
+    for d in ms.out_shape[1:]:
+        out *= d or 1
+    out = max(out, (ms.seq_len or 1) * (ms.out_shape[-1] or 1))
+    # held-out + calibration-set copies
+    need = verify.memory_needed(ms, cfg.verify_samples * 2, out, len(cfg.quantizations))
+    have = verify.available_memory()
+    if have is not None and need > 0.8 * have:
+        raise BadInputError(
+            f"--verify-samples {cfg.verify_samples} would need about {_gib(need)} of memory "
+            f"for the inputs and reference outputs; {_gib(have)} is available"
+        )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
 def check_outdir(outdir: Path) -> None:
     if outdir.exists() and not outdir.is_dir():
         raise BadInputError(f"{outdir}: output path exists and is a file")
@@ -215,11 +337,33 @@ def convert_model(
     cfg: ConvertConfig,
     progress: Progress = lambda _msg: None,
 ) -> Manifest:
-    """Convert a Keras model file into verified .tflite artifacts plus manifest.json in outdir."""
+    """Convert a Keras model file into verified .tflite artifacts plus manifest.json in outdir.
+
+    SIGTERM/SIGHUP end the run like Ctrl-C (staging and work dirs removed); leftovers of runs
+    killed outright (SIGKILL) are removed by the next run into the same -o."""
     model_path, outdir = Path(model_path), Path(outdir)
-    check_outdir(outdir)
+    created = outdir_mod.prepare(outdir)
+    try:
+        with signals_as_interrupt():
+            outdir_mod.clean_leftovers(outdir)
+            return _convert_model(model_path, outdir, cfg, progress)
+    except OSError as exc:
+        if no_space(exc):
+            raise BadInputError(
+                f"no space left on device while writing {exc.filename or outdir}"
+            ) from None
+        raise
+    finally:
+        outdir_mod.discard_if_unused(outdir, created)
+
+
+def _convert_model(
+    model_path: Path, outdir: Path, cfg: ConvertConfig, progress: Progress
+) -> Manifest:
     if cfg.calibration_samples < 1 or cfg.verify_samples < 1:
         raise BadInputError("--calibration-samples and --verify-samples must be at least 1")
+    if cfg.seed < 0:
+        raise BadInputError(f"--seed must be a non-negative integer (got {cfg.seed})")
     needs_cal = [q for q in cfg.quantizations if q.needs_calibration]
     if needs_cal and not cfg.calibration:
         raise BadInputError(
@@ -227,6 +371,8 @@ def convert_model(
         )
 
     progress(f"loading {model_path}")
+    source = _source_info(model_path, "")
+    outdir_mod.check_compatible(outdir, source, cfg.seq_len)
     onnx_ref = None  # an .onnx source is verified against onnxruntime, not its Keras rebuild
     if model_path.suffix.lower() == ".onnx":
         from edgelstm.convert.onnx_import import load_onnx
@@ -238,7 +384,11 @@ def convert_model(
     ms = parse_model(model, framework, cfg.seq_len)
     if onnx_ref is not None:
         ms.notes[:0] = imported.notes
-    calib = load_calibration(cfg.calibration, ms) if cfg.calibration else None
+    outdir_mod.check_compatible(outdir, source, ms.seq_len)
+    source["framework"] = framework
+    _check_memory(ms, cfg)
+    calib_file = load_calibration(cfg.calibration, ms) if cfg.calibration else None
+    cal_stream = _load_stream(cfg.calibration_stream, ms) if cfg.calibration_stream else None
 
     variants = cfg.variants or (
         [Variant.SEQUENCE, Variant.STEP] if ms.streamable else [Variant.SEQUENCE]
@@ -254,18 +404,22 @@ def convert_model(
         if Variant.SEQUENCE not in variants:
             variants.append(Variant.SEQUENCE)
 
-    verify_x = (
-        calib[: cfg.verify_samples]
-        if calib is not None
-        else synthetic_inputs(ms, cfg.verify_samples, cfg.seed)
+    plan, calib = _plan_verification(ms, cfg, calib_file, Variant.STEP in variants)
+    notes.extend(plan.notes)
+    progress(
+        f"reference outputs from the {framework} model on {len(plan.x)} held-out sequences"
+        + (f" and {len(plan.cal_x)} calibration sequences" if plan.cal_x is not None else "")
     )
-    progress(f"reference outputs from the {framework} model on {len(verify_x)} sequences")
-    reference = onnx_ref(verify_x) if onnx_ref else keras_reference(model, verify_x)
+    ref = onnx_ref or (lambda xs: keras_reference(model, xs, progress))
+    plan.reference = ref(plan.x)
+    if plan.cal_x is not None:
+        plan.cal_reference = ref(plan.cal_x)
+    if plan.stream is not None:
+        plan.stream_reference = verify.float_stream_reference(ms, plan.stream)
 
     stem = _stem(cfg, model_path)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    work = Path(tempfile.mkdtemp(prefix="edgelstm-work-"))
+    stage = outdir_mod.new_stage(outdir)
+    work = outdir_mod.new_workdir()
     try:
         jobs: list[isolate.ConvertJob] = []
         for variant in variants:
@@ -285,7 +439,8 @@ def convert_model(
                     np.savez(cal_file, x=cal_x[:, None])
                 else:
                     # Cap steps so calibration stays quick on long sequences.
-                    np.savez(cal_file, **_step_calibration(ms, cal_x, limit=2000, seed=cfg.seed))
+                    feeds = _step_calibration(ms, cal_x, limit=2000, seed=cfg.seed, stream=cal_stream)
+                    np.savez(cal_file, **feeds)
             for quant in cfg.quantizations:
                 name = f"{stem}_{variant.value}_{quant.value}.tflite"
                 # The converter refuses 16x8 for the fused LSTM: convert to int8 into the work
@@ -303,6 +458,8 @@ def convert_model(
                 )
         progress(f"converting {len(jobs)} artifact(s) in an isolated process")
         results = isolate.run_jobs(jobs, work)
+        if any(isolate.NO_SPACE_MESSAGE in r.message for r in results.values()):
+            raise BadInputError(f"no space left on device while writing artifacts beside {outdir}")
 
         artifacts: list[Artifact] = []
         failures: list[str] = []
@@ -356,13 +513,22 @@ def convert_model(
             if variant == Variant.SEQUENCE and quant == Quantization.FLOAT:
                 art.notes.extend(_fusion_check(ms, info, cfg.allow_unfused))
             progress(f"verifying {path.name} in {'TFLite Micro' if via_int8 else 'LiteRT'}")
+            run: Callable[[np.ndarray], np.ndarray]
+            run_stream = None
             if via_int8:
-                got = int16.run_sequence_tflm(data, info, verify_x)
+                run = lambda xs, d=data, i=info: int16.run_sequence_tflm(d, i, xs)  # noqa: E731
             elif variant == Variant.SEQUENCE:
-                got = run_sequence(data, info, verify_x)
+                run = lambda xs, d=data, i=info: run_sequence(d, i, xs)  # noqa: E731
             else:
-                got = run_step(data, info, verify_x, ms.token_input)
-            art.parity = compare(reference, got, quant, variant, ms.output_kind, _is_classifier(ms))
+                run = lambda xs, d=data, i=info: run_step(  # noqa: E731
+                    d, i, xs, ms.token_input, verify.input_mask(ms, xs)
+                )
+                run_stream = lambda st, d=data, i=info: verify.run_step_stream(  # noqa: E731
+                    d, i, st, ms.token_input
+                )
+            art.parity = verify.measure(
+                plan, run, quant, variant, ms.output_kind, _is_classifier(ms), run_stream
+            )
             if onnx_ref is not None:
                 art.parity.reference = "onnxruntime"
             if via_int8:
@@ -394,22 +560,49 @@ def convert_model(
                 else:
                     raise ConversionError(f"conversion failed: {f}")
         bad = [a for a in artifacts if a.parity and not a.parity.passed]
+        partial: VerificationError | None = None
         if bad and cfg.verify_fail:
-            a = bad[0]
-            raise VerificationError(
-                f"{a.file}: max abs error {a.parity.max_abs:.3g} exceeds the bound {a.parity.bound:.3g} "
-                f"for {a.quantization.value} (pass --no-verify-fail to keep it)"
+            why = "; ".join(
+                verify.failure_text(a.file, a.parity, a.quantization) for a in bad if a.parity
+            )
+            good = [a for a in artifacts if a not in bad]
+            if not good:
+                raise VerificationError(f"{why} (pass --no-verify-fail to keep it)")
+            # Keep what passed: write those (and their manifest), then fail naming the rest.
+            for a in bad:
+                (stage / a.file).unlink(missing_ok=True)
+            notes.append(f"not written: {why}")
+            artifacts = good
+            hint = (
+                " (for just those: --variant step)"
+                if all(a.variant == Variant.STEP for a in good)
+                else " (for just those: --variant sequence)"
+                if all(a.variant == Variant.SEQUENCE for a in good)
+                else ""
+            )
+            partial = VerificationError(
+                f"{why}, so it was not written; wrote the {len(good)} artifact(s) that passed "
+                f"({', '.join(a.file for a in good)}) to {outdir}{hint}; "
+                "pass --no-verify-fail to keep the failing one too"
             )
 
         manifest = Manifest(
             edgelstm_version=__version__,
-            source=_source_info(model_path, framework),
+            source=source,
             model=ms.summary(),
             artifacts=artifacts,
             notes=notes,
         )
-        (stage / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-        publish(stage, outdir)
+        merged = outdir_mod.publish_run(
+            stage,
+            outdir,
+            manifest.to_dict(),
+            on_wait=lambda: progress(f"waiting for another convert writing into {outdir}"),
+        )
+        manifest = manifest_from_dict(merged)
+        if partial is not None:
+            partial.manifest = manifest  # type: ignore[attr-defined]  # what was written
+            raise partial
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -7,6 +7,9 @@ user passes --no-verify-fail.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,36 +46,182 @@ def run_sequence(model: bytes, info: TFLiteInfo, xs: np.ndarray) -> np.ndarray:
     return np.stack(outs)
 
 
-def run_step(model: bytes, info: TFLiteInfo, xs: np.ndarray, token_input: bool) -> np.ndarray:
-    """Outputs at every step [N, T, ...], state carried step to step and reset per sequence."""
+def run_step(
+    model: bytes,
+    info: TFLiteInfo,
+    xs: np.ndarray,
+    token_input: bool,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Outputs at every step [N, T, ...], state carried step to step and reset per sequence.
+
+    Masked steps (`mask[n, t]` False) are skipped, as the manifest tells deployers to: the output
+    there repeats the last unmasked one (zeros before any)."""
     runner = LiteRTRunner(model, info)
     states = info.states()
     outs = []
-    for seq in xs:
+    for n, seq in enumerate(xs):
         state_vals = {s.input: np.full(s.shape, s.reset_value, np.float64) for s in states}
-        ys = []
+        ys: list[np.ndarray] = []
+        y_last: np.ndarray | None = None
         for t in range(seq.shape[0]):
+            if mask is not None and not mask[n, t]:
+                ys.append(y_last if y_last is not None else None)  # type: ignore[arg-type]
+                continue
             x = seq[t : t + 1].reshape(1) if token_input else seq[t : t + 1]
             res = runner.invoke({"x": x, **state_vals})
             for s in states:
                 state_vals[s.input] = res[s.output]
-            ys.append(res["y"][0])
-        outs.append(np.stack(ys))
+            y_last = res["y"][0]
+            ys.append(y_last)
+        shape = next((y.shape for y in ys if y is not None), None)
+        if shape is None:  # every step masked: nothing was run
+            shape = tuple(next(t.shape for t in info.outputs if t.name == "y")[1:])
+        outs.append(np.stack([np.zeros(shape) if y is None else y for y in ys]))
     return np.stack(outs)
 
 
-def keras_reference(model: Any, xs: np.ndarray) -> np.ndarray:
-    """The source model's outputs, one sequence at a time (stateful layers reset each time)."""
+def run_step_stream(
+    model: bytes, info: TFLiteInfo, stream: np.ndarray, token_input: bool
+) -> np.ndarray:
+    """Outputs [L, ...] of one long stream, state carried across the whole of it (never reset):
+    how a step model is deployed."""
+    return run_step(model, info, stream[None], token_input)[0]
+
+
+def keras_reference(
+    model: Any,
+    xs: np.ndarray,
+    progress: Callable[[str], None] | None = None,
+    chunk: int = 32,
+) -> np.ndarray:
+    """The source model's outputs. Stateful models: one sequence at a time (states reset each
+    time); others in batches of `chunk`. Progress every few seconds on long runs."""
+    stateful = any(getattr(layer, "stateful", False) for layer in getattr(model, "layers", []))
+    step = 1 if stateful else chunk
     outs = []
-    for x in xs:
-        for layer in getattr(model, "layers", []):
-            for meth in ("reset_states", "reset_state"):
-                if getattr(layer, "stateful", False) and hasattr(layer, meth):
-                    getattr(layer, meth)()
-                    break
-        y = model(x[None], training=False)
-        outs.append(np.asarray(y)[0])
-    return np.stack(outs).astype(np.float64)
+    start = last = time.monotonic()
+    for i in range(0, len(xs), step):
+        if stateful:
+            for layer in model.layers:
+                for meth in ("reset_states", "reset_state"):
+                    if getattr(layer, "stateful", False) and hasattr(layer, meth):
+                        getattr(layer, meth)()
+                        break
+        y = np.asarray(model(xs[i : i + step], training=False))
+        outs.append(y.astype(np.float64))
+        now = time.monotonic()
+        if progress and now - last > 3.0:
+            done = min(i + step, len(xs))
+            eta = (now - start) / done * (len(xs) - done)
+            progress(f"reference outputs: {done}/{len(xs)} sequences (~{eta:.0f} s left)")
+            last = now
+    return np.concatenate(outs)
+
+
+def float_stream_reference(ms: Any, stream: np.ndarray) -> np.ndarray:
+    """Outputs [L, ...] of the float cell (float64 NumPy, the math the step model lowers) over
+    one long stream: the reference a streamed step model is compared with."""
+    from edgelstm.convert.build import run_step_numpy
+
+    return run_step_numpy(ms, stream)[0]
+
+
+# --- held-out data -------------------------------------------------------------------------------
+
+# A split needs at least this many sequences; fewer and held-out inputs are generated instead.
+MIN_SPLIT = 8
+
+
+def input_mask(ms: Any, xs: np.ndarray) -> np.ndarray | None:
+    """[N, T] True where a step is *not* masked, for Embedding(mask_zero=True) or a leading
+    Masking layer; None when the model masks nothing."""
+    first = ms.layers[0] if ms.layers else None
+    if first is None:
+        return None
+    if first.kind == "Embedding" and first.config.get("mask_zero"):
+        return np.asarray(xs) != 0
+    if first.kind == "Masking":
+        return np.any(np.asarray(xs) != first.config["mask_value"], axis=-1)
+    return None
+
+
+def matched_inputs(ms: Any, like: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Seeded inputs with the statistics of `like`: per-feature mean and std (floats), the
+    empirical token frequencies (token ids)."""
+    rng = np.random.default_rng(seed + 7919)
+    shape = (n, *like.shape[1:])
+    if ms.token_input:
+        ids, counts = np.unique(like, return_counts=True)
+        return rng.choice(ids, size=shape, p=counts / counts.sum()).astype(np.int32)
+    flat = like.reshape(-1, like.shape[-1]).astype(np.float64)
+    mean, std = flat.mean(0), flat.std(0)
+    return (mean + std * rng.standard_normal(shape)).astype(np.float32)
+
+
+def split_heldout(
+    calib: np.ndarray, verify_samples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Deterministic split of a calibration set: (calibration part, held-out part).
+
+    Up to a quarter of the sequences (at most `verify_samples`) are held out, chosen by a seeded
+    permutation; the held-out part is None when the file is too small to split."""
+    if len(calib) < MIN_SPLIT:
+        return calib, None
+    held = min(verify_samples, len(calib) // 4)
+    order = np.random.default_rng(seed).permutation(len(calib))
+    keep = np.sort(order[held:])
+    out = np.sort(order[:held])
+    return calib[keep], calib[out]
+
+
+def is_degenerate(x: np.ndarray) -> bool:
+    """All values equal: quantization ranges calibrated on it cover one point."""
+    return bool(x.size == 0 or np.ptp(x) == 0)
+
+
+def calibration_warnings(x: np.ndarray, requested: int, token_input: bool) -> list[str]:
+    """Why the calibration data may not represent real inputs (constant, dead features, few)."""
+    warn = []
+    if is_degenerate(x):
+        warn.append(
+            f"calibration data is constant (every value {x.flat[0]!r}): quantized ranges "
+            "calibrated on it cover one point; held-out parity uses seeded standard-normal inputs"
+        )
+    elif not token_input:
+        flat = x.reshape(-1, x.shape[-1])
+        dead = np.flatnonzero(np.ptp(flat, axis=0) == 0)
+        if len(dead):
+            warn.append(
+                f"calibration data: feature(s) {', '.join(map(str, dead[:8]))} have zero range "
+                f"(constant at {flat[0, dead[0]]:.3g})"
+            )
+    if len(x) * 4 < requested:
+        warn.append(
+            f"calibration data has {len(x)} sequence(s), far fewer than --calibration-samples "
+            f"{requested}: ranges may not cover real inputs"
+        )
+    return warn
+
+
+def memory_needed(ms: Any, n: int, out_per_seq: int, quantizations: int) -> int:
+    """Bytes the parity check holds at once for `n` sequences: inputs (float32), the float64
+    reference and one float64 result per artifact."""
+    t = ms.seq_len or 1
+    per_in = t * (1 if ms.token_input else (ms.in_dim or 1)) * 4
+    return int(n * (per_in + out_per_seq * 8 * (1 + quantizations) * 2))
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def compare(
@@ -82,28 +231,135 @@ def compare(
     variant: Variant,
     output_kind: OutputKind,
     classifier: bool,
+    mask: np.ndarray | None = None,
 ) -> Parity:
-    """Max/mean abs error, cosine and (for classifiers) argmax agreement."""
+    """Max/mean abs error, cosine and (for classifiers) argmax agreement.
+
+    With `mask` ([N, T], True = real step) a many-to-many comparison covers only the unmasked
+    positions: what a masked layer outputs at padded steps is documented as meaningless."""
     if variant == Variant.STEP and output_kind == OutputKind.MANY_TO_ONE:
         got = got[:, -1]
     got = got.reshape(reference.shape)
+    note = ""
+    if mask is not None and reference.ndim >= 2 and reference.shape[:2] == mask.shape:
+        reference, got = reference[mask], got[mask]
+        note = f"masked steps not compared ({int((~mask).sum())} of {mask.size})"
     err = np.abs(got - reference)
     bound = bound_for(quant, reference)
     a, b = reference.ravel(), got.ravel()
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
     cosine = float(a @ b / denom) if denom else 1.0
     agreement = None
-    if classifier:
+    if classifier and got.size:
         agreement = float(np.mean(np.argmax(got, -1) == np.argmax(reference, -1)))
     max_abs = float(err.max()) if err.size else 0.0
     return Parity(
         reference="keras",
         runtime="litert",
-        samples=int(reference.shape[0]),
+        samples=int(mask.shape[0]) if note else int(reference.shape[0]),
         max_abs=max_abs,
         mean_abs=float(err.mean()) if err.size else 0.0,
         bound=bound,
         passed=bool(max_abs <= bound),
         argmax_agreement=agreement,
         cosine=cosine,
+        note=note,
     )
+
+
+# --- the verification plan of one convert run ----------------------------------------------------
+
+MIN_STREAM = 64  # steps: a streamed step model is checked over at least this many
+MAX_STREAM = 4096  # ... and at most this many (the float reference runs step by step)
+
+
+@dataclass
+class VerifyPlan:
+    """What every artifact of one run is verified on."""
+
+    x: np.ndarray  # held-out sequences: the bound applies here
+    source: str  # where they come from, for the manifest and the CLI
+    reference: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    cal_x: np.ndarray | None = None  # calibration sequences, reported beside the held-out figure
+    cal_reference: np.ndarray | None = None
+    cal_mask: np.ndarray | None = None
+    stream: np.ndarray | None = None  # [L, ...]: held-out windows as one stream (step models)
+    stream_reference: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def concat_stream(ms: Any, xs: np.ndarray, limit: int = MAX_STREAM) -> np.ndarray:
+    """Windows [N, T, ...] end to end as one stream [L, ...], masked steps dropped (deployed step
+    models skip them), at most `limit` steps."""
+    mask = input_mask(ms, xs)
+    flat = xs.reshape(-1, *xs.shape[2:])
+    if mask is not None:
+        flat = flat[mask.reshape(-1)]
+    return flat[:limit]
+
+
+def stream_inputs(ms: Any, held: np.ndarray, seed: int) -> np.ndarray:
+    """The held-out windows as one stream, topped up with matched seeded windows when short."""
+    xs = held
+    steps = held.shape[0] * held.shape[1]
+    if steps < MIN_STREAM:
+        extra = -(-(MIN_STREAM - steps) // held.shape[1])
+        xs = np.concatenate([held, matched_inputs(ms, held, extra, seed + 1)])
+    return concat_stream(ms, xs)
+
+
+def measure(
+    plan: VerifyPlan,
+    run: Callable[[np.ndarray], np.ndarray],
+    quant: Quantization,
+    variant: Variant,
+    output_kind: OutputKind,
+    classifier: bool,
+    run_stream: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Parity:
+    """Parity on the held-out data (which decides `passed`), the calibration-set figures beside
+    it, and for step models the streamed check (which must pass too)."""
+    assert plan.reference is not None
+    p = compare(plan.reference, run(plan.x), quant, variant, output_kind, classifier, plan.mask)
+    p.data = plan.source
+    if plan.cal_x is not None and plan.cal_reference is not None:
+        c = compare(
+            plan.cal_reference,
+            run(plan.cal_x),
+            quant,
+            variant,
+            output_kind,
+            classifier,
+            plan.cal_mask,
+        )
+        p.calibration_set = {"samples": c.samples, "max_abs": c.max_abs, "mean_abs": c.mean_abs}
+    if run_stream is not None and plan.stream is not None and plan.stream_reference is not None:
+        ref = plan.stream_reference
+        got = run_stream(plan.stream).reshape(ref.shape)
+        err = np.abs(got - ref)
+        bound = bound_for(quant, ref)
+        max_abs = float(err.max()) if err.size else 0.0
+        p.stream = {
+            "steps": len(plan.stream),
+            "max_abs": max_abs,
+            "mean_abs": float(err.mean()) if err.size else 0.0,
+            "bound": bound,
+            "passed": bool(max_abs <= bound),
+            "reference": "float cell (float64), state carried across windows",
+        }
+        p.passed = p.passed and p.stream["passed"]
+    return p
+
+
+def failure_text(file: str, p: Parity, quant: Quantization) -> str:
+    """One clause naming how an artifact failed its bound."""
+    parts = []
+    if p.max_abs > p.bound:
+        parts.append(f"max abs error {p.max_abs:.3g} on {p.data or 'the verification data'}")
+    if p.stream and not p.stream["passed"]:
+        parts.append(
+            f"max abs error {p.stream['max_abs']:.3g} streaming {p.stream['steps']} steps across "
+            "windows"
+        )
+    return f"{file}: {' and '.join(parts)} exceeds the bound {p.bound:.3g} for {quant.value}"
