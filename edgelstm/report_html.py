@@ -53,9 +53,20 @@ def latency_plot(results: list[ProfileResult]) -> bytes | None:
     ax.set_yticks(range(1, len(ok) + 1), [r.label for r in ok], fontsize=8)
     ax.invert_yaxis()  # first row of the table on top
     ax.set_xscale("log")
+    _plain_log_ticks(ax, "x")
     ax.set_xlabel("invoke latency, µs (log; whiskers p1-p99)")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig, plt)
+
+
+def _plain_log_ticks(ax: Any, axis: str) -> None:
+    """Log axis with plain-number major labels and unlabelled minor ticks (no overlapping
+    "2x10^0 3x10^0 ..." strings)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    a.set_minor_formatter(NullFormatter())
 
 
 _MARKERS = {"litert": "o", "tflite-runtime": "s", "tf": "^", "tflm": "D"}
@@ -105,6 +116,18 @@ def _png(fig: Any, plt: Any) -> bytes:
     return buf.getvalue()
 
 
+_LATENCY_COLUMNS = (
+    "model", "runtime", "kind", "p50 µs", "p90 µs", "p99 µs", "µs/step", "call p50 µs",
+    "vs fastest",
+)  # fmt: skip
+_DETAIL_COLUMNS = (
+    "model", "runtime", "KB", "init ms", "first µs", "max µs", "mean±std µs", "GMAC/s",
+    "accuracy", "vs first",
+)  # fmt: skip
+# peak RSS has its own table (Memory); any column not named here lands in the details table
+_ALL_COLUMNS = {*_LATENCY_COLUMNS, *_DETAIL_COLUMNS, "peak RSS MB"}
+
+
 def build_report(results: list[ProfileResult], info: dict[str, Any]) -> Report:
     """The report object (tables + plots); `info` is profile.to_json() output for context."""
     env = info.get("environment", {})
@@ -123,7 +146,21 @@ def build_report(results: list[ProfileResult], info: dict[str, Any]) -> Report:
         intro.append("matplotlib is not installed: tables only (pip install 'edgelstm[report]').")
     header, rows = table_rows(results)
     report = Report(title="edgelstm profile", intro=intro)
-    report.sections.append(Table("Latency, memory and accuracy", header, rows))
+    # Two narrower tables instead of one wide one: what a reader compares first, then detail.
+    for title, cols in (
+        ("Latency", _LATENCY_COLUMNS),
+        ("Details: size, start-up, spread, throughput, accuracy", _DETAIL_COLUMNS),
+    ):
+        keep = [header.index(c) for c in cols if c in header]
+        extra = (
+            [i for i, c in enumerate(header) if c not in _ALL_COLUMNS]
+            if cols is _DETAIL_COLUMNS
+            else []
+        )
+        idx = keep + extra
+        report.sections.append(
+            Table(title, [header[i] for i in idx], [[row[i] for i in idx] for row in rows])
+        )
     mem_rows = [
         [
             Path(r.model).name,
@@ -132,7 +169,7 @@ def build_report(results: list[ProfileResult], info: dict[str, Any]) -> Report:
             f"{r.memory.get('rss_before_load_kb', 0):,}",
             f"{r.memory.get('peak_rss_kb', 0):,}",
             str(r.memory.get("peak_rss_scope", "")),
-            f"{r.memory['arena_used_bytes']:,}" if "arena_used_bytes" in r.memory else "",
+            f"{r.memory['arena_used_bytes']:,}" if "arena_used_bytes" in r.memory else "-",
         ]
         for r in results
         if not r.error
