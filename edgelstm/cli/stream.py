@@ -80,6 +80,11 @@ def _samples(source: str) -> Iterator[Sample]:
     show_default=True,
 )
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--allow-nonfinite",
+    is_flag=True,
+    help="Feed nan/inf samples instead of refusing them (one nan poisons the carried state).",
+)
 @click.pass_obj
 def stream(
     app: App,
@@ -90,6 +95,7 @@ def stream(
     reset_every: int | None,
     runtime: str,
     threads: int,
+    allow_nonfinite: bool,
 ) -> None:
     """Feed samples one step at a time, carrying state; one output per sample (CSV lines)."""
     import numpy as np
@@ -155,6 +161,12 @@ def stream(
             raise BadInputError(
                 f"{where}: a sample needs {runner.input_size} value(s), got {np.size(sample)}"
             )
+        if not allow_nonfinite and not np.all(np.isfinite(np.asarray(sample, np.float64))):
+            flush()  # what came before is still output
+            raise BadInputError(
+                f"{where}: sample is not finite ({_show(sample)}): nan/inf would poison every "
+                "later output through the state; pass --allow-nonfinite to feed it anyway"
+            )
         pending.append((where, sample))
         count += 1
         if len(pending) >= chunk:
@@ -164,6 +176,13 @@ def stream(
         arr = np.stack(outputs) if outputs else np.empty((0, runner.output_size))
         _save(output, arr)
         app.info(f"wrote {len(arr)} output(s) to {output} ({resets} reset(s))")
+
+
+def _show(sample: Any) -> str:
+    import numpy as np
+
+    vals = np.asarray(sample, np.float64).reshape(-1)
+    return ", ".join(f"{v:g}" for v in vals[:4]) + (", ..." if vals.size > 4 else "")
 
 
 def _save(path: Path, arr: Any) -> None:
