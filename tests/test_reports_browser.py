@@ -41,3 +41,16 @@ def test_profile_report_renders(run_cli, tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0, err[-2000:]
     assert_readable(out, min_images=1)
+
+
+def test_profile_terminal_tables_fit_120_columns(run_cli) -> None:
+    """Every runtime side by side still fits a 120-column terminal; one kind of value a column."""
+    code, out, err = run_cli(
+        "profile", *(str(p) for p in sorted(DATA.glob("*.tflite"))), "--runtime", "all",
+        "--runs", "10", "--warmup", "1", "--data", str(DATA / "tiny_eval.npz"),
+    )  # fmt: skip
+    assert code == 0, err[-2000:]
+    assert max(len(line) for line in out.splitlines()) <= 120, out
+    headers = [line for line in out.splitlines() if line.startswith("model ")]
+    assert len(headers) == 3 and "TFLM arena KB" in headers[2] and "peak RSS MB" in headers[2]
+    assert "arena" not in headers[0] + headers[1]
