@@ -180,7 +180,7 @@ def _build_check(tmp: Path, cc: list[str], flags: list[str]) -> Path:
     subprocess.run(
         [
             *cc,
-            "-O2",
+            "-O3",  # as the native build: the vectorised loops are what is under test
             "-Wall",
             "-Wextra",
             "-Werror",

@@ -388,6 +388,83 @@ void el_simd_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, co
     }
 }
 
+/* ---- float32 elementwise ------------------------------------------------------------------- */
+
+/* expf as straight-line float code the compiler vectorises: exp(x) = 2^n exp(r), n = round(x /
+ * ln 2), r = x - n ln 2 (ln 2 split in two for exactness), exp(r) by the classic degree-7
+ * minimax polynomial on [-ln2/2, ln2/2] (relative error ~1e-7); 2^n built in the exponent bits. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* gcc vectorises fminf/fmaxf only when NaNs need not be honoured (NaN in = NaN-ish out anyway) */
+#define EL_VEC_MATH __attribute__((optimize("finite-math-only", "no-signed-zeros")))
+#else
+#define EL_VEC_MATH
+#endif
+
+EL_VEC_MATH static inline float el_expf_v(float x)
+{
+    float n, r, p;
+    union {
+        int32_t i;
+        float f;
+    } scale;
+    x = fmaxf(-87.0f, fminf(x, 88.0f));
+    n = x * 1.44269504088896341f;
+    n = (float)(int32_t)(n + copysignf(0.5f, n)); /* round; branch-free so it vectorises */
+    r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    scale.i = ((int32_t)n + 127) << 23;
+    return p * scale.f;
+}
+
+EL_VEC_MATH void el_simd_logistic_f32(const float *x, float *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        y[i] = 1.0f / (1.0f + el_expf_v(-x[i]));
+    }
+}
+
+EL_VEC_MATH void el_simd_tanh_f32(const float *x, float *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        /* tanh|x| = 1 - 2 / (exp(2|x|) + 1): absolute error ~1e-7 (relative worse near 0) */
+        const float a = fabsf(x[i]);
+        const float t = 1.0f - 2.0f / (el_expf_v(2.0f * a) + 1.0f);
+        y[i] = copysignf(t, x[i]);
+    }
+}
+
+void el_simd_binary_f32(int op, const float *x1, int step1, const float *x2, int step2, float *y,
+                        int n, int act)
+{
+    int i;
+    if (step1 != 1 || step2 != 1 || act != EL_ACT_NONE) {
+        el_binary_f32(op, x1, step1, x2, step2, y, n, act);
+        return;
+    }
+    if (op == 0) {
+        for (i = 0; i < n; ++i) {
+            y[i] = x1[i] + x2[i];
+        }
+    } else if (op == 1) {
+        for (i = 0; i < n; ++i) {
+            y[i] = x1[i] - x2[i];
+        }
+    } else {
+        for (i = 0; i < n; ++i) {
+            y[i] = x1[i] * x2[i];
+        }
+    }
+}
+
 /* ---- float32 FULLY_CONNECTED --------------------------------------------------------------- */
 
 static float el_simd_act(float v, int act)

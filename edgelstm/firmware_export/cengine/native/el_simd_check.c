@@ -214,6 +214,37 @@ static int check_fc_f32(int cases)
     return bad;
 }
 
+static int check_f32_elementwise(void)
+{
+    /* every 1/64 in [-20, 20]: the vectorised logistic / tanh against libm's */
+    enum { N = 2561 };
+    static float x[N], ya[N], yb[N], x2[N];
+    int i, bad = 0, op;
+    for (i = 0; i < N; ++i) {
+        x[i] = -20.0f + (float)i / 64.0f;
+        x2[i] = (float)range(-1000, 1000) / 100.0f;
+    }
+    el_logistic_f32(x, ya, N);
+    el_simd_logistic_f32(x, yb, N);
+    for (i = 0; i < N; ++i) {
+        bad += fabsf(ya[i] - yb[i]) > 1e-6f;
+    }
+    el_tanh_f32(x, ya, N);
+    el_simd_tanh_f32(x, yb, N);
+    for (i = 0; i < N; ++i) {
+        bad += fabsf(ya[i] - yb[i]) > 1e-6f;
+    }
+    for (op = 0; op < 3; ++op) {
+        el_binary_f32(op, x, 1, x2, 1, ya, N, 0);
+        el_simd_binary_f32(op, x, 1, x2, 1, yb, N, 0);
+        bad += memcmp(ya, yb, sizeof(ya)) != 0;
+    }
+    if (bad) {
+        printf("f32 elementwise: %d values beyond 1e-6\n", bad);
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     const unsigned long long seed = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
@@ -223,7 +254,8 @@ int main(int argc, char **argv)
     if (cases > 60) {
         cases = 60; /* the repack table holds 64 streams: beyond it the portable path would run */
     }
-    bad = check_fc_s8(cases) + check_elementwise(4 * cases) + check_fc_f32(2 * cases);
+    bad = check_fc_s8(cases) + check_elementwise(4 * cases) + check_fc_f32(2 * cases) +
+          check_f32_elementwise();
     printf("%s %s fc_s8=%d elementwise=%d fc_f32=%d cases\n", bad ? "FAIL" : "ok", el_simd_kind(),
            cases, 4 * cases, 2 * cases);
     return bad ? 1 : 0;
