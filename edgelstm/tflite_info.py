@@ -11,11 +11,12 @@ it must not import TensorFlow.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from edgelstm.errors import BadInputError, MissingDependencyError
@@ -394,3 +395,72 @@ def _macs(op: OpDesc, tensors: list[TensorDesc]) -> int:
         if len(a) >= 2 and len(b) >= 2:
             return _numel(shape(0, "out")) * a[-1]
     return 0
+
+
+def _lower_camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _options_namespace(table: Any) -> SimpleNamespace:
+    """An options table's scalar and vector fields as attributes named like the official object
+    API's (`fusedActivationFunction`, `beginMask`, `newShape`, ...)."""
+    values: dict[str, Any] = {}
+    cls = type(table)
+    for attr in dir(cls):
+        if attr.startswith("_") or not attr[:1].isupper() or attr in ("Init",):
+            continue
+        if attr.startswith("GetRootAs") or attr.endswith(
+            ("Length", "IsNone", "BufferHasIdentifier")
+        ):
+            continue
+        fn = getattr(table, attr)
+        if attr.endswith("AsNumpy"):
+            arr = fn()
+            values[_lower_camel(attr[: -len("AsNumpy")])] = (
+                None if isinstance(arr, int) else [v.item() for v in arr]
+            )
+            continue
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            continue
+        if params or f"{attr}AsNumpy" in dir(cls):
+            continue  # a vector element accessor (handled by its AsNumpy twin) or a table
+        values[_lower_camel(attr)] = fn()
+    return SimpleNamespace(**values)
+
+
+def builtin_options(data: bytes) -> list[SimpleNamespace | None]:
+    """The builtin options of every op of the main subgraph (None where an op has none)."""
+    fb = reader()
+    model = fb.Model.GetRootAs(data, 0)
+    sg = model.Subgraphs(0)
+    names = _enum_names("BuiltinOptions")
+    result: list[SimpleNamespace | None] = []
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        name = names.get(op.BuiltinOptionsType(), "NONE")
+        table = op.BuiltinOptions()
+        cls = getattr(fb, name, None) if name != "NONE" else None
+        if table is None or cls is None:
+            result.append(None)
+            continue
+        opts = cls()
+        opts.Init(table.Bytes, table.Pos)
+        result.append(_options_namespace(opts))
+    return result
+
+
+def constant_data(data: bytes) -> dict[int, bytes]:
+    """Raw bytes of every constant tensor of the main subgraph, by tensor index."""
+    model = reader().Model.GetRootAs(data, 0)
+    sg = model.Subgraphs(0)
+    consts: dict[int, bytes] = {}
+    for i in range(sg.TensorsLength()):
+        b = sg.Tensors(i).Buffer()
+        if b <= 0 or b >= model.BuffersLength():
+            continue
+        buf = model.Buffers(b)
+        if buf.DataLength():
+            consts[i] = buf.DataAsNumpy().tobytes()
+    return consts

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prove the runtime side of edgelstm installs and runs WITHOUT TensorFlow, in two fresh venvs:
 #   1. litert:          pip install '.[runtime,export]'          (numpy 2, click, ai-edge-litert, jinja2)
-#   2. tflite-runtime:  pip install '.[pi]'  (tflite-runtime, numpy<2, tflite-micro for the schema
-#                       that tflite-runtime does not ship; --runtime tflite-runtime)
+#   2. tflite-runtime:  pip install '.[pi]'  (tflite-runtime, numpy<2; --runtime tflite-runtime).
+#                       No ai-edge-litert and no tflite-micro may be installed there: reading a
+#                       .tflite needs only the pure-Python `tflite` schema package.
 # In each: `edgelstm inspect/profile/stream` on the committed fixtures in tests/data/, and
 # `import tensorflow` must fail. The two venvs' stream outputs must agree.
 #
@@ -54,6 +55,13 @@ check_venv() {  # name, runtime flag value, pip args...
   if "$py" -c "import tensorflow" 2>/dev/null; then fail "$name: tensorflow is importable"; fi
   "$py" -c "import tf_keras" 2>/dev/null && fail "$name: tf_keras is importable"
 
+  if [[ "$name" == tflite-runtime ]]; then
+    step "$name: neither ai-edge-litert nor tflite-micro is installed"
+    for mod in ai_edge_litert tflite_micro; do
+      if "$py" -c "import $mod" 2>/dev/null; then fail "$name: $mod is installed"; fi
+    done
+  fi
+
   step "$name: edgelstm inspect"
   for f in "$DATA"/*.tflite; do
     "$el" inspect "$f" >/dev/null
@@ -75,6 +83,12 @@ assert lat['runs'] == 30 and lat['min_us'] <= lat['p50_us'] <= lat['p99_us'] <= 
 assert 0.0 <= r['accuracy'] <= 1.0
 "
   grep -q "<table>" "$WORKDIR/$name-report.html" || fail "$name: no table in the HTML report"
+  # "xnnpack" says whether the delegate ran (a DELEGATE node), not what was asked for.
+  for flag in --xnnpack --no-xnnpack; do
+    "$el" -q profile "$DATA/tiny_step_float.tflite" --runtime "$runtime" --runs 3 --json $flag \
+      | "$py" -c "import json,sys; r=json.load(sys.stdin)['results'][0]; assert r['xnnpack'] is ('$flag' == '--xnnpack'), r" \
+      || fail "$name: profile $flag reports the wrong xnnpack"
+  done
 
   step "$name: edgelstm stream --runtime $runtime"
   printf '0.5,-1,2\n1 0 0\n\n0.5,-1,2\n1 0 0\n' \

@@ -185,3 +185,46 @@ def test_profile_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
             *_cli(capsys, "profile", str(STEP_F), "--runtime", "tflite-runtime")[::2],
             "pip install 'edgelstm[pi]'",
         )
+
+
+def _lstm_only(tmp_path: Path) -> Path:
+    """The fused sequence model cut after its UNIDIRECTIONAL_SEQUENCE_LSTM: XNNPACK takes none of
+    its ops, so the default op resolver runs without it."""
+    from edgelstm.convert import fbedit
+
+    model = fbedit._load(SEQ_F.read_bytes())
+    sg = model.subgraphs[0]
+    lstm = sg.operators[0]
+    sg.operators = [lstm]
+    sg.outputs = [lstm.outputs[0]]
+    model.signatureDefs[0].outputs = model.signatureDefs[0].outputs[:1]
+    model.signatureDefs[0].outputs[0].tensorIndex = lstm.outputs[0]
+    path = tmp_path / "lstm_only.tflite"
+    path.write_bytes(fbedit._pack(model))
+    return path
+
+
+INTERPRETERS = [r for r in available_runtimes() if r.value in ("litert", "tflite-runtime")]
+
+
+@pytest.mark.parametrize("runtime", INTERPRETERS, ids=[r.value for r in INTERPRETERS])
+def test_xnnpack_reports_what_ran(
+    runtime: Runtime, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lstm_only = _lstm_only(tmp_path)
+    cases = [
+        ([str(STEP_F)], True),  # the default resolver: XNNPACK takes the FCs
+        ([str(STEP_F), "--no-xnnpack"], False),  # builtin kernels only
+        ([str(STEP_F), "--xnnpack"], True),
+        ([str(lstm_only)], False),  # default, but the delegate took no op
+        ([str(lstm_only), "--xnnpack"], False),
+    ]
+    for args, ran in cases:
+        code, out, err = _cli(
+            capsys, "-q", "profile", *args, "--runtime", runtime.value, "--runs", "3", "--json"
+        )
+        assert code == 0, err
+        row = json.loads(out)["results"][0]
+        assert row["xnnpack"] is ran, (args, row)
+        did_not_apply = any("XNNPACK did not apply" in n for n in row["notes"])
+        assert did_not_apply == (not ran and "--no-xnnpack" not in args), (args, row["notes"])

@@ -211,7 +211,7 @@ def test_auto_choice_falls_back_and_explains_when_nothing_is_installed() -> None
     script = f"from edgelstm.cli import main\nmain(['stream', {str(STEP_F)!r}])\n"
     proc = _run_blocked(script, ["ai_edge_litert", "tflite_runtime", "tensorflow", "tflite_micro"])
     assert proc.returncode == 2, proc.stderr
-    # (the flatbuffer reader itself needs a schema module too: either message is the same shape)
+    # (reading the flatbuffer needs no interpreter package: the message names the runtime)
     err = proc.stderr.strip()
     assert err.count("\n") == 0 and "pip install 'edgelstm[runtime]'" in err, err
 

@@ -270,9 +270,8 @@ class _InterpreterBackend(Backend):
         kwargs: dict[str, Any] = {"model_content": self.model}
         if self.threads is not None:
             kwargs["num_threads"] = int(self.threads)
-        if self.xnnpack is None:
-            self.xnnpack = True  # the interpreter's default op resolver applies XNNPACK
-        if not self.xnnpack:
+        wanted = self.xnnpack is not False  # None: the default op resolver, which applies XNNPACK
+        if not wanted:
             # The builtin resolver without default delegates = no XNNPACK.
             resolver = getattr(mod, "OpResolverType", None) or getattr(
                 getattr(mod, "experimental", None), "OpResolverType", None
@@ -293,6 +292,19 @@ class _InterpreterBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BadInputError(f"{self.runtime.value} cannot load the model: {first}") from None
+        # Report what runs, not what was asked: the delegate can fail to load (LiteRT under
+        # qemu-user drops it silently when /proc/cpuinfo does not look like an ARM CPU) or take
+        # no op at all (a model of ops it lacks, e.g. a lone fused LSTM): builtin kernels run.
+        applied = xnnpack_applied(self.interp)
+        if applied is None:
+            self.xnnpack = wanted
+        else:
+            if wanted and not applied:
+                self.notes.append(
+                    "XNNPACK did not apply (the delegate failed to load or took no op): "
+                    "the builtin kernels ran"
+                )
+            self.xnnpack = applied
         self._in_idx = {t.name: t.tensor_index for t in self.info.inputs}
         self._out_idx = {t.name: t.tensor_index for t in self.info.outputs}
 
@@ -311,6 +323,18 @@ class _InterpreterBackend(Backend):
 
     def reset(self) -> None:
         self.interp.reset_all_variables()
+
+
+def xnnpack_applied(interp: Any) -> bool | None:
+    """Whether a delegate took part of the graph (None: this interpreter cannot tell).
+
+    An applied delegate shows as a DELEGATE node in the interpreter's node list; the only
+    delegate the tf.lite-style interpreters apply on their own is XNNPACK."""
+    try:
+        ops = interp._get_ops_details()
+    except Exception:  # private API: absent or changed in some build
+        return None
+    return any(op.get("op_name") == "DELEGATE" for op in ops)
 
 
 class LiteRTBackend(_InterpreterBackend):

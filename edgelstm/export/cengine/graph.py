@@ -1,6 +1,6 @@
 """The main subgraph of a step .tflite as plain Python data: tensors (with constant data), ops
-(with their builtin options), graph inputs and outputs by signature name. TF-free: uses the
-official schema bindings' object API."""
+(with their builtin options), graph inputs and outputs by signature name. TF-free and
+interpreter-free: read with `edgelstm.tflite_info` (the pure-Python `tflite` schema package)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import BadInputError
-from edgelstm.tflite_info import TFLiteInfo, read_tflite, schema
+from edgelstm.tflite_info import TFLiteInfo, builtin_options, constant_data, read_tflite
 
 _NP_DTYPES = {
     "float32": np.float32,
@@ -97,22 +97,18 @@ def load_graph(path: Path | str) -> Graph:
         raise BadInputError(
             f"{path}: {info.subgraphs} subgraphs; the C engine lowers single-subgraph step models"
         )
-    fb = schema()
-    model = fb.ModelT.InitFromPackedBuf(data, 0)
-    sg = model.subgraphs[0]
+    consts = constant_data(data)
+    options = builtin_options(data)
     tensors = []
-    for i, t in enumerate(sg.tensors):
-        desc = info.tensors[i]
+    for i, desc in enumerate(info.tensors):
         arr = None
-        buf = model.buffers[t.buffer] if t.buffer is not None and t.buffer > 0 else None
-        if buf is not None and buf.data is not None and len(buf.data):
+        if i in consts:
             npdt = _NP_DTYPES.get(desc.dtype)
             if npdt is None:
                 raise BadInputError(
                     f"constant tensor '{desc.name}' has unsupported dtype {desc.dtype}"
                 )
-            raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
-            arr = np.frombuffer(raw, dtype=npdt).copy()
+            arr = np.frombuffer(consts[i], dtype=npdt).copy()
             shape = desc.shape or []
             arr = arr.reshape(shape) if shape else arr.reshape(())
         tensors.append(
@@ -132,7 +128,7 @@ def load_graph(path: Path | str) -> Graph:
             name=o.name,
             inputs=list(o.inputs),
             outputs=list(o.outputs),
-            options=sg.operators[o.index].builtinOptions,
+            options=options[o.index],
         )
         for o in info.ops
     ]
