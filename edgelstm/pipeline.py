@@ -289,7 +289,7 @@ def _export_c(step: Path, outdir: Path, name: str, manifest: dict[str, Any]) -> 
 def build_report(res: PipelineResult) -> Any:
     """The pipeline's Report: accuracy, size, latency and parity per artifact, plus plots."""
     from edgelstm import __version__
-    from edgelstm.report import Plot, Report, Table, bar_plot, scatter_plot
+    from edgelstm.report import Plot, Report, Table, hbar_plot, scatter_plot
 
     m = res.manifest
     seq_len = m.model.seq_len or 1
@@ -311,10 +311,14 @@ def build_report(res: PipelineResult) -> Any:
             )
         )
     rows = []
-    best = min(v["p50_us"] for v in res.latency.values())
+
+    def step_us(a: Any) -> float:  # per time step: a sequence invoke covers seq_len steps
+        return res.latency[a.file]["p50_us"] / (seq_len if a.variant == Variant.SEQUENCE else 1)
+
+    best = min(step_us(a) for a in m.artifacts)
     for a in m.artifacts:
         lat = res.latency[a.file]
-        per_step = lat["p50_us"] / (seq_len if a.variant == Variant.SEQUENCE else 1)
+        per_step = step_us(a)
         p = a.parity
         rows.append(
             [
@@ -327,7 +331,7 @@ def build_report(res: PipelineResult) -> Any:
                 f"{p.max_abs:.2e} ({'ok' if p.passed else 'FAIL'})" if p else "-",
                 f"{lat['p50_us']:.1f} [{lat['min_us']:.1f}, {lat['p99_us']:.1f}]",
                 f"{per_step:.2f}",
-                f"{lat['p50_us'] / best:.1f}x",
+                f"{per_step / best:.1f}x",
             ]
         )
     metric_caption = (
@@ -344,7 +348,7 @@ def build_report(res: PipelineResult) -> Any:
                 "quant",
                 "KiB",
                 "MACs/invoke",
-                res.metric_name,
+                res.metric_name.replace("_", " "),  # spaces let a long metric name wrap
                 "parity max err",
                 "invoke p50 [min, p99] µs",
                 "µs/step",
@@ -406,24 +410,47 @@ def build_report(res: PipelineResult) -> Any:
             )
         )
     labels = [a.file.replace(".tflite", "") for a in m.artifacts]
-    png = bar_plot(
+    # Per step everywhere: a sequence invoke covers T steps (the table's µs/step column).
+    steps = [seq_len if a.variant == Variant.SEQUENCE else 1 for a in m.artifacts]
+    lat = [res.latency[a.file] for a in m.artifacts]
+    png = hbar_plot(
         labels,
-        [res.latency[a.file]["p50_us"] for a in m.artifacts],
-        "invoke p50 (µs)",
-        [(res.latency[a.file]["min_us"], res.latency[a.file]["p99_us"]) for a in m.artifacts],
+        [s["p50_us"] / n for s, n in zip(lat, steps, strict=True)],
+        "µs per time step (invoke ÷ steps per invoke; log scale)",
+        [(s["min_us"] / n, s["p99_us"] / n) for s, n in zip(lat, steps, strict=True)],
     )
     if png:
-        rep.sections.append(Plot("Latency per invoke", png, "Bars: median; whiskers: min to p99."))
-    png = scatter_plot(
-        [
-            (lbl, a.size_bytes / 1024, res.accuracy[a.file])
-            for lbl, a in zip(labels, m.artifacts, strict=True)
-        ],
-        "size (KiB)",
-        res.metric_name,
-    )
+        rep.sections.append(
+            Plot(
+                "Latency per time step",
+                png,
+                "Bars: median; whiskers: min to p99. A sequence model's invoke is divided by its "
+                "T steps, so step and sequence artifacts compare at the same unit.",
+            )
+        )
+    acc = [res.accuracy[a.file] for a in m.artifacts]
+    if max(acc) - min(acc) > 1e-9:
+        png = scatter_plot(
+            [
+                (lbl, a.size_bytes / 1024, v)
+                for lbl, a, v in zip(labels, m.artifacts, acc, strict=True)
+            ],
+            "size (KiB)",
+            res.metric_name,
+        )
+        title, caption = "Size vs accuracy", ""
+    else:  # every artifact scores the same: the error against Keras is what differs
+        png = scatter_plot(
+            [(lbl, a.size_bytes / 1024, max(a.parity.max_abs, 1e-12))
+             for lbl, a in zip(labels, m.artifacts, strict=True) if a.parity],
+            "size (KiB)",
+            "max abs error vs Keras (log)",
+            logy=True,
+        )  # fmt: skip
+        title = "Size vs error against Keras"
+        caption = f"Every artifact scores {acc[0]:.4f} on {res.metric_name}, so the parity error is shown."
     if png:
-        rep.sections.append(Plot("Size vs accuracy", png))
+        rep.sections.append(Plot(title, png, caption))
     rep.sections.extend(res.quant_sections)
     rep.sections.extend(res.explain_sections)
     notes = [*m.notes, *res.notes, *(f"{a.file}: {n}" for a in m.artifacts for n in a.notes)]

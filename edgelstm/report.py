@@ -73,7 +73,8 @@ class Report:
             "<!doctype html><html><head><meta charset='utf-8'>",
             f"<title>{e(self.title)}</title><style>",
             "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}",
-            "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+            "table{border-collapse:collapse;margin:.5em 0}img{max-width:100%;height:auto}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;"
             "text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
             "td:first-child,th:first-child{text-align:left}.cap{color:#555;font-size:.9em}",
             "</style></head><body>",
@@ -101,45 +102,66 @@ class Report:
         return "\n".join(parts) + "\n"
 
 
-def bar_plot(
-    labels: Sequence[str],
-    values: Sequence[float],
-    ylabel: str,
-    errors: Sequence[tuple[float, float]] | None = None,
-) -> bytes | None:
-    """A bar chart as PNG, or None when matplotlib is not installed."""
-    plt = _pyplot()
-    if plt is None:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
-    xs = range(len(labels))
-    yerr = None
-    if errors:
-        yerr = [
-            [v - lo for v, (lo, _) in zip(values, errors, strict=True)],
-            [hi - v for v, (_, hi) in zip(values, errors, strict=True)],
-        ]
-    ax.bar(xs, values, yerr=yerr, color="#4c72b0", capsize=3)
-    ax.set_xticks(list(xs), labels, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    return _png(fig, plt)
-
-
 def scatter_plot(
-    points: Sequence[tuple[str, float, float]], xlabel: str, ylabel: str
+    points: Sequence[tuple[str, float, float]],
+    xlabel: str,
+    ylabel: str,
+    logy: bool = False,
 ) -> bytes | None:
-    """Labelled points (e.g. size vs latency) as PNG, or None without matplotlib."""
+    """Points (e.g. size vs accuracy) as PNG, or None without matplotlib. Each point has its own
+    marker and colour and is named in a legend beside the axes, so coinciding points stay
+    readable (annotations on top of each other would not)."""
     plt = _pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    for label, x, y in points:
-        ax.scatter([x], [y], s=30)
-        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=100)
+    markers = "osD^vP*X"
+    colours = plt.get_cmap("tab10")
+    for i, (label, x, y) in enumerate(points):
+        ax.scatter([x], [y], s=50, marker=markers[i % len(markers)], color=colours(i % 10),
+                   label=label, alpha=0.85, zorder=3)  # fmt: skip
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _png(fig, plt)
+
+
+def hbar_plot(
+    labels: Sequence[str],
+    values: Sequence[float],
+    xlabel: str,
+    errors: Sequence[tuple[float, float]] | None = None,
+    log: bool = True,
+) -> bytes | None:
+    """Horizontal bars (one row per label, first on top) with optional low/high whiskers; a log
+    axis keeps a 100x slower artifact from flattening the others."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.42 * len(labels)), dpi=100)
+    ys = range(len(labels))
+    xerr = None
+    if errors:
+        xerr = [
+            [max(v - lo, 0.0) for v, (lo, _) in zip(values, errors, strict=True)],
+            [max(hi - v, 0.0) for v, (_, hi) in zip(values, errors, strict=True)],
+        ]
+    ax.barh(list(ys), values, xerr=xerr, color="#4c72b0", capsize=3)
+    ax.set_yticks(list(ys), labels, fontsize=8)
+    ax.invert_yaxis()
+    if log:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    for y, v in zip(ys, values, strict=True):
+        ax.annotate(f"{v:.3g}", (v, y), xytext=(4, -3), textcoords="offset points", fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
     return _png(fig, plt)
 
 

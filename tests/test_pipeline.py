@@ -83,6 +83,10 @@ def test_pipeline_end_to_end_quick(run_cli, tmp_path: Path) -> None:
     assert c_int8["ok"] and c_int8["max_lsb_diff"] <= 1  # the C engine, compiled and run
     assert "Standalone C engine" in stdout
     assert "<img" in (out / "report.html").read_text() and "| artifact |" in stdout
+    assert "Inside the network" in stdout  # the explain section (int8 step model vs float)
+    from browser_check import assert_readable
+
+    assert_readable(out / "report.html", min_images=4)  # as a reader sees it, at 1280 px
 
 
 def test_pipeline_recipe_argument_conflict(run_cli, tmp_path: Path) -> None:

@@ -126,6 +126,9 @@ def test_quantize_int16x8_runs_in_tflm(run_cli, keras_model_file, calibration_fi
     rep = json.loads(stdout)
     assert json.loads((out / "report.json").read_text()) == rep
     assert "## Error over a 120-step stream" in (out / "report.md").read_text()
+    from browser_check import assert_readable
+
+    assert_readable(out / "report.html", min_images=1)  # as a reader sees it, at 1280 px
     assert abs(rep["prune"]["reached"] - 0.5) < 0.01
     assert any("does not make a .tflite smaller" in n for n in rep["notes"])
     for s in rep["sizes"]:
