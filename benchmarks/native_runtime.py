@@ -14,6 +14,7 @@ against ONNX Runtime's fused LSTM graph from the same run. Median of repeated ba
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import sys
 import tempfile
@@ -58,9 +59,12 @@ def native_timings(step: Path, budget: Budget, seq_len: int | None = None) -> di
     raw = np.ascontiguousarray(quantize(xs, xi.dtype, xi.scale, xi.zero_point), b.engine.x_dtype)
     ys = np.empty((CHUNK, b.engine.y_size), b.engine.y_dtype)
     eng, state = b.engine, b.state
+    run, status = eng.lib.eln_run, np.zeros(1, np.int32)
+    # raw pointers once: numpy's .ctypes.data costs about a microsecond per access
+    p_state, p_raw, p_ys, p_status = (a.ctypes.data for a in (state, raw, ys, status))
 
     def chunk() -> None:
-        eng.run(state, raw, ys)
+        run(p_state, p_raw, p_ys, CHUNK, p_status)
 
     b.set_raw("x", raw[0])
     chunked = measure(chunk, Budget(budget.warmup // 10 + 1, budget.repeats, budget.batch_seconds))
@@ -79,10 +83,12 @@ def native_timings(step: Path, budget: Budget, seq_len: int | None = None) -> di
         seq = raw[:seq_len] if len(raw) >= seq_len else np.resize(raw, (seq_len, raw.shape[1]))
         seq = np.ascontiguousarray(seq)
         sy = np.empty((seq_len, eng.y_size), eng.y_dtype)
+        p_seq, p_sy = seq.ctypes.data, sy.ctypes.data
+        memset, nbytes = ctypes.memset, state.nbytes
 
         def sequence() -> None:
-            state[:] = 0
-            eng.run(state, seq, sy)
+            memset(p_state, 0, nbytes)  # a new sequence: zero state
+            run(p_state, p_seq, p_sy, seq_len, p_status)
 
         s = measure(sequence, budget)
         out["sequence_us"] = s.median_us
@@ -329,3 +335,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def from_run(ctx: Any, step_models: list[Any], seq_model: Any, results: dict[str, Any]) -> dict:
+    """The suite inside benchmarks.run: its models (conversions reused), peak and ORT rows."""
+    from benchmarks import suites
+
+    steps = {}
+    for bm in step_models:
+        outdir, manifest = suites.edgelstm_artifacts(ctx, bm, ["float", "int8"])
+        steps[bm.key] = _step_paths(outdir, manifest)
+    outdir, manifest = suites.edgelstm_artifacts(ctx, seq_model, ["float", "int8"])
+    seq = (seq_model.key, _step_paths(outdir, manifest), seq_model.seq_len)
+    return suite(steps, seq, ctx.peak, ctx.budget, results, ctx.log)

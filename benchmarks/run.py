@@ -201,6 +201,11 @@ def run(quick: bool, out: Path, work: Path) -> dict[str, Any]:
     results["step"] = step_rows
     log(f"sequence latency: {seq_model.title}")
     results["sequence"] = suites.sequence_suite(ctx, seq_model, plain)
+    log("native runtime (edgelstm.runtime.native)")
+    from benchmarks import native_runtime
+
+    results["native_runtime"] = native_runtime.from_run(ctx, step_models, seq_model, results)
+    _write_atomic(out / "native.md", native_runtime.render(results["native_runtime"], peak))
 
     log("Cortex-M4 (qemu)")
     results["mcu"] = suites.mcu_suite(ctx, step_models[0])

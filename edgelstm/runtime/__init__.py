@@ -2,7 +2,8 @@
 
 `load_backend` gives one float-in/float-out interface over LiteRT, tflite-runtime, TensorFlow
 and TFLite Micro; `StepRunner` (alias `Stream`) streams a step model one sample at a time;
-`SequenceRunner` runs whole sequences with the fused-LSTM state reset in between.
+`SequenceRunner` runs whole sequences with the fused-LSTM state reset in between; `StreamBatch`
+runs B independent streams on the native runtime (the C engine compiled here, `runtime="native"`).
 """
 
 from edgelstm.runtime.backends import (
@@ -14,6 +15,7 @@ from edgelstm.runtime.backends import (
     load_backend,
     resolve_runtime,
 )
+from edgelstm.runtime.native import StreamBatch
 from edgelstm.runtime.stream import SequenceRunner, StepRunner, Stream, model_variant
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "SequenceRunner",
     "StepRunner",
     "Stream",
+    "StreamBatch",
     "available_runtimes",
     "is_available",
     "load_backend",
