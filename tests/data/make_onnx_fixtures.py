@@ -6,8 +6,9 @@ Run in a separate venv, never in the project's (torch pulls GBs of CUDA from the
     python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 onnx numpy
     /tmp/torchvenv/bin/python tests/data/make_onnx_fixtures.py
 
-Every module is tiny and seeded; the time axis is exported dynamic (so onnxruntime can run a long
-stream as one sequence, the streaming reference) unless the fixture name says `static`.
+Every module is tiny and seeded. The TorchScript exporter (dynamo=False) files have a dynamic time
+axis (so onnxruntime can run a long stream as one sequence, the streaming reference) unless the
+name says `static`; `dynamo_*` files come from the default (dynamo) exporter, static shapes.
 """
 
 from __future__ import annotations
@@ -209,6 +210,23 @@ def _export(
     print(f"{path.name}: {path.stat().st_size} bytes")
 
 
+def _export_dynamo(name: str, module: nn.Module, example: torch.Tensor) -> None:
+    """The default exporter of torch >= 2.9 (torch.export + onnxscript): static shapes here, the
+    weights inlined (external_data=False) so the fixture is one file."""
+    module.eval()
+    path = OUT / f"{name}.onnx"
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        dynamo=True,
+        external_data=False,
+    )
+    print(f"{path.name}: {path.stat().st_size} bytes")
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -231,6 +249,9 @@ def main() -> int:
     ]
     for name, module, example, t_axis, b_axis in fixtures:
         _export(name, module, example, t_axis, b_axis)
+    torch.manual_seed(1)
+    _export_dynamo("dynamo_lstm_last", LSTMLast(layers=2), x)
+    _export_dynamo("dynamo_bigru_seq", BiGRUSeq(), x)
     return 0
 
 

@@ -28,7 +28,6 @@ _ALTERNATIVES = {
     "Loop": "export nn.LSTM/nn.GRU/nn.RNN as the ONNX LSTM/GRU/RNN op (torch.onnx.export(..., dynamo=False))",
     "ReduceMean": "nn.LayerNorm exported at opset >= 17 (one LayerNormalization node)",
     "Conv": "a 1-D Conv (nn.Conv1d, group=1)",
-    "LeakyRelu": "Relu",
     "Gelu": "Relu, Tanh or Sigmoid",
     "Attention": "a recurrent layer (LSTM/GRU/RNN)",
     "MultiHeadAttention": "a recurrent layer (LSTM/GRU/RNN)",
@@ -36,7 +35,7 @@ _ALTERNATIVES = {
 _SUPPORTED = (
     "LSTM, GRU, RNN, MatMul/Gemm (+Add bias), Gather (embedding table, last step, final state), "
     "Conv (1-D) with Pad/Slice for causal padding, BatchNormalization, LayerNormalization, "
-    "Relu, Sigmoid, Tanh, Softmax, LogSoftmax, Elu, Softplus, Softsign, HardSigmoid, "
+    "Relu, LeakyRelu, Sigmoid, Tanh, Softmax, LogSoftmax, Elu, Softplus, Softsign, HardSigmoid, "
     "Dropout, Identity, Transpose, Squeeze, Unsqueeze, Reshape, Flatten, Concat of final states"
 )
 _ACT = {
@@ -639,6 +638,25 @@ class _Tracer:
             raise _refuse(node, "alpha != 1 is not supported", "Elu with alpha=1")
         self._activation(node, "elu")
 
+    def op_LeakyRelu(self, node: Any) -> None:
+        from edgelstm.convert.layers import supported_layers
+
+        if "LeakyReLU" not in supported_layers():
+            raise _refuse(node, "LeakyReLU is not in edgelstm's layer registry", "Relu")
+        a = self.materialize(node, self.act_in(node))
+        self.head(node, a)
+        slope = float(_attrs(node).get("alpha", 0.01))
+        pos = self.add(
+            Layer(
+                "LeakyReLU",
+                _keras_name(node.name or "leaky_relu", self.names),
+                node.name,
+                {"negative_slope": slope},
+                [],
+            )
+        )
+        self.set_out(node, Act(list(a.labels), list(a.sizes), pos))
+
     def op_Softplus(self, node: Any) -> None:
         self._activation(node, "softplus")
 
@@ -989,19 +1007,37 @@ class _Tracer:
             self.values[outs[2]] = _Poison(
                 node, "the final cell state Y_c", "the outputs Y or Y_h (the step model returns c)"
             )
-        self.notes.append(
-            f"{layer.name}: from ONNX node '{node.name}' ({node.op_type}, "
-            f"{direction}, hidden {hidden})"
-            + (
-                "; step model state"
-                + ("s" if kind == "LSTM" else "")
-                + " = PyTorch h0"
-                + ("/c0" if kind == "LSTM" else "")
-                + " of this layer"
-                if dirs == 1 and direction == "forward"
-                else ""
+
+
+def _state_notes(layers: list[Layer]) -> list[str]:
+    """Which step-model state inputs are which PyTorch h0/c0 entries (state{k} counts the layers
+    that carry state, as the step model does; h0[j] counts the ONNX ops of one nn.LSTM/GRU/RNN)."""
+    notes = []
+    k = 0
+    per_module: dict[str, int] = {}
+    for layer in layers:
+        if layer.kind == "Conv1D":
+            if layer.cfg["padding"] == "causal" and layer.cfg["kernel_size"] > 1:
+                k += 1
+            continue
+        if layer.kind not in ("LSTM", "GRU", "SimpleRNN"):
+            continue
+        module = layer.node.rsplit("/", 1)[0].strip("/") or layer.node
+        j = per_module.get(module, 0)
+        per_module[module] = j + 1
+        dirs = 2 if layer.bidirectional else 1
+        what = f"{layer.name}: ONNX node '{layer.node}' ({layer.kind}, {layer.cfg['units']} units"
+        what += ", bidirectional)" if dirs == 2 else ")"
+        if dirs == 1:
+            roles = ["h", "c"] if layer.kind == "LSTM" else ["h"]
+            torch_names = [f"{r}0[{j}]" for r in roles]
+            what += (
+                f"; step-model state inputs {', '.join(f'state{k}_{r}' for r in roles)} = "
+                f"PyTorch {', '.join(torch_names)} of '{module}'"
             )
-        )
+        notes.append(what)
+        k += 1
+    return notes
 
 
 class _Poison:
@@ -1105,6 +1141,8 @@ def _build_keras(tracer: _Tracer) -> Any:
             k = keras.layers.LayerNormalization(epsilon=c["epsilon"], name=layer.name)
         elif layer.kind == "BatchNormalization":
             k = keras.layers.BatchNormalization(epsilon=c["epsilon"], name=layer.name)
+        elif layer.kind == "LeakyReLU":
+            k = keras.layers.LeakyReLU(negative_slope=c["negative_slope"], name=layer.name)
         elif layer.kind == "Flatten":
             k = keras.layers.Flatten(name=layer.name)
         else:  # pragma: no cover - every Layer kind made above is listed
@@ -1118,16 +1156,9 @@ def _build_keras(tracer: _Tracer) -> Any:
 # --- the reference ------------------------------------------------------------------------------
 
 
-def _reference(
-    path: Path,
-    in_name: str,
-    in_labels: list[str],
-    out: Act,
-    token: bool,
-    in_dtype: Any,
-    dynamic_batch: bool,
-) -> Callable[[np.ndarray], np.ndarray]:
-    """onnxruntime on the source file, inputs/outputs moved to the Keras layout [N, T, ...]."""
+def _session(path: Path, notes: list[str]) -> Callable[[str, np.ndarray], np.ndarray]:
+    """onnxruntime on the file; onnx's reference evaluator where onnxruntime has no kernel
+    (batch-wise recurrent ops, layout=1)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -1136,29 +1167,64 @@ def _reference(
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if "layout" not in str(exc):
+            raise BadInputError(
+                f"{path}: onnxruntime cannot load the model ({str(exc).splitlines()[0][:200]})"
+            ) from None
+        from onnx.reference import ReferenceEvaluator
+
+        ev = ReferenceEvaluator(str(path))
+        notes.append(
+            "onnxruntime has no kernel for batch-wise (layout=1) recurrent ops: the reference is "
+            "onnx's reference evaluator (onnx.reference) running the source file"
+        )
+        return lambda name, x: np.asarray(ev.run(None, {name: x})[0])
+    return lambda name, x: np.asarray(sess.run(None, {name: x})[0])
+
+
+def _reference(
+    path: Path,
+    in_name: str,
+    in_labels: list[str],
+    out: Act,
+    in_dtype: Any,
+    notes: list[str],
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The source model's outputs [N, ...] (inputs/outputs moved between the Keras layout and the
+    file's): batches of 32, or one sequence at a time where the graph fixes the batch (a static
+    initial state, a fixed batch axis)."""
+    run_one = _session(path, notes)
     to_onnx = [("B", "T", "F").index(lab) for lab in in_labels]
+    labels = list(out.labels) if "B" in out.labels else ["B", *out.labels]
+    pick = sorted(
+        [k for k, lab in enumerate(labels) if lab in ("B", "T", "F")],
+        key=lambda k: "BTF".index(labels[k]),
+    )
+    state = {"step": 32}
+
+    def chunk_out(chunk: np.ndarray) -> np.ndarray:
+        y = run_one(in_name, np.transpose(chunk, to_onnx).astype(in_dtype)).astype(np.float64)
+        if "B" not in out.labels:
+            y = y[None]
+        rest = [k for k in range(y.ndim) if k not in pick]
+        return np.transpose(y, pick + rest).reshape(len(chunk), -1)
 
     def run(xs: np.ndarray) -> np.ndarray:
         outs = []
-        step = 32 if dynamic_batch else 1
-        for i in range(0, len(xs), step):
-            chunk = np.asarray(xs[i : i + step])
-            n = len(chunk)
-            feed = np.transpose(chunk, to_onnx).astype(in_dtype)
-            y = np.asarray(sess.run(None, {in_name: feed})[0], np.float64)
-            if "B" not in out.labels:
-                y = y[None]
-                labels = ["B", *out.labels]
-            else:
-                labels = list(out.labels)
-            pick = sorted(
-                [k for k, lab in enumerate(labels) if lab in ("B", "T", "F")],
-                key=lambda k: "BTF".index(labels[k]),
-            )
-            rest = [k for k in range(y.ndim) if k not in pick]
-            y = np.transpose(y, pick + rest).reshape(n, -1)
-            outs.append(y)
+        i = 0
+        while i < len(xs):
+            chunk = np.asarray(xs[i : i + state["step"]])
+            try:
+                outs.append(chunk_out(chunk))
+            except Exception:
+                if state["step"] == 1:
+                    raise
+                state["step"] = 1  # the graph fixes the batch: one sequence at a time
+                continue
+            i += len(chunk)
         return np.concatenate(outs)
 
     return run
@@ -1228,6 +1294,9 @@ def load_onnx(path: str | Path, seq_len: int | None) -> ImportedONNX:
         try:
             out, in_name = tracer.run()
         except (UnsupportedLayerError, BadInputError) as exc:
+            # A reason found while tracing outranks a shape pre-check of the other reading, and
+            # a layout mismatch is the weakest tracing reason (the other reading may be right).
+            exc.rank = 1 if "do not match layout" in str(exc) else 2  # type: ignore[attr-defined]
             errors.append(exc)
             continue
         keras_model = _build_keras(tracer)
@@ -1235,7 +1304,8 @@ def load_onnx(path: str | Path, seq_len: int | None) -> ImportedONNX:
         if tracer.token_input:
             in_labels = in_labels[:2] if layout == "BT" else ["T", "B"]
         np_dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type)
-        ref = _reference(path, in_name, in_labels, out, tracer.token_input, np_dtype, b_dim == 0)
+        ref_notes: list[str] = []
+        ref = _reference(path, in_name, in_labels, out, np_dtype, ref_notes)
         shape = tuple(keras_model.output_shape[1:])
 
         def reference(xs: np.ndarray, _r: Callable = ref, _s: tuple = shape) -> np.ndarray:
@@ -1246,14 +1316,9 @@ def load_onnx(path: str | Path, seq_len: int | None) -> ImportedONNX:
             f"source: ONNX ({'time-major' if layout == 'TB' else 'batch-first'} input, opset "
             f"{max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default=0)}); "
             "verified against onnxruntime",
-            *tracer.notes,
+            *ref_notes,
+            *_state_notes(tracer.layers),
         ]
         return ImportedONNX(model=keras_model, reference=reference, notes=notes, seq_len=t)
-    # Both layouts failed: report the batch-first reading's reason unless only the time-major
-    # one got as far as a layout check.
-    best = errors[0]
-    for e in errors:
-        if "do not match layout" not in str(e):
-            best = e
-            break
-    raise best
+    # Both readings failed: report the most specific reason (the batch-first one on a tie).
+    raise max(errors, key=lambda e: getattr(e, "rank", 0))
