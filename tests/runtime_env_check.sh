@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prove the runtime side of edgelstm installs and runs WITHOUT TensorFlow, in two fresh venvs:
 #   1. litert:          pip install '.[runtime,export]'          (numpy 2, click, ai-edge-litert, jinja2)
-#   2. tflite-runtime:  pip install '.[pi]'  (tflite-runtime, numpy<2; --runtime tflite-runtime).
+#   2. tflite-runtime:  pip install '.[pi,export]'  (tflite-runtime, numpy<2, jinja2; --runtime
+#                       tflite-runtime and --runtime native, the C engine compiled here).
 #                       No ai-edge-litert and no tflite-micro may be installed there: reading a
 #                       .tflite needs only the pure-Python `tflite` schema package.
 # In each: `edgelstm inspect/profile/stream` on the committed fixtures in tests/data/, and
@@ -129,7 +130,7 @@ EOF
 
 case "$WHICH" in
   litert | all) check_venv litert litert "$SRC[runtime,export]" ;;&
-  tflite-runtime | all) check_venv tflite-runtime tflite-runtime "$SRC[pi]" ;;&
+  tflite-runtime | all) check_venv tflite-runtime tflite-runtime "$SRC[pi,export]" ;;&
   litert | tflite-runtime | all) ;;
   *) fail "unknown argument '$WHICH' (litert, tflite-runtime or all)" ;;
 esac
@@ -168,6 +169,22 @@ assert [r['runtime'] for r in rows] == ['native', 'litert'] and not any(r['error
 assert 'tensorflow' not in sys.modules
 " || fail "litert: native runtime disagrees with litert"
   unset EDGELSTM_CACHE_DIR
+fi
+
+if [[ "$WHICH" == tflite-runtime || "$WHICH" == all ]]; then
+  # The 32-bit Pi path's second runtime: the C engine compiled here, its graph read by the
+  # portable reader (no ai-edge-litert, no tflite-micro in this venv).
+  step "tflite-runtime: --runtime native in the same venv"
+  venv="$WORKDIR/venv-tflite-runtime"
+  EDGELSTM_CACHE_DIR="$WORKDIR/native-cache-tfr" "$venv/bin/edgelstm" stream \
+    "$DATA/tiny_step_float.tflite" --runtime native --input "$WORKDIR/samples.npy" \
+    --output "$WORKDIR/tfr-native-stream.npy" || fail "tflite-runtime: stream --runtime native failed"
+  "$venv/bin/python" -c "
+import numpy as np
+a = np.load('$WORKDIR/tflite-runtime-stream.npy'); b = np.load('$WORKDIR/tfr-native-stream.npy')
+d = float(np.abs(a - b).max()); print(f'max |tflite-runtime - native| = {d:.2e}')
+assert a.shape == b.shape and d < 1e-5
+" || fail "tflite-runtime: native runtime disagrees with tflite-runtime"
 fi
 
 if [[ "$WHICH" == all ]]; then
