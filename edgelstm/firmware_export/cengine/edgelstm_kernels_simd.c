@@ -493,8 +493,9 @@ static inline float el_hsum8(__m256 v)
 }
 #endif
 
-void el_simd_fc_f32(const float *x, int cols, const float *w, const float *bias, int rows, int act,
-                    float *y)
+/* Row-major dot products, 4 rows at a time (the fallback when the repack table is full). */
+static void el_fc_f32_rows(const float *x, int cols, const float *w, const float *bias, int rows,
+                           int act, float *y)
 {
     int r = 0, c;
 #if EL_SIMD_X86 == 3
@@ -620,6 +621,108 @@ void el_simd_fc_f32(const float *x, int cols, const float *w, const float *bias,
         y[r] = el_simd_act(s + (bias ? bias[r] : 0.0f), act);
     }
 #endif
+}
+
+/* Float weights repacked on first use (per weight pointer) into 16-row tiles, column-major in a
+ * tile: out[16 rows] += x[c] * tile[c][16], so no horizontal sums. Rows past `rows` are zero. */
+typedef struct {
+    const float *key;
+    int rows, cols;
+    float *t;
+} el_packed_f32_t;
+
+static el_packed_f32_t el_fpacks[EL_PACK_MAX];
+static int el_nfpacks;
+
+static const float *el_pack_f32(const float *w, int cols, int rows)
+{
+    el_packed_f32_t *p;
+    int i, r, c;
+    for (i = 0; i < el_nfpacks; ++i) {
+        if (el_fpacks[i].key == w && el_fpacks[i].rows == rows && el_fpacks[i].cols == cols) {
+            return el_fpacks[i].t;
+        }
+    }
+    if (el_nfpacks == EL_PACK_MAX) {
+        return 0;
+    }
+    p = &el_fpacks[el_nfpacks];
+    p->t = (float *)calloc((size_t)((rows + 15) / 16) * 16 * (size_t)cols, sizeof(float));
+    if (!p->t) {
+        return 0;
+    }
+    for (r = 0; r < rows; ++r) {
+        for (c = 0; c < cols; ++c) {
+            p->t[((long)(r / 16) * cols + c) * 16 + r % 16] = w[(long)r * cols + c];
+        }
+    }
+    p->key = w;
+    p->rows = rows;
+    p->cols = cols;
+    ++el_nfpacks;
+    return p->t;
+}
+
+void el_simd_fc_f32(const float *x, int cols, const float *w, const float *bias, int rows, int act,
+                    float *y)
+{
+    const float *t = el_pack_f32(w, cols, rows);
+    float out[16];
+    int b, c, i;
+    if (t == 0 || cols < 2) {
+        el_fc_f32_rows(x, cols, w, bias, rows, act, y);
+        return;
+    }
+    for (b = 0; b < (rows + 15) / 16; ++b, t += 16L * cols) {
+        const int n = rows - 16 * b < 16 ? rows - 16 * b : 16;
+#if EL_SIMD_X86 == 3
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (c = 0; c + 4 <= cols; c += 4) {
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[c]), _mm512_loadu_ps(t + 16 * c), a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[c + 1]), _mm512_loadu_ps(t + 16 * c + 16), a1);
+            a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[c + 2]), _mm512_loadu_ps(t + 16 * c + 32), a2);
+            a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[c + 3]), _mm512_loadu_ps(t + 16 * c + 48), a3);
+        }
+        for (; c < cols; ++c) {
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[c]), _mm512_loadu_ps(t + 16 * c), a0);
+        }
+        _mm512_storeu_ps(out, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+#elif EL_SIMD_X86
+        __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0;
+        for (c = 0; c + 2 <= cols; c += 2) {
+            const __m256 x0 = _mm256_set1_ps(x[c]), x1 = _mm256_set1_ps(x[c + 1]);
+            l0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(t + 16 * c), l0);
+            h0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(t + 16 * c + 8), h0);
+            l1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(t + 16 * c + 16), l1);
+            h1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(t + 16 * c + 24), h1);
+        }
+        for (; c < cols; ++c) {
+            const __m256 x0 = _mm256_set1_ps(x[c]);
+            l0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(t + 16 * c), l0);
+            h0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(t + 16 * c + 8), h0);
+        }
+        _mm256_storeu_ps(out, _mm256_add_ps(l0, l1));
+        _mm256_storeu_ps(out + 8, _mm256_add_ps(h0, h1));
+#else
+        float32x4_t a[4];
+        for (i = 0; i < 4; ++i) {
+            a[i] = vdupq_n_f32(0.0f);
+        }
+        for (c = 0; c < cols; ++c) {
+            const float32x4_t xv = vdupq_n_f32(x[c]);
+            a[0] = vfmaq_f32(a[0], xv, vld1q_f32(t + 16 * c));
+            a[1] = vfmaq_f32(a[1], xv, vld1q_f32(t + 16 * c + 4));
+            a[2] = vfmaq_f32(a[2], xv, vld1q_f32(t + 16 * c + 8));
+            a[3] = vfmaq_f32(a[3], xv, vld1q_f32(t + 16 * c + 12));
+        }
+        for (i = 0; i < 4; ++i) {
+            vst1q_f32(out + 4 * i, a[i]);
+        }
+#endif
+        for (i = 0; i < n; ++i) {
+            y[16 * b + i] = el_simd_act(out[i] + (bias ? bias[16 * b + i] : 0.0f), act);
+        }
+    }
 }
 
 #endif /* EL_SIMD_ANY */

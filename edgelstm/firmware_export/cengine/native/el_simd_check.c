@@ -3,7 +3,8 @@
  * the sum of |w x|). Build with the flags of the variant under test, e.g.
  *   cc -O2 -march=native el_simd_check.c edgelstm_kernels.c edgelstm_kernels_simd.c -lm
  * Usage: el_simd_check [seed [cases]]. Prints one summary line; exit 1 on any mismatch.
- * Streams are never freed: the SIMD FC caches its repacked weights per stream pointer. */
+ * Streams and float weights are never freed: the SIMD FCs cache their repacked weights per
+ * pointer (as a generated engine's weights are static, the pointers never change). */
 #define EL_SIMD_NO_REMAP 1
 #include <math.h>
 #include <stdio.h>
@@ -205,7 +206,8 @@ static int check_fc_f32(int cases)
                 }
             }
         }
-        free(w);
+        /* w is never freed: the SIMD FC caches its repacked tiles per weight pointer (the first
+         * 64 cases run the tiled path, the rest the row-major fallback) */
         free(bias);
         free(x);
         free(ya);
