@@ -148,6 +148,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": t["ram_met"],
             }
         )
+    from benchmarks import mcu  # issue #16: every core, cell kind and the TFLM peer
+
+    out.extend(mcu.targets(results))
     return out
 
 
@@ -264,7 +267,9 @@ def render(results: dict[str, Any]) -> str:
             "## Cortex-M4 (qemu) instructions per MAC",
             "",
             "qemu counts executed instructions, not cycles (an M4 takes ≥1 cycle per instruction, "
-            "more for loads and multiplies); the published rows are cycles per MAC on hardware.",
+            "more for loads and multiplies); the published rows are cycles per MAC on hardware. "
+            "Rows per core (Cortex-M4/M7/M33/M55) and the TFLite Micro + CMSIS-NN peer rows "
+            "(instructions per step) come from benchmarks/mcu.py.",
             "",
             "| model | system | figure | instructions/step | flash (weights) | RAM | status | notes |",
             "|---|---|---|---|---|---|---|---|",

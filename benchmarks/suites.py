@@ -745,34 +745,6 @@ def _mcu_row(model: str, quant: str, tflite: Path | None, manifest: Any) -> dict
     return r
 
 
-def _mcu_peer_row(ctx: Context, model: str, tflite: Path, engine: dict[str, Any]) -> dict:
-    """TFLite Micro + CMSIS-NN on the same int8 step .tflite, same emulated core, same run."""
-    r = row("mcu", model, "TFLite Micro + CMSIS-NN int8 (step model)", runtime="qemu Cortex-M4")
-    r["quant"] = "int8"
-    if ctx.quick:  # building the TFLM library takes minutes
-        r.update(status="not measured", notes=["skipped by --quick"])
-        return r
-    try:
-        from edgelstm.export.tflm_build import m4_instructions_per_invoke
-
-        res = m4_instructions_per_invoke(tflite, steps=6)
-    except Exception as exc:  # a missing tree or toolchain is a row, not a crash
-        r.update(status="not measured", notes=[f"not measured: {type(exc).__name__}: {exc}"[:240]])
-        return r
-    macs = (engine.get("detail") or {}).get("macs_per_step")
-    r["value"] = round(res["median"] / macs, 3) if macs else None
-    r["unit"] = "instructions/MAC"
-    mine = (engine.get("detail") or {}).get("instructions_per_step")
-    r["detail"] = {
-        "instructions_per_step": res["median"],
-        "engine_instructions_per_step": mine,
-        "peer_over_engine": round(res["median"] / mine, 2) if mine else None,
-        "config": res["config"],
-    }
-    r["notes"] = ["qemu counts instructions, not cycles (-icount shift=0); measured here"]
-    return r
-
-
 def mcu_suite(ctx: Context, bm: M.BenchModel) -> list[dict[str, Any]]:
     """Cortex-M4 (qemu): the C engine on issue #7's LSTM(64) and on `bm`, float and int8."""
     rows = []
@@ -789,12 +761,13 @@ def mcu_suite(ctx: Context, bm: M.BenchModel) -> list[dict[str, Any]]:
         files = {a["quantization"]: step_int8.parent / a["file"] for a in man["artifacts"]}
         for quant in ("float", "int8"):
             rows.append(_mcu_row("lstm64", quant, files.get(quant), man))
-        if rows[-1].get("value") is not None:
-            rows.append(_mcu_peer_row(ctx, "lstm64", files["int8"], rows[-1]))
     outdir, manifest = edgelstm_artifacts(ctx, bm, ["float", "int8"])
     for quant in ("float", "int8"):
         found = _art(outdir, manifest, "step", quant)
         rows.append(_mcu_row(bm.key, quant, found[0] if found else None, manifest))
+    from benchmarks import mcu  # issue #16: more cores, GRU/SimpleRNN, D=8, the TFLM peer
+
+    rows.extend(mcu.rows(ctx, row))
     for system, figure, source in PUBLISHED:
         rows.append(
             row(

@@ -41,7 +41,13 @@ def _step_file(manifest: dict, quant: str) -> str:
     )
 
 
-def _check_parity(result: dict, target: str, quant: str) -> None:
+REFERENCE = {
+    "tflm": "TFLite Micro reference kernels",
+    "litert-ref": "LiteRT BUILTIN_REF (reference kernels)",
+}
+
+
+def _check_parity(result: dict, target: str, quant: str, rounding: str = "tflm") -> None:
     p = result["verify"][target]["parity"]
     assert p["ok"], p
     assert p["saveload"], p
@@ -49,10 +55,11 @@ def _check_parity(result: dict, target: str, quant: str) -> None:
         # the engine mirrors TFLite Micro's reference kernels' integer arithmetic (gemmlowp
         # rounding everywhere), so expect bit-exactness with them; the other kernel sets are
         # measured and reported, not asserted (LiteRT's round FULLY_CONNECTED differently)
-        assert p["reference"] == "TFLite Micro reference kernels", p
+        assert p["reference"] == REFERENCE[rounding], p
         assert p["max_lsb_diff"] == 0, p
         assert p["values_not_bit_exact"] == 0, p
-        assert {"ref", "default", "xnnpack"} <= set(p["kernel_sets"]), p
+        others = {"tflm", "ref", "default", "xnnpack"} - {"ref" if rounding != "tflm" else "tflm"}
+        assert others <= set(p["kernel_sets"]), p
         assert all(k["max_lsb_diff"] >= 0 for k in p["kernel_sets"].values()), p
     else:
         assert p["max_rel_diff"] <= 1e-4, p
@@ -123,15 +130,16 @@ def test_zoo_recipe_host_parity(zoo_converted, tmp_path: Path, recipe: str) -> N
     from edgelstm.export.cengine import export_c
 
     d, manifest = zoo_converted(recipe)
-    for quant in ("float", "int8"):
+    for quant, rounding in (("float", "tflm"), ("int8", "tflm"), ("int8", "litert-ref")):
         result = export_c(
             d / _step_file(manifest, quant),
-            tmp_path / quant,
+            tmp_path / f"{quant}_{rounding}",
             name="zoo",
             verify=["host"],
             manifest=manifest,
+            rounding=rounding,
         )
-        _check_parity(result, "host", quant)
+        _check_parity(result, "host", quant, rounding)
 
 
 def _have_arm() -> bool:
@@ -194,6 +202,16 @@ def test_qemu_int8_step_kinds(converted, tmp_path: Path, kind: str) -> None:
     assert "el_fc_s8_fast(" in src  # the fast FC path is the one exercised
     if kind == "lstm":
         assert "el_add_s8_fast_lut(" in src  # gate ADD + LOGISTIC/TANH fused
+        sr = export_c(
+            d / _step_file(manifest, "int8"),
+            tmp_path / "sr",
+            name="k",
+            verify=["qemu"],
+            manifest=manifest,
+            rounding="litert-ref",
+        )  # the single-rounding DSP loop, against LiteRT BUILTIN_REF
+        _check_parity(sr, "qemu", "int8", "litert-ref")
+        assert "el_fc_s8_fast_sr(" in (tmp_path / "sr" / "k_model.c").read_text()
 
 
 def test_sequence_model_without_step_sibling(zoo_converted, tmp_path: Path) -> None:
@@ -322,6 +340,18 @@ def test_cli_json_and_determinism(converted, run_cli, tmp_path: Path) -> None:
     assert r["size"]["state_bytes"] == 8
     assert set(r["ops"]) >= {"FULLY_CONNECTED", "LOGISTIC", "TANH", "SUB"}
     code, out, err = run_cli(
+        "export", str(model), "--target", "c", "-o", str(tmp_path / "sr"), "--name", "gru8",
+        "--rounding", "litert-ref", "--verify", "host", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    sr = json.loads(out)
+    assert sr["rounding"] == "litert-ref"
+    _check_parity(sr, "host", "int8", "litert-ref")
+    code, out, err = run_cli(
+        "export", str(model), "--target", "c", "-o", str(tmp_path / "bad"), "--core", "m99"
+    )
+    assert code == 2 and not (tmp_path / "bad").exists(), err
+    code, out, err = run_cli(
         "export", str(model), "--target", "c", "-o", str(tmp_path / "b"), "--name", "gru8"
     )
     assert code == 0, err
@@ -426,6 +456,28 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
                     f"fc{ci}_e, {zp}, -128, 127, {flags}, xs, y);",
                     want,
                 )
+            # LiteRT BUILTIN_REF's single rounding (--rounding litert-ref)
+            single = np.clip(
+                [
+                    ((int(a) * int(m) + (1 << (30 - int(s)))) >> (31 - int(s))) + zp
+                    for a, m, s in zip(acc, mult[:rows], shift[:rows], strict=True)
+                ],
+                -128,
+                127,
+            )
+            emit(
+                f"fcs{ci}.{xi}",
+                rows,
+                f"el_fc_s8_fast_sr(fc{ci}_x{xi}, {cols}, {cp}, fc{ci}_s, {rows}, {zp}, xs, y);",
+                single,
+            )
+            emit(
+                f"fcgs{ci}.{xi}",
+                rows,
+                f"el_fc_s8(fc{ci}_x{xi}, {cols}, {cp}, fc{ci}_w, fc{ci}_b, {rows}, fc{ci}_m, "
+                f"fc{ci}_e, {zp}, -128, 127, EL_FC_PAIRED_DSP | EL_FC_SINGLE_ROUND, xs, y);",
+                single,
+            )
 
     # ADD / SUB / MUL over every pair of codes in a random order
     x1 = rng.permutation(256) - 128
@@ -506,32 +558,53 @@ def _check_fuzz_output(text: str, expect: list[tuple[str, np.ndarray]], where: s
         assert bad.size == 0, f"{where} {label}: {bad.size} differ, first at {bad[:4]}"
 
 
-@pytest.mark.skipif(not _have_arm(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-def test_kernel_fuzz_host_and_qemu(tmp_path: Path) -> None:
-    from edgelstm.export.cengine import verify as v
+def _fuzz_dir(tmp_path: Path, seed: int) -> list[tuple[str, np.ndarray]]:
     from edgelstm.export.cengine.emit import KERNEL_DIR
 
-    src, expect = _fuzz_cases(2024)
-    assert len(expect) > 150
+    src, expect = _fuzz_cases(seed)
     for f in ("edgelstm_kernels.c", "edgelstm_kernels.h"):
         shutil.copy(KERNEL_DIR / f, tmp_path / f)
-    for f in ("el_startup.c", "el_mps2.ld"):
-        shutil.copy(v.DRIVER_DIR / f, tmp_path / f)
     (tmp_path / "fuzz.c").write_text(src)
+    return expect
+
+
+def test_kernel_fuzz_host(tmp_path: Path) -> None:
+    from edgelstm.export.cengine import verify as v
+
+    expect = _fuzz_dir(tmp_path, 2024)
+    assert len(expect) > 150
     san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
     cc = [*v.C_WARN, "-O1", *san, "-o", "fuzz", "fuzz.c", "edgelstm_kernels.c", "-lm"]
     v._run(["gcc", *cc], tmp_path, 300, "host gcc")
     _check_fuzz_output(v._run([str(tmp_path / "fuzz")], tmp_path, 120, "host"), expect, "host")
-    arm = ["arm-none-eabi-gcc", "-O2", *v.M4_FLAGS]
-    for c in ("fuzz.c", "edgelstm_kernels.c", "el_startup.c"):
-        warn = [f for f in v.C_WARN if c != "el_startup.c" or f != "-pedantic"]
-        v._run([*arm, *warn, "-c", c, "-o", c[:-2] + ".o"], tmp_path, 300, f"arm gcc {c}")
-    link = ["--specs=rdimon.specs", "-nostartfiles", "-T", "el_mps2.ld", "-o", "fuzz.elf"]
-    objs = ["fuzz.o", "edgelstm_kernels.o", "el_startup.o"]
-    v._run([*arm, *link, *objs, "-lm", "-lrdimon"], tmp_path, 300, "arm link")
-    qemu = ["qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", "-nographic"]
-    out = v._run([*qemu, "-semihosting", "-kernel", "fuzz.elf"], tmp_path, 120, "qemu")
-    _check_fuzz_output(out, expect, "qemu")
+
+
+def _have_core(core: str) -> bool:
+    tools = ("riscv64-unknown-elf-gcc", "qemu-system-riscv32") if core == "rv32" else (
+        "arm-none-eabi-gcc", "qemu-system-arm")  # fmt: skip
+    return all(shutil.which(t) for t in tools)
+
+
+CORE_PARAMS = [
+    pytest.param(
+        c,
+        marks=pytest.mark.skipif(
+            not _have_core(c), reason=f"the {c} toolchain / qemu not installed"
+        ),
+    )
+    for c in ("m4", "m7", "m33", "m55", "rv32")
+]
+
+
+@pytest.mark.parametrize("core", CORE_PARAMS)
+def test_kernel_fuzz_qemu(tmp_path: Path, core: str) -> None:
+    """The DSP assembly on every emulated Cortex-M (and the portable C as gcc builds it for each
+    core, RISC-V rv32imc included) against the Python model of the integer formulas."""
+    from edgelstm.export.cengine import verify as v
+
+    expect = _fuzz_dir(tmp_path, 2024)
+    out, _ = v.build_and_run(core, tmp_path, ["fuzz.c", "edgelstm_kernels.c"], timeout=120)
+    _check_fuzz_output(out, expect, f"qemu {core}")
 
 
 def _have_armhf() -> bool:
@@ -546,12 +619,8 @@ def test_kernel_fuzz_armv7_linux(tmp_path: Path, mode: str) -> None:
     """32-bit ARM Linux (Raspberry Pi OS armhf) builds the DSP assembly in both instruction sets
     (ARM-mode LDRD needs an even register pair) and gets the same results."""
     from edgelstm.export.cengine import verify as v
-    from edgelstm.export.cengine.emit import KERNEL_DIR
 
-    src, expect = _fuzz_cases(2025)
-    for f in ("edgelstm_kernels.c", "edgelstm_kernels.h"):
-        shutil.copy(KERNEL_DIR / f, tmp_path / f)
-    (tmp_path / "fuzz.c").write_text(src)
+    expect = _fuzz_dir(tmp_path, 2025)
     cpu = ["-march=armv7-a", "-mfpu=neon-vfpv4", "-mfloat-abi=hard", mode]
     cc = ["arm-linux-gnueabihf-gcc", *v.C_WARN, "-O2", *cpu, "-static"]
     v._run([*cc, "-o", "fuzz", "fuzz.c", "edgelstm_kernels.c", "-lm"], tmp_path, 300, "armhf gcc")

@@ -38,6 +38,22 @@ from edgelstm.errors import BadInputError
     type=click.Choice(["host", "qemu"]),
     help="c only, repeatable: build and compare on the host and/or an emulated Cortex-M4.",
 )
+@click.option(
+    "--core",
+    type=click.Choice(["m4", "m7", "m33", "m55", "rv32"]),
+    default="m4",
+    show_default=True,
+    help="c only: the emulated board of --verify qemu: Cortex-M4 (mps2-an386), M7 (mps2-an500), "
+    "M33 (mps2-an505), M55 (mps3-an547), RISC-V rv32imc (qemu virt).",
+)
+@click.option(
+    "--rounding",
+    type=click.Choice(["tflm", "litert-ref"]),
+    default="tflm",
+    show_default=True,
+    help="c only: whose int8 FULLY_CONNECTED rounding to reproduce bit for bit: TFLite Micro's "
+    "reference kernels (also CMSIS-NN's) or LiteRT's BUILTIN_REF kernels.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def export(
@@ -49,6 +65,8 @@ def export(
     name: str | None,
     progmem: bool,
     verify: tuple[str, ...],
+    core: str,
+    rounding: str,
     as_json: bool,
 ) -> None:
     """Export a converted .tflite for microcontrollers.
@@ -88,7 +106,15 @@ def export(
 
     if verify:
         app.info(f"[export] {model.name}: building and checking the C engine ({', '.join(verify)})")
-    result = export_c(model, outdir, name=c_name, verify=list(verify), manifest=manifest)
+    result = export_c(
+        model,
+        outdir,
+        name=c_name,
+        verify=list(verify),
+        manifest=manifest,
+        rounding=rounding,
+        core=core,
+    )
     if as_json:
         app.out_json(result)
     else:
@@ -171,13 +197,23 @@ def format_c(r: dict[str, Any]) -> str:
         else:
             parity = f"max abs diff {p['max_abs_diff']:.3g} over {p['values_compared']} values"
         ok = "ok" if p["ok"] else "FAILED"
-        lines.append(f"  verify {target}: {ok} vs LiteRT over {p['steps']} steps: {parity}")
+        ref = p.get("reference", "LiteRT")
+        lines.append(f"  verify {target}: {ok} vs {ref} over {p['steps']} steps: {parity}")
+        for k in p.get("kernel_sets", {}).values():
+            lines.append(f"    {k['kernels']}: max {k['max_lsb_diff']} LSB (measured, not a bound)")
         if "cycles" in v:
             c, z = v["cycles"], v["size"]
+            core = v.get("core", {}).get("cpu", "cortex-m4")
             lines.append(
-                f"    Cortex-M4 (qemu icount): {c['instructions_per_step_median']:,} instructions"
-                f"/step, {c['instructions_per_mac']} per MAC"
+                f"    {core} (qemu icount, instructions not cycles): "
+                f"{c['instructions_per_step_median']:,} instructions/step, "
+                f"{c['instructions_per_mac']} per MAC"
             )
+            groups = c.get("breakdown", {}).get("groups", {})
+            if groups:
+                lines.append(
+                    "    per step: " + ", ".join(f"{k} {n:,}" for k, n in groups.items() if n)
+                )
             lines.append(
                 f"    flash {z['flash_engine_bytes']:,} B (text {z['flash_engine_text']:,} + "
                 f"rodata {z['flash_engine_rodata']:,}), RAM {z['ram_total_bytes']:,} B (data+bss "

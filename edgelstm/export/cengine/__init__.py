@@ -27,7 +27,7 @@ from edgelstm.export.cengine.emit import (
     readme,
 )
 from edgelstm.export.cengine.graph import Graph, load_graph
-from edgelstm.export.cengine.lower import Program, lower
+from edgelstm.export.cengine.lower import ROUNDINGS, Program, lower
 from edgelstm.export.cgen import check_identifier
 
 __all__ = ["GeneratedEngine", "export_c", "generate"]
@@ -104,9 +104,15 @@ def _resolve_step(path: Path, manifest: dict | None) -> tuple[Path, dict | None,
     return path.parent / sibling["file"], sibling, seq
 
 
-def generate(tflite_path: Path, *, name: str, manifest: dict | None = None) -> GeneratedEngine:
-    """Lower and emit, in memory (no disk writes)."""
+def generate(
+    tflite_path: Path, *, name: str, manifest: dict | None = None, rounding: str = "tflm"
+) -> GeneratedEngine:
+    """Lower and emit, in memory (no disk writes). `rounding`: whose int8 FULLY_CONNECTED
+    rounding to reproduce bit for bit, "tflm" (TFLite Micro's reference kernels, the default)
+    or "litert-ref" (LiteRT BUILTIN_REF)."""
     check_identifier(name)
+    if rounding not in ROUNDINGS:
+        raise BadInputError(f"unknown rounding '{rounding}' ({', '.join(ROUNDINGS)})")
     tflite_path = Path(tflite_path)
     step, art, seq = _resolve_step(tflite_path, manifest)
     graph = load_graph(step)
@@ -115,7 +121,7 @@ def generate(tflite_path: Path, *, name: str, manifest: dict | None = None) -> G
         for layer in ((manifest or {}).get("model", {}) or {}).get("layers", [])
         if isinstance(layer, dict) and layer.get("name")
     ]
-    prog = lower(graph, name, layers)
+    prog = lower(graph, name, layers, rounding)
     resets = {s["input"]: float(s.get("reset_value", 0.0)) for s in (art or {}).get("states", [])}
     ifc = build_interface(graph, name, resets, seq)
     quantization = (art or {}).get("quantization") or (
@@ -132,7 +138,12 @@ def generate(tflite_path: Path, *, name: str, manifest: dict | None = None) -> G
         "README.md": readme(ifc, prog, step.name, quantization),
         **kernel_sources(),
     }
-    meta = {"quantization": quantization, "sequence": seq, "step_model": str(step)}
+    meta = {
+        "quantization": quantization,
+        "sequence": seq,
+        "step_model": str(step),
+        "rounding": rounding,
+    }
     return GeneratedEngine(files, ifc, prog, graph, step, meta)
 
 
@@ -145,6 +156,7 @@ def _result(eng: GeneratedEngine, source: Path, outdir: Path) -> dict[str, Any]:
         "c_name": ifc.name,
         "quantization": eng.meta["quantization"],
         "run_sequence": bool(eng.meta["sequence"]),
+        "rounding": eng.meta.get("rounding", "tflm"),
         "edgelstm_version": __version__,
         "ops": sorted(set(prog.kernels)),
         "op_count": len(prog.kernels),
@@ -246,6 +258,7 @@ def verify_engine(
     steps: int = 8,
     seed: int = 0,
     sanitize: bool = True,
+    core: str = "m4",
 ) -> dict[str, Any]:
     """Run the generated engine (`src_dir`) on `target` and compare with TFLite's reference
     kernels (TFLite Micro's, else LiteRT BUILTIN_REF); the LSB distance from every other kernel
@@ -253,12 +266,14 @@ def verify_engine(
     from edgelstm.export.cengine import verify as v
 
     inputs = v.make_inputs(eng.ifc, streams, steps, seed, eng.vocab)
-    primary = v.primary_kernels()
+    primary = "ref" if eng.meta.get("rounding") == "litert-ref" else v.primary_kernels()
     ref_y, ref_states = v.reference(eng.step_path, eng.ifc, inputs, primary)
     if target == "host":
         got = v.run_host(src_dir, eng.ifc, inputs, eng.prog.macs, sanitize=sanitize)
     elif target == "qemu":
-        got = v.run_qemu(src_dir, eng.ifc, inputs, eng.prog.macs)
+        if core not in v.CORES:
+            raise BadInputError(f"unknown core '{core}' ({', '.join(v.CORES)})")
+        got = v.run_qemu(src_dir, eng.ifc, inputs, eng.prog.macs, core=core)
     else:
         raise BadInputError(f"unknown verify target '{target}' (host, qemu)")
     parity = v.compare(eng.ifc, got, ref_y, ref_states)
@@ -272,12 +287,17 @@ def verify_engine(
         )
     else:
         res["cycles"] = got["cycles"]
-        prof = v.run_qemu(src_dir, eng.ifc, inputs, eng.prog.macs, profile_ops=_n_prof(eng))
+        prof = v.run_qemu(
+            src_dir, eng.ifc, inputs, eng.prog.macs, profile_ops=_n_prof(eng), core=core
+        )
         res["cycles"]["breakdown"] = breakdown(
             eng.prog, prof["profile"], got["cycles"]["instructions_per_step_median"]
         )
         res["size"] = got["size"]
-        res["compiler"] = "arm-none-eabi-gcc -O2 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard"
+        board = v.CORES[core]
+        res["core"] = {"name": core, "qemu_machine": board.machine, "cpu": board.cpu}
+        cc = "riscv64-unknown-elf-gcc" if board.arch == "riscv" else "arm-none-eabi-gcc"
+        res["compiler"] = f"{cc} -O2 " + " ".join(board.flags)
     return res
 
 
@@ -288,17 +308,23 @@ def export_c(
     name: str,
     verify: list[str],
     manifest: dict | None,
+    rounding: str = "tflm",
+    core: str = "m4",
 ) -> dict[str, Any]:
-    """Generate the engine into `outdir` (atomically), then run the requested checks."""
+    """Generate the engine into `outdir` (atomically), then run the requested checks
+    (`core`: the emulated board of the qemu check, verify.CORES)."""
+    from edgelstm.export.cengine.verify import CORES
     from edgelstm.export.tflm import write_export
 
+    if core not in CORES:  # before anything is written
+        raise BadInputError(f"unknown core '{core}' ({', '.join(CORES)})")
     tflite_path, outdir = Path(tflite_path), Path(outdir)
-    eng = generate(tflite_path, name=name, manifest=manifest)
+    eng = generate(tflite_path, name=name, manifest=manifest, rounding=rounding)
     write_export(dict(eng.files), outdir)
     result = _result(eng, tflite_path, outdir)
     failures = []
     for target in dict.fromkeys(verify):
-        res = verify_engine(eng, outdir, target)
+        res = verify_engine(eng, outdir, target, core=core)
         result["verify"][target] = res
         if not res["parity"]["ok"]:
             failures.append(f"{target}: {json.dumps(res['parity'], default=str)}")

@@ -27,10 +27,18 @@ RAM_SLACK = 1024
 
 
 def make_lstm_step(
-    outdir: Path, *, units: int = 64, features: int = 64, seq_len: int = 8, seed: int = 0
+    outdir: Path,
+    *,
+    units: int = 64,
+    features: int = 64,
+    seq_len: int = 8,
+    seed: int = 0,
+    cell: str = "lstm",
+    sequence: bool = False,
 ) -> tuple[Path, dict]:
-    """A seeded Keras LSTM(units) over `features` inputs (+ Dense(1) head), converted to float and
-    int8 step models in `outdir`; returns the int8 step .tflite and the manifest."""
+    """A seeded Keras LSTM/GRU/SimpleRNN(units) (`cell`) over `features` inputs (+ Dense(1)
+    head), converted to float and int8 step models (and the fused sequence models with
+    `sequence`) in `outdir`; returns the int8 step .tflite and the manifest."""
     import numpy as np
 
     from edgelstm._tf import import_tf
@@ -47,17 +55,19 @@ def make_lstm_step(
         model = keras.Sequential(
             [
                 keras.Input((seq_len, features)),
-                keras.layers.LSTM(units, return_sequences=True),
+                {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}[
+                    cell
+                ](units, return_sequences=True),
                 keras.layers.Dense(1),
             ]
         )
-        path = work / f"lstm{units}.keras"
+        path = work / f"{cell}{units}.keras"
         model.save(path)
         cal = work / "cal.npz"
         rng = np.random.default_rng(seed)
         np.savez(cal, x=rng.standard_normal((32, seq_len, features)).astype(np.float32))
         cfg = ConvertConfig(
-            variants=[Variant.STEP],
+            variants=None if sequence else [Variant.STEP],  # None: step and fused sequence
             quantizations=[Quantization.FLOAT, Quantization.INT8],
             calibration=str(cal),
             calibration_samples=32,
@@ -127,11 +137,13 @@ def native_step_latency(
     }
 
 
-def qemu_step_cost(step_tflite: Path, *, manifest: dict | None = None) -> dict[str, Any]:
-    """Instructions per step / per MAC on the emulated Cortex-M4, sizes, and parity."""
+def qemu_step_cost(
+    step_tflite: Path, *, manifest: dict | None = None, core: str = "m4"
+) -> dict[str, Any]:
+    """Instructions per step / per MAC on an emulated core (verify.CORES), sizes, and parity."""
     eng, src = _materialize(step_tflite, manifest, "bench")
     try:
-        res = verify_engine(eng, src, "qemu", streams=1, steps=6)
+        res = verify_engine(eng, src, "qemu", streams=1, steps=6, core=core)
     finally:
         shutil.rmtree(src, ignore_errors=True)
     out = {

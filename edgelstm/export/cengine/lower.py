@@ -70,8 +70,11 @@ def _c_float_list(values: np.ndarray, per_line: int = 6) -> str:
 class Lowering:
     """State of one lowering pass (see module docstring)."""
 
-    def __init__(self, graph: Graph, name: str, layers: list[dict]) -> None:
+    def __init__(self, graph: Graph, name: str, layers: list[dict], rounding: str = "tflm") -> None:
         self.g = graph
+        # int8 FULLY_CONNECTED requantization: "tflm" = TFLite Micro's reference kernels
+        # (MultiplyByQuantizedMultiplier, two roundings), "litert-ref" = LiteRT BUILTIN_REF (one)
+        self.single_round = rounding == "litert-ref"
         self.name = name
         self.layers = layers
         self.prog = Program()
@@ -415,10 +418,13 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
     if len(flags) == 2:  # one stream: per block bias, weights, multipliers, e - 1
         stream = fc_stream(wpad, bpad, np.array([*mults, *pad]), np.array([*shifts, *pad]))
         sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc stream")
+        fn = "el_fc_s8_fast_sr" if lw.single_round else "el_fc_s8_fast"
         return [
-            f"el_fc_s8_fast({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {y.zp}, "
+            f"{fn}({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {y.zp}, "
             f"{p}_xs, {lw.ref(op.outputs[0])});"
         ]
+    if lw.single_round:
+        flags.append("EL_FC_SINGLE_ROUND")
     wn = lw.add_const("int8_t", f"{p}_w{k}", _paired_layout(wpad), f"'{w.name}' {w.shape} paired")
     bn = lw.add_const("int32_t", f"{p}_b{k}", bpad, "bias with the input zero point folded in")
     mn = lw.add_const("int32_t", f"{p}_m{k}", np.array([*mults, *pad]), "requantize multipliers")
@@ -785,6 +791,12 @@ HANDLERS: dict[str, Callable[[Lowering, Op], list[str]]] = {
 }
 
 
-def lower(graph: Graph, name: str, layers: list[dict] | None = None) -> Program:
-    """Lower `graph` (a step model) to a Program; UnsupportedLayerError names a missing kernel."""
-    return Lowering(graph, name, layers or []).run()
+ROUNDINGS = ("tflm", "litert-ref")
+
+
+def lower(
+    graph: Graph, name: str, layers: list[dict] | None = None, rounding: str = "tflm"
+) -> Program:
+    """Lower `graph` (a step model) to a Program; UnsupportedLayerError names a missing kernel.
+    `rounding` picks whose int8 FULLY_CONNECTED rounding to reproduce (ROUNDINGS)."""
+    return Lowering(graph, name, layers or [], rounding).run()

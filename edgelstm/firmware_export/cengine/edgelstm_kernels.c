@@ -61,6 +61,26 @@ static inline int32_t el_smmulr(int32_t a, int32_t b)
 #endif
 }
 
+/* floor(a * b / 2^32): SMMUL (LiteRT's single-rounding FC, see EL_FC_SINGLE_ROUND) */
+static inline int32_t el_smmul(int32_t a, int32_t b)
+{
+#if EL_USE_DSP
+    int32_t r;
+    __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b) >> 32);
+#endif
+}
+
+/* LiteRT BUILTIN_REF's int8 FULLY_CONNECTED requantization: one rounding,
+ * (a * m + 2^(30 - shift)) >> (31 - shift), halves up (shift in -31..30). */
+static int32_t el_requant_single(int32_t a, int32_t m, int32_t shift)
+{
+    const int ts = 31 - shift;
+    return (int32_t)(((int64_t)a * m + ((int64_t)1 << (ts - 1))) >> ts);
+}
+
 /* saturate to int8: SSAT #8 */
 static inline int32_t el_sat8(int32_t v)
 {
@@ -196,12 +216,23 @@ void el_fc_s8(const int8_t *x, int cols, int cols_pad, const int8_t *w, const in
             acc[3] = bias[rb + 3];
             el_fc_pairs_c(xs, wp, cols_pad, -128 * sum, acc);
         }
-        if (flags & EL_FC_FAST_RQ) {
+        if ((flags & EL_FC_FAST_RQ) && (flags & EL_FC_SINGLE_ROUND)) {
+            /* floor(acc m / 2^31) >> (e - 1), then the halving adds the single rounding bit */
+            for (r = 0; r < nr; ++r) {
+                const int32_t s = el_smmul(acc[r] * 2, mult[rb + r]);
+                y[rb + r] = (int8_t)el_sat8(((s >> shift[rb + r]) + k) >> 1);
+            }
+        } else if (flags & EL_FC_FAST_RQ) {
             /* every shift <= -1, |acc| < 2^30, no fused clamp (checked by the generator, which
              * then stores e - 1 in `shift`): SMMULR, a shift, the zero point and SSAT */
             for (r = 0; r < nr; ++r) {
                 const int32_t s = el_smmulr(acc[r] * 2, mult[rb + r]);
                 y[rb + r] = (int8_t)el_sat8((el_tie_away(s, shift[rb + r]) + k) >> 1);
+            }
+        } else if (flags & EL_FC_SINGLE_ROUND) {
+            for (r = 0; r < nr; ++r) {
+                const int32_t v = el_requant_single(acc[r], mult[rb + r], shift[rb + r]) + out_zp;
+                y[rb + r] = el_clamp8(v, act_min, act_max);
             }
         } else {
             for (r = 0; r < nr; ++r) {
@@ -240,72 +271,92 @@ typedef struct {
 #define EL_LD_XS_PASSES "ldr r0, [r3]\n\t" "ldr r2, [r3, #4]\n\t"
 #endif
 
+/* the requantization of 4 rows: TFLite Micro's (SMMULR, then ties away from zero) and LiteRT
+ * BUILTIN_REF's single rounding (SMMUL: the halving after the shift adds the rounding bit) */
+#define EL_RQ_DOUBLE \
+    "smmulr r4, r4, r8\n\t" \
+    "smmulr r5, r5, r9\n\t" \
+    "smmulr r6, r6, r10\n\t" \
+    "smmulr r7, r7, r11\n\t" \
+    "add r4, r4, r4, asr #31\n\t" \
+    "add r5, r5, r5, asr #31\n\t" \
+    "add r6, r6, r6, asr #31\n\t" \
+    "add r7, r7, r7, asr #31\n\t"
+#define EL_RQ_SINGLE \
+    "smmul r4, r4, r8\n\t" \
+    "smmul r5, r5, r9\n\t" \
+    "smmul r6, r6, r10\n\t" \
+    "smmul r7, r7, r11\n\t"
+
+#define EL_FC_BLOCKS_ASM(RQ) \
+        "push {r4-r11, lr}\n\t" \
+        "mov r3, r1\n\t" \
+        "mov r1, r0\n" \
+        "1:\n\t" \
+        "ldm r1!, {r4-r7}\n\t" \
+        "ldr r8, [r3, #8]\n\t" \
+        "add r4, r4, r8\n\t" \
+        "add r5, r4, r5, lsl #8\n\t" \
+        "add r6, r6, r8\n\t" \
+        "add r7, r6, r7, lsl #8\n\t" \
+        EL_LD_XS_PASSES \
+        "lsrs r2, r2, #1\n\t" \
+        "bcs 3f\n" \
+        "2:\n\t" \
+        EL_FC_4X4 EL_FC_4X4 \
+        "3:\n\t" \
+        EL_FC_4X4 EL_FC_4X4 \
+        "subs r2, r2, #1\n\t" \
+        "bne 2b\n\t" \
+        "ldm r1!, {r8-r11}\n\t" \
+        "ldr lr, [r1], #4\n\t" \
+        "sub r5, r5, r4\n\t" \
+        "sub r7, r7, r6\n\t" \
+        "lsl r4, r4, #1\n\t" \
+        "asr r5, r5, #7\n\t" \
+        "lsl r6, r6, #1\n\t" \
+        "asr r7, r7, #7\n\t" \
+        RQ \
+        "asr r4, r4, lr\n\t" \
+        "lsr lr, lr, #8\n\t" \
+        "asr r5, r5, lr\n\t" \
+        "lsr lr, lr, #8\n\t" \
+        "asr r6, r6, lr\n\t" \
+        "lsr lr, lr, #8\n\t" \
+        "asr r7, r7, lr\n\t" \
+        "ldrd r8, r9, [r3, #12]\n\t" \
+        "add r4, r4, r8\n\t" \
+        "add r5, r5, r8\n\t" \
+        "add r6, r6, r8\n\t" \
+        "add r7, r7, r8\n\t" \
+        "ssat r4, #8, r4, asr #1\n\t" \
+        "ssat r5, #8, r5, asr #1\n\t" \
+        "ssat r6, #8, r6, asr #1\n\t" \
+        "ssat r7, #8, r7, asr #1\n\t" \
+        "strb r4, [r9], #1\n\t" \
+        "strb r5, [r9], #1\n\t" \
+        "strb r6, [r9], #1\n\t" \
+        "strb r7, [r9], #1\n\t" \
+        "str r9, [r3, #16]\n\t" \
+        "ldr r8, [r3, #20]\n\t" \
+        "cmp r9, r8\n\t" \
+        "bne 1b\n\t" \
+        "pop {r4-r11, pc}\n"
+
 __attribute__((naked, noipa)) static void el_fc_blocks_dsp(const int8_t *stream,
                                                            el_fc_ctx_t *ctx)
 {
     (void)stream;
     (void)ctx;
-    __asm__ volatile(
-        "push {r4-r11, lr}\n\t"
-        "mov r3, r1\n\t"
-        "mov r1, r0\n"
-        "1:\n\t"
-        "ldm r1!, {r4-r7}\n\t"
-        "ldr r8, [r3, #8]\n\t"
-        "add r4, r4, r8\n\t"
-        "add r5, r4, r5, lsl #8\n\t"
-        "add r6, r6, r8\n\t"
-        "add r7, r6, r7, lsl #8\n\t"
-        EL_LD_XS_PASSES
-        "lsrs r2, r2, #1\n\t"
-        "bcs 3f\n"
-        "2:\n\t"
-        EL_FC_4X4 EL_FC_4X4
-        "3:\n\t"
-        EL_FC_4X4 EL_FC_4X4
-        "subs r2, r2, #1\n\t"
-        "bne 2b\n\t"
-        "ldm r1!, {r8-r11}\n\t"
-        "ldr lr, [r1], #4\n\t"
-        "sub r5, r5, r4\n\t"
-        "sub r7, r7, r6\n\t"
-        "lsl r4, r4, #1\n\t"
-        "asr r5, r5, #7\n\t"
-        "lsl r6, r6, #1\n\t"
-        "asr r7, r7, #7\n\t"
-        "smmulr r4, r4, r8\n\t"
-        "smmulr r5, r5, r9\n\t"
-        "smmulr r6, r6, r10\n\t"
-        "smmulr r7, r7, r11\n\t"
-        "add r4, r4, r4, asr #31\n\t"
-        "add r5, r5, r5, asr #31\n\t"
-        "add r6, r6, r6, asr #31\n\t"
-        "add r7, r7, r7, asr #31\n\t"
-        "asr r4, r4, lr\n\t"
-        "lsr lr, lr, #8\n\t"
-        "asr r5, r5, lr\n\t"
-        "lsr lr, lr, #8\n\t"
-        "asr r6, r6, lr\n\t"
-        "lsr lr, lr, #8\n\t"
-        "asr r7, r7, lr\n\t"
-        "ldrd r8, r9, [r3, #12]\n\t"
-        "add r4, r4, r8\n\t"
-        "add r5, r5, r8\n\t"
-        "add r6, r6, r8\n\t"
-        "add r7, r7, r8\n\t"
-        "ssat r4, #8, r4, asr #1\n\t"
-        "ssat r5, #8, r5, asr #1\n\t"
-        "ssat r6, #8, r6, asr #1\n\t"
-        "ssat r7, #8, r7, asr #1\n\t"
-        "strb r4, [r9], #1\n\t"
-        "strb r5, [r9], #1\n\t"
-        "strb r6, [r9], #1\n\t"
-        "strb r7, [r9], #1\n\t"
-        "str r9, [r3, #16]\n\t"
-        "ldr r8, [r3, #20]\n\t"
-        "cmp r9, r8\n\t"
-        "bne 1b\n\t"
-        "pop {r4-r11, pc}\n");
+    __asm__ volatile(EL_FC_BLOCKS_ASM(EL_RQ_DOUBLE));
+}
+
+__attribute__((naked, noipa)) static void el_fc_blocks_dsp_sr(const int8_t *stream,
+                                                              el_fc_ctx_t *ctx)
+{
+    (void)stream;
+    (void)ctx;
+    __asm__ volatile(EL_FC_BLOCKS_ASM(EL_RQ_SINGLE));
 }
 
 static int32_t el_fc_passes(int cols_pad)
@@ -325,7 +376,7 @@ static int32_t el_rd32(const int8_t *p)
 
 /* One 4-row block of the stream in portable C; returns the next block. */
 static const int8_t *el_fc_block_c(const int16_t *xs, int cols_pad, const int8_t *s, int32_t k,
-                                   int32_t ksum, int8_t *y, int nr)
+                                   int32_t ksum, int8_t *y, int nr, int single)
 {
     int32_t acc[4];
     const int8_t *tail = s + 16 + 4L * cols_pad;
@@ -335,15 +386,23 @@ static const int8_t *el_fc_block_c(const int16_t *xs, int cols_pad, const int8_t
     }
     el_fc_pairs_c(xs, s + 16, cols_pad, ksum, acc);
     for (r = 0; r < nr; ++r) {
-        const int32_t v = el_smmulr(acc[r] * 2, el_rd32(tail + 4 * r));
-        y[r] = (int8_t)el_sat8((el_tie_away(v, tail[16 + r]) + k) >> 1);
+        if (single) {
+            const int32_t v = el_smmul(acc[r] * 2, el_rd32(tail + 4 * r));
+            y[r] = (int8_t)el_sat8(((v >> tail[16 + r]) + k) >> 1);
+        } else {
+            const int32_t v = el_smmulr(acc[r] * 2, el_rd32(tail + 4 * r));
+            y[r] = (int8_t)el_sat8((el_tie_away(v, tail[16 + r]) + k) >> 1);
+        }
     }
     return tail + 20;
 }
 #endif
 
-void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
-                   int32_t out_zp, int16_t *xs, int8_t *y)
+/* Inlined into each entry point with a constant `single`, so a link that uses one rounding
+ * drops the other's loop (-ffunction-sections --gc-sections). */
+__attribute__((always_inline)) static inline void el_fc_s8_stream(
+    const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows, int32_t out_zp,
+    int16_t *xs, int8_t *y, int single)
 {
     const int32_t k = 1 + 2 * out_zp;
     int32_t sum = 0;
@@ -380,7 +439,7 @@ void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream
         ctx.k = k;
         ctx.y = y;
         ctx.y_end = y + 4 * full;
-        el_fc_blocks_dsp(stream, &ctx);
+        (single ? el_fc_blocks_dsp_sr : el_fc_blocks_dsp)(stream, &ctx);
         stream += (long)full * (EL_FC_PRM_BYTES + 4L * cols_pad);
         y += 4 * full;
     }
@@ -393,7 +452,7 @@ void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream
         ctx.k = k;
         ctx.y = q;
         ctx.y_end = q + 4;
-        el_fc_blocks_dsp(stream, &ctx);
+        (single ? el_fc_blocks_dsp_sr : el_fc_blocks_dsp)(stream, &ctx);
         for (i = 0; i < rows % 4; ++i) {
             y[i] = q[i];
         }
@@ -401,12 +460,24 @@ void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream
 #else
     (void)sum;
     for (i = 0; i < full; ++i, y += 4) {
-        stream = el_fc_block_c(xs, cols_pad, stream, k, -128 * sum, y, 4);
+        stream = el_fc_block_c(xs, cols_pad, stream, k, -128 * sum, y, 4, single);
     }
     if (rows % 4) {
-        (void)el_fc_block_c(xs, cols_pad, stream, k, -128 * sum, y, rows % 4);
+        (void)el_fc_block_c(xs, cols_pad, stream, k, -128 * sum, y, rows % 4, single);
     }
 #endif
+}
+
+void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                   int32_t out_zp, int16_t *xs, int8_t *y)
+{
+    el_fc_s8_stream(x, cols, cols_pad, stream, rows, out_zp, xs, y, 0);
+}
+
+void el_fc_s8_fast_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                      int32_t out_zp, int16_t *xs, int8_t *y)
+{
+    el_fc_s8_stream(x, cols, cols_pad, stream, rows, out_zp, xs, y, 1);
 }
 
 /* ---- int8 elementwise ---------------------------------------------------------------------- */

@@ -31,6 +31,8 @@ extern "C" {
 #define EL_FC_PAIRED_DSP 1 /* |dot + bias| < 2^23 on every second row: the wrapping DSP loop */
 #define EL_FC_FAST_RQ 2    /* every shift <= -1, |acc| < 2^30, no fused clamp: the SMMULR
                             * requantization; `shift` then holds e - 1 = -shift - 1 per row */
+#define EL_FC_SINGLE_ROUND 4 /* LiteRT BUILTIN_REF's rounding: (acc m + 2^(s-1)) >> s once,
+                              * instead of TFLite Micro's MultiplyByQuantizedMultiplier */
 
 /* y = act(requant(W x + b)). W: rows (padded to 4) x `cols_pad` (a multiple of 8) int8 in the
  * paired layout written by the generator: per block of 4 rows and per 4 columns, 4 words (row
@@ -47,6 +49,9 @@ void el_fc_s8(const int8_t *x, int cols, int cols_pad, const int8_t *w, const in
  * core one assembly loop does the whole layer). */
 void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
                    int32_t out_zp, int16_t *xs, int8_t *y);
+/* el_fc_s8_fast with LiteRT BUILTIN_REF's single rounding (EL_FC_SINGLE_ROUND) */
+void el_fc_s8_fast_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                      int32_t out_zp, int16_t *xs, int8_t *y);
 
 typedef struct {
     int32_t in1_off, in1_mult, in1_shift;
