@@ -421,12 +421,11 @@ class BidirectionalHandler(Handler):
         c = spec.config
         fwd, bwd = c["forward"], c["backward"]
         fh, bh = handler_for(fwd.kind, fwd.name), handler_for(bwd.kind, bwd.name)
-        # Two forward layers (the backward one on the reversed sequence): both stay fused.
-        bwd_plain = LayerSpec(**{**vars(bwd), "config": {**bwd.config, "go_backwards": True}})
-        yf = fh.sequence(
-            LayerSpec(**{**vars(fwd), "config": {**fwd.config, "go_backwards": False}}), x, keras
-        )
-        yb = bh.sequence(bwd_plain, x, keras)
+        # Each half keeps its own go_backwards (lowered as REVERSE_V2 + a forward layer, so both
+        # stay fused): with an explicit backward_layer the *forward* half may be the reversed one.
+        # As in Keras, the backward half's sequence output is flipped whatever its direction.
+        yf = fh.sequence(fwd, x, keras)
+        yb = bh.sequence(bwd, x, keras)
         if bwd.config["return_sequences"]:
             yb = keras.layers.Lambda(
                 lambda v: tf.reverse(v, axis=[1]), name=f"{spec.name}_unreverse"
