@@ -53,6 +53,7 @@ def _layers(kind: str) -> list:
         "back": [L.LSTM(8, go_backwards=True, return_sequences=True), L.Dense(2)],
         "dense_only": [L.Dense(4, activation="relu"), L.Dense(2)],
         "layernorm": [L.LSTM(8, return_sequences=True), L.LayerNormalization(), L.Dense(2)],
+        "unsupported": [L.LSTM(8, return_sequences=True), L.UnitNormalization(), L.Dense(2)],
     }[kind]
     return [inp, *body]
 

@@ -78,8 +78,8 @@ def test_bad_inputs_exit_2(run_cli, tmp_path: Path, keras_model_file, calibratio
     )
     # a layer edgelstm cannot lower
     _assert_one_line_error(
-        *run_cli("convert", str(keras_model_file("layernorm")), "-o", str(out)),
-        "LayerNormalization",
+        *run_cli("convert", str(keras_model_file("unsupported")), "-o", str(out)),
+        "UnitNormalization",
     )
     # inspect: not a tflite / truncated tflite
     _assert_one_line_error(*run_cli("inspect", str(f.with_suffix(".tflite"))), "no such file")

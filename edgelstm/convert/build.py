@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from edgelstm._tf import import_tf, import_tf_keras
-from edgelstm.convert.graph import ModelSpec
+from edgelstm.convert.graph import ModelSpec, _first_line
+from edgelstm.errors import EdgeLSTMError, UnsupportedLayerError
 from edgelstm.types import STEP_INPUT, STEP_OUTPUT, state_input_name, state_output_name
 
 
@@ -28,7 +29,15 @@ def build_sequence_model(ms: ModelSpec) -> Any:
         x = keras.Input(shape=(ms.seq_len, ms.in_dim), batch_size=1, name=STEP_INPUT)
     y = x
     for spec, handler in zip(ms.layers, ms.handlers, strict=True):
-        y = handler.sequence(spec, y, keras)
+        try:
+            y = handler.sequence(spec, y, keras)
+        except EdgeLSTMError:
+            raise
+        except Exception as exc:  # e.g. weights that do not fit the rebuilt layer
+            raise UnsupportedLayerError(
+                f"cannot convert layer '{spec.name}' ({spec.kind}) to the sequence model: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
     return keras.Model(x, y, name="edgelstm_sequence")
 
 
@@ -51,14 +60,23 @@ def _run_step(
     pos = 0
     new_states: list[Any] = []
     y = x
+    mask = None
     for spec, handler in zip(ms.layers, ms.handlers, strict=True):
         n = layout.get(id(spec), 0)
         mine = states[pos : pos + n]
         pos += n
+        starts = handler.step_mask(spec, y, tf if step_fn == "tf" else None)
+        mask = starts if starts is not None else mask
         if step_fn == "tf":
             y, nxt = handler.step(spec, y, mine, tf)
         else:
             y, nxt = handler.step_numpy(spec, y, mine)
+        if mask is not None and spec.config.get("masked") and nxt:
+            # Keras at a masked step: the state is kept and the output (= h) repeated.
+            nxt = [mask * new + (1.0 - mask) * old for new, old in zip(nxt, mine, strict=True)]
+            y = nxt[0]
+            if not spec.config.get("return_sequences", True):
+                mask = None  # the mask ends at a layer that returns only its last output
         new_states.extend(nxt)
     return y, new_states
 
@@ -84,7 +102,8 @@ def build_step_module(ms: ModelSpec) -> Any:
         tf.TensorSpec(shape, getattr(tf, dtype), name=name) for name, shape, dtype in specs
     ]
     module = tf.Module()
-    module.serve = tf.function(serve, input_signature=signature)
+    # No autograph: the step math is straight-line TF ops, and tracing it plainly is quicker.
+    module.serve = tf.function(serve, input_signature=signature, autograph=False)
     module.input_names = names
     return module
 
@@ -138,13 +157,74 @@ def run_step_numpy(ms: ModelSpec, xs: np.ndarray) -> tuple[np.ndarray, list[dict
     return np.stack(ys), feeds
 
 
+def _layer_states_numpy(spec: Any, handler: Any, ys: np.ndarray, key: str, out: dict) -> np.ndarray:
+    """Run one layer over a whole sequence ys [T, ...] in NumPy, recording max |state| under
+    `key`_role; returns the layer's output sequence [T', ...]."""
+    if spec.kind == "Bidirectional":
+        c = spec.config
+        parts = []
+        for sub, rev in ((c["forward"], False), (c["backward"], True)):
+            sh = _sub_handler(sub)
+            seq = ys[::-1] if rev else ys
+            y = _layer_states_numpy(sub, sh, seq, f"{key}_{'bwd' if rev else 'fwd'}", out)
+            if rev and sub.config["return_sequences"]:
+                y = y[::-1]
+            parts.append(y)
+        merge = {
+            "concat": lambda a, b: np.concatenate([a, b], axis=-1),
+            "sum": lambda a, b: a + b,
+            "mul": lambda a, b: a * b,
+            "ave": lambda a, b: (a + b) / 2.0,
+        }[c["merge_mode"]]
+        return merge(*parts)
+    if spec.config.get("go_backwards"):
+        ys = ys[::-1]
+    states = [np.zeros((1, *st.shape), np.float64) for st in handler.states(spec)]
+    outs = []
+    for t in range(ys.shape[0]):
+        y, states = handler.step_numpy(spec, ys[t : t + 1], states)
+        for st, v in zip(handler.states(spec), states, strict=True):
+            name = f"{key}_{st.role}"
+            out[name] = max(out.get(name, 0.0), float(np.max(np.abs(v))))
+        outs.append(np.asarray(y, np.float64)[0])
+    seq = np.stack(outs)
+    if handler.recurrent and not spec.config.get("return_sequences", True):
+        seq = seq[-1:]
+    return seq
+
+
+def _sub_handler(spec: Any) -> Any:
+    from edgelstm.convert.layers import handler_for
+
+    return handler_for(spec.kind, spec.name)
+
+
 def state_abs_max(ms: ModelSpec, xs: np.ndarray) -> dict[str, float]:
     """max |v| of every state input (`state{k}_{h,c,win}`) while the float cell runs over the
-    sequences `xs`: the ranges quantized states must hold."""
+    sequences `xs`: the ranges quantized states must hold.
+
+    Streamable models run the step math; the others (Bidirectional, go_backwards, ...) run layer
+    by layer up to the first layer that mixes time steps (Bidirectional halves as
+    `{layer}_fwd_{role}` / `{layer}_bwd_{role}`)."""
     out: dict[str, float] = {}
+    if ms.streamable:
+        for seq in xs:
+            for feed in run_step_numpy(ms, seq)[1]:
+                for name, v in feed.items():
+                    if name.startswith("state"):
+                        out[name] = max(out.get(name, 0.0), float(np.max(np.abs(v))))
+        return out
+    ks = {id(spec): k for k, spec, _ in ms.state_layout()}
     for seq in xs:
-        for feed in run_step_numpy(ms, seq)[1]:
-            for name, v in feed.items():
-                if name.startswith("state"):
-                    out[name] = max(out.get(name, 0.0), float(np.max(np.abs(v))))
+        ys = np.asarray(seq, np.int64 if ms.token_input else np.float64)
+        for spec, handler in zip(ms.layers, ms.handlers, strict=True):
+            if not handler.per_step and not handler.recurrent and spec.kind != "Conv1D":
+                break  # mixes time steps: no recurrent state after it
+            if spec.kind == "Conv1D" and spec.config["strides"] != 1:
+                break
+            key = f"state{ks[id(spec)]}" if id(spec) in ks else spec.name
+            if spec.kind == "Embedding":
+                ys = spec.weights[0][ys.reshape(-1)]
+                continue
+            ys = _layer_states_numpy(spec, handler, ys, key, out)
     return out

@@ -92,7 +92,12 @@ def tie_state_quantization(data: bytes, pairs: list[tuple[str, str]]) -> tuple[b
         op.inputs = [to]
         op.outputs = [new_index]
         sg.operators.append(op)
-        sg.outputs = [new_index if o == to else o for o in sg.outputs]
+        # Only this state's slot: a step model whose y is also the state output lists the same
+        # tensor twice, and y must keep its (untied) tensor or it vanishes from the signature.
+        outs = list(sg.outputs)
+        if to in outs:
+            outs[outs.index(to)] = new_index
+        sg.outputs = outs
         entry.tensorIndex = new_index
         changed.append(
             f"{out_name}: requantized to {in_name}'s scale {qin[0][0]:.6g}, zero point {qin[1][0]}"

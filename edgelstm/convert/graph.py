@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgelstm.convert.layers import Handler, LayerSpec, StateSpec, handler_for
-from edgelstm.errors import BadInputError, UnsupportedLayerError
+from edgelstm.errors import BadInputError, EdgeLSTMError, UnsupportedLayerError
 from edgelstm.types import LayerSummary, ModelSummary, OutputKind
 
 
@@ -142,6 +142,27 @@ def _inbound_names(nodes: Any) -> list[str]:
     return names
 
 
+def parse_layer(h: Handler, layer: Any, dim: int | None) -> list[tuple[Handler, LayerSpec]]:
+    """(handler, spec) pairs for one Keras layer (an RNN of stacked cells gives several), with
+    anything the handler did not foresee in a user's layer (an odd config value, weights of an
+    unexpected shape) reported as that layer's problem."""
+    try:
+        many = getattr(h, "parse_many", None)
+        return many(layer, dim) if many else [(h, h.parse(layer, dim))]
+    except EdgeLSTMError:
+        raise
+    except Exception as exc:
+        raise UnsupportedLayerError(
+            f"cannot convert layer '{layer.name}' ({type(layer).__name__}): "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
 def parse_model(model: Any, framework: str, seq_len: int | None = None) -> ModelSpec:
     """Turn a Keras model into a ModelSpec with a fixed sequence length."""
     in_shape = (
@@ -160,6 +181,8 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
             "or (batch, time) tokens"
         )
     model_len = in_shape[1]
+    if seq_len is not None and seq_len < 1:
+        raise BadInputError(f"--seq-len must be at least 1 (got {seq_len})")
     if seq_len is not None and model_len is not None and seq_len != model_len:
         raise BadInputError(
             f"--seq-len {seq_len} differs from the model's fixed sequence length {model_len}"
@@ -181,9 +204,13 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
     specs: list[LayerSpec] = []
     handlers: list[Handler] = []
     masked = False
+    parsed: list[tuple[Handler, LayerSpec]] = []
     for layer in chain:
         h = handler_for(type(layer).__name__, layer.name)
-        spec = h.parse(layer, dim)
+        pairs = parse_layer(h, layer, dim)
+        parsed.extend(pairs)
+        dim = pairs[-1][1].out_dim
+    for h, spec in parsed:
         if h.recurrent and masked:
             spec.config["masked"] = True
             for sub in ("forward", "backward"):
@@ -193,7 +220,6 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
             masked = True
         specs.append(spec)
         handlers.append(h)
-        dim = spec.out_dim
     output_kind = OutputKind.MANY_TO_MANY if len(out_shape) == 3 else OutputKind.MANY_TO_ONE
     spec_model = ModelSpec(
         framework=framework,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Handler:
     kind: str = ""
     recurrent: bool = False
     per_step: bool = True  # applies to each time step independently (Dense, Dropout, ...)
+    args: str = ""  # the supported arguments, for the README table
+    stream: str = ""  # how it streams, when not obvious from recurrent/per_step
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
         raise NotImplementedError
@@ -62,6 +64,13 @@ class Handler:
     def step_numpy(self, spec: LayerSpec, x: np.ndarray, states: list[np.ndarray]):
         """The same step in NumPy (float64), used to gather calibration states cheaply."""
         raise NotImplementedError
+
+    def step_mask(self, spec: LayerSpec, x: Any, tf: Any | None) -> Any | None:
+        """A [1, 1] mask (1 = a real step, 0 = masked) when this layer starts a mask, else None.
+
+        tf=None: NumPy. Recurrent layers behind a mask keep their state and repeat their output
+        at a masked step, as Keras does."""
+        return None
 
 
 _REGISTRY: dict[str, Handler] = {}
@@ -92,24 +101,74 @@ def supported_layers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def support_table() -> str:
+    """The README's table of supported Keras layers, generated from the registry."""
+    rows = ["| Keras layer | arguments | step model |", "| --- | --- | --- |"]
+    for name in sorted(_REGISTRY, key=str.lower):
+        h = _REGISTRY[name]
+        stream = h.stream or (
+            "state as explicit I/O" if h.recurrent else "per step" if h.per_step else "-"
+        )
+        rows.append(f"| {name} | {h.args} | {stream} |")
+    acts = ", ".join(_ACTIVATIONS[:-2]) + " (softmax, log_softmax: not as recurrent activations)"
+    return "\n".join(rows) + f"\n\nActivations: {acts}.\n"
+
+
 # --- activations -------------------------------------------------------------------------------
 
-_ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu", "softmax", "hard_sigmoid", "relu6", "elu")
+# Every Keras activation whose math maps onto TFLite builtins. Recurrent layers with anything but
+# tanh/sigmoid are unrolled in the sequence model (the fused LSTM op takes only those).
+_ACTIVATIONS = (
+    "linear",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "relu6",
+    "elu",
+    "selu",
+    "softplus",
+    "softsign",
+    "silu",
+    "gelu",
+    "exponential",
+    "leaky_relu",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_tanh",
+    "mish",
+    "log_sigmoid",
+    "tanh_shrink",
+    "softmax",
+    "log_softmax",
+)
+_ALIASES = {"None": "linear", "swish": "silu", "hard_swish": "hard_silu"}
 
 
 def activation_name(act: Any, framework: str, layer_name: str, arg: str) -> str:
     """Neutral activation name; 'hard_sigmoid' differs between Keras 3 and Keras 2."""
+    if isinstance(act, dict):  # a serialized activation object (Keras 3 with custom config)
+        act = act.get("config", {}).get("name", act.get("class_name", "?"))
     name = act if isinstance(act, str) else getattr(act, "__name__", str(act))
-    name = {"None": "linear", "swish": "silu"}.get(name, name)
+    name = _ALIASES.get(name, name)
     if name not in _ACTIVATIONS:
-        raise UnsupportedLayerError(f"layer '{layer_name}': {arg}='{name}' is not supported")
+        raise UnsupportedLayerError(
+            f"layer '{layer_name}': {arg}='{name}' is not supported (supported: "
+            + ", ".join(_ACTIVATIONS)
+            + ")"
+        )
     if name == "hard_sigmoid":
         # Keras 3: relu6(x + 3) / 6; Keras 2: clip(0.2x + 0.5, 0, 1).
         return "hard_sigmoid_k3" if framework == "keras3" else "hard_sigmoid_k2"
     return name
 
 
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
 def tf_activation(name: str, tf: Any) -> Callable[[Any], Any]:
+    def softplus(v: Any) -> Any:
+        return tf.nn.softplus(v)
+
     return {
         "linear": lambda v: v,
         "tanh": tf.tanh,
@@ -117,32 +176,74 @@ def tf_activation(name: str, tf: Any) -> Callable[[Any], Any]:
         "relu": tf.nn.relu,
         "relu6": tf.nn.relu6,
         "elu": tf.nn.elu,
+        "selu": lambda v: _SELU_SCALE * tf.where(v > 0, v, _SELU_ALPHA * (tf.exp(v) - 1.0)),
+        "softplus": softplus,
+        "softsign": lambda v: v / (1.0 + tf.abs(v)),
+        "silu": lambda v: v * tf.sigmoid(v),
+        "gelu": lambda v: tf.nn.gelu(v, approximate=False),
+        "exponential": tf.exp,
+        "leaky_relu": lambda v: tf.nn.leaky_relu(v, alpha=0.2),
+        "hard_silu": lambda v: v * tf.nn.relu6(v + 3.0) / 6.0,
+        "hard_tanh": lambda v: tf.clip_by_value(v, -1.0, 1.0),
+        "mish": lambda v: v * tf.tanh(softplus(v)),
+        "log_sigmoid": lambda v: -softplus(-v),
+        "tanh_shrink": lambda v: v - tf.tanh(v),
         "softmax": lambda v: tf.nn.softmax(v, axis=-1),
+        "log_softmax": lambda v: tf.nn.log_softmax(v, axis=-1),
         "hard_sigmoid_k3": lambda v: tf.nn.relu6(v + 3.0) / 6.0,
         "hard_sigmoid_k2": lambda v: tf.clip_by_value(0.2 * v + 0.5, 0.0, 1.0),
     }[name]
 
 
 def keras_activation(name: str, tf: Any) -> Any:
-    """What to pass as `activation=` to a tf_keras layer."""
-    if name.startswith("hard_sigmoid"):
-        return tf_activation(name, tf)
-    return name
+    """What to pass as `activation=` to a tf_keras layer (names tf_keras may spell differently
+    go as functions)."""
+    if name in ("linear", "tanh", "sigmoid", "relu", "softmax", "elu"):
+        return name
+    return tf_activation(name, tf)
+
+
+def fusable_activations(cfg: dict[str, Any]) -> bool:
+    """The fused UNIDIRECTIONAL_SEQUENCE_LSTM op computes tanh cells and sigmoid gates only."""
+    return cfg.get("activation") == "tanh" and cfg.get("recurrent_activation") == "sigmoid"
 
 
 def np_activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    from math import erf
+
     def softmax(v: np.ndarray) -> np.ndarray:
         e = np.exp(v - v.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
+    def softplus(v: np.ndarray) -> np.ndarray:
+        return np.logaddexp(0.0, v)
+
+    def sigmoid(v: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-v))
+
     return {
         "linear": lambda v: v,
         "tanh": np.tanh,
-        "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)),
+        "sigmoid": sigmoid,
         "relu": lambda v: np.maximum(v, 0),
         "relu6": lambda v: np.clip(v, 0, 6),
-        "elu": lambda v: np.where(v > 0, v, np.expm1(v)),
+        "elu": lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0))),
+        "selu": lambda v: (
+            _SELU_SCALE * np.where(v > 0, v, _SELU_ALPHA * np.expm1(np.minimum(v, 0)))
+        ),
+        "softplus": softplus,
+        "softsign": lambda v: v / (1.0 + np.abs(v)),
+        "silu": lambda v: v * sigmoid(v),
+        "gelu": lambda v: 0.5 * v * (1.0 + np.vectorize(erf)(v / np.sqrt(2.0))),
+        "exponential": np.exp,
+        "leaky_relu": lambda v: np.where(v > 0, v, 0.2 * v),
+        "hard_silu": lambda v: v * np.clip(v + 3.0, 0, 6) / 6.0,
+        "hard_tanh": lambda v: np.clip(v, -1.0, 1.0),
+        "mish": lambda v: v * np.tanh(softplus(v)),
+        "log_sigmoid": lambda v: -softplus(-v),
+        "tanh_shrink": lambda v: v - np.tanh(v),
         "softmax": softmax,
+        "log_softmax": lambda v: np.log(softmax(v)),
         "hard_sigmoid_k3": lambda v: np.clip(v + 3.0, 0, 6) / 6.0,
         "hard_sigmoid_k2": lambda v: np.clip(0.2 * v + 0.5, 0, 1),
     }[name]
@@ -164,7 +265,12 @@ class _Recurrent(Handler):
     per_step = False
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
-        cfg = _cfg(layer)
+        return self.parse_config(layer, _cfg(layer), layer.get_weights(), in_dim)
+
+    def parse_config(
+        self, layer: Any, cfg: dict[str, Any], weights: list[Any], in_dim: int | None
+    ) -> LayerSpec:
+        """The spec from a layer config (an RNN(cell) passes the cell's merged with its own)."""
         fw = _framework(layer)
         name = layer.name
         spec = LayerSpec(
@@ -185,7 +291,7 @@ class _Recurrent(Handler):
                 "reset_after": bool(cfg.get("reset_after", True)),
                 "in_dim": in_dim,
             },
-            weights=[np.asarray(w, np.float32) for w in layer.get_weights()],
+            weights=[np.asarray(w, np.float32) for w in weights],
             out_dim=int(cfg["units"]),
         )
         if cfg.get("return_state"):
@@ -199,6 +305,12 @@ class _Recurrent(Handler):
             spec.blockers.append(f"{name}: go_backwards=True reads the sequence from its end")
             spec.notes.append(
                 f"{name}: go_backwards=True lowered as REVERSE_V2 + forward layer so the LSTM stays fused"
+            )
+        if self.kind == "LSTM" and not fusable_activations(spec.config):
+            spec.notes.append(
+                f"{name}: activation={spec.config['activation']}, recurrent_activation="
+                f"{spec.config['recurrent_activation']}: the fused LSTM op computes tanh/sigmoid "
+                "only, so the sequence model unrolls this layer into plain ops"
             )
         if spec.config["stateful"]:
             spec.notes.append(
@@ -223,7 +335,11 @@ class _Recurrent(Handler):
             x = keras.layers.Lambda(lambda v: tf.reverse(v, axis=[1]), name=f"{spec.name}_reverse")(
                 x
             )
-        unroll = self.kind != "LSTM" or spec.config.get("masked", False)
+        unroll = (
+            self.kind != "LSTM"
+            or spec.config.get("masked", False)
+            or not fusable_activations(spec.config)
+        )
         layer = self._keras_layer(spec, keras, tf, unroll)
         y = layer(x)
         layer.set_weights(self._keras_weights(spec))
@@ -235,6 +351,7 @@ class _Recurrent(Handler):
 
 @register("LSTM")
 class LSTMHandler(_Recurrent):
+    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation / recurrent_activation below (tanh/sigmoid fuse; others unroll)"
     kind = "LSTM"
 
     def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
@@ -283,6 +400,7 @@ class LSTMHandler(_Recurrent):
 
 @register("GRU")
 class GRUHandler(_Recurrent):
+    args = "units, return_sequences, go_backwards, stateful, use_bias, reset_after both ways, every activation / recurrent_activation below"
     kind = "GRU"
 
     def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
@@ -350,6 +468,7 @@ class GRUHandler(_Recurrent):
 
 @register("SimpleRNN")
 class SimpleRNNHandler(_Recurrent):
+    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation below"
     kind = "SimpleRNN"
 
     def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
@@ -387,6 +506,8 @@ class SimpleRNNHandler(_Recurrent):
 
 @register("Bidirectional")
 class BidirectionalHandler(Handler):
+    args = "merge_mode concat/sum/mul/ave around LSTM/GRU/SimpleRNN (not None)"
+    stream = "sequence model only"
     kind = "Bidirectional"
     recurrent = True
     per_step = False
@@ -444,6 +565,7 @@ class BidirectionalHandler(Handler):
 
 @register("Dense")
 class DenseHandler(Handler):
+    args = "units, use_bias, every activation below"
     kind = "Dense"
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
@@ -489,21 +611,38 @@ class DenseHandler(Handler):
 
 @register("TimeDistributed")
 class TimeDistributedHandler(Handler):
+    args = "around any per-step layer of this table"
     kind = "TimeDistributed"
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
         inner = layer.layer
-        if type(inner).__name__ != "Dense":
+        cls = type(inner).__name__
+        h = _REGISTRY.get(cls)
+        if h is None or not h.per_step or h.recurrent or isinstance(h, TimeDistributedHandler):
             raise UnsupportedLayerError(
-                f"layer '{layer.name}': TimeDistributed({type(inner).__name__}) is not supported (only Dense)"
+                f"layer '{layer.name}': TimeDistributed({cls}) is not supported (only layers "
+                "that act on each step alone: "
+                + ", ".join(
+                    n for n, v in sorted(_REGISTRY.items()) if v.per_step and not v.recurrent
+                )
+                + ")"
             )
-        spec = DenseHandler().parse(inner, in_dim)
+        spec = h.parse(inner, in_dim)
         spec.name = layer.name
+        spec.config["_inner"] = cls
         return spec
 
-    sequence = DenseHandler.sequence
-    step = DenseHandler.step
-    step_numpy = DenseHandler.step_numpy
+    def _inner(self, spec: LayerSpec) -> Handler:
+        return _REGISTRY[spec.config["_inner"]]
+
+    def sequence(self, spec, x, keras):
+        return self._inner(spec).sequence(spec, x, keras)
+
+    def step(self, spec, x, states, tf):
+        return self._inner(spec).step(spec, x, states, tf)
+
+    def step_numpy(self, spec, x, states):
+        return self._inner(spec).step_numpy(spec, x, states)
 
 
 @register(
@@ -515,6 +654,7 @@ class TimeDistributedHandler(Handler):
     "ActivityRegularization",
 )
 class IdentityHandler(Handler):
+    args = "identity at inference"
     """Layers that do nothing at inference time."""
 
     kind = "Identity"
@@ -534,6 +674,7 @@ class IdentityHandler(Handler):
 
 @register("Activation", "ReLU", "Softmax")
 class ActivationHandler(Handler):
+    args = "every activation below; ReLU(max_value None/6)"
     kind = "Activation"
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
@@ -575,6 +716,7 @@ class ActivationHandler(Handler):
 
 @register("BatchNormalization")
 class BatchNormHandler(Handler):
+    args = "axis -1 (folded into scale + shift)"
     """Inference-time batch norm: a per-feature affine map, streamable."""
 
     kind = "BatchNormalization"
@@ -622,6 +764,7 @@ class BatchNormHandler(Handler):
 
 @register("Embedding")
 class EmbeddingHandler(Handler):
+    args = "input_dim, output_dim, mask_zero (the step model masks as Keras does)"
     kind = "Embedding"
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
@@ -640,7 +783,8 @@ class EmbeddingHandler(Handler):
         )
         if spec.config["mask_zero"]:
             spec.notes.append(
-                f"{layer.name}: mask_zero=True: in the step model, skip token 0 by not calling step()"
+                f"{layer.name}: mask_zero=True: the step model treats token 0 as Keras does "
+                "(the recurrent state is kept and the last output repeated)"
             )
         return spec
 
@@ -661,9 +805,20 @@ class EmbeddingHandler(Handler):
     def step_numpy(self, spec, x, states):
         return spec.weights[0][np.asarray(x, np.int64)], []
 
+    def step_mask(self, spec, x, tf):
+        if not spec.config["mask_zero"]:
+            return None
+        # A second GATHER from a 0/1 table (not a NOT_EQUAL + CAST): it quantizes exactly and
+        # every runtime, the C engine included, has GATHER.
+        table = (np.arange(spec.config["input_dim"]) != 0).astype(np.float32)[:, None]
+        if tf is None:
+            return table[np.asarray(x, np.int64)]
+        return tf.gather(tf.constant(table), x)
+
 
 @register("Masking")
 class MaskingHandler(Handler):
+    args = "mask_value (the step model masks as Keras does)"
     kind = "Masking"
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
@@ -677,8 +832,10 @@ class MaskingHandler(Handler):
         )
         spec.notes.append(
             f"{layer.name}: Masking: the recurrent layers behind it are unrolled in the sequence model "
-            "(a masked LSTM cannot use the fused op); in the step model, skip masked steps by not calling step()"
+            "(a masked LSTM cannot use the fused op); the step model computes the mask itself "
+            "(a masked step keeps the state and repeats the last output, as Keras does)"
         )
+        spec.config["in_dim"] = in_dim
         return spec
 
     def sequence(self, spec, x, keras):
@@ -690,9 +847,19 @@ class MaskingHandler(Handler):
     def step_numpy(self, spec, x, states):
         return x, []
 
+    def step_mask(self, spec, x, tf):
+        # 1 unless every feature equals mask_value, exactly as Keras tests it (NOT_EQUAL + ANY +
+        # CAST; a steep arithmetic ramp instead would need scales int8 kernels refuse).
+        v = spec.config["mask_value"]
+        if tf is None:
+            return np.any(x != v, axis=-1, keepdims=True).astype(np.float64)
+        return tf.cast(tf.reduce_any(tf.not_equal(x, v), axis=-1, keepdims=True), tf.float32)
+
 
 @register("Conv1D")
 class Conv1DHandler(Handler):
+    args = "filters, kernel_size, dilation_rate, padding, strides, activation"
+    stream = "padding='causal', strides 1 (window as state)"
     """Conv1D; streamable when causal: its last (k-1)*dilation inputs are carried as state."""
 
     kind = "Conv1D"
@@ -789,9 +956,17 @@ class Conv1DHandler(Handler):
 
 
 @register(
-    "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "MaxPooling1D", "AveragePooling1D"
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "RepeatVector",
+    "Reshape",
 )
 class SequenceOnlyHandler(Handler):
+    args = "pool_size, strides, padding, n, static target_shape"
+    stream = "sequence model only"
     """Layers that mix time steps: fine in the sequence model, block streaming."""
 
     kind = "SequenceOnly"
@@ -799,10 +974,17 @@ class SequenceOnlyHandler(Handler):
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
         cfg = _cfg(layer)
-        spec = LayerSpec(
-            kind=type(layer).__name__, name=layer.name, config=cfg, weights=[], out_dim=in_dim
-        )
-        spec.config["_class"] = type(layer).__name__
+        cls = type(layer).__name__
+        out_dim = in_dim
+        shape = getattr(layer, "output_shape", None)
+        if cls in ("Flatten", "Reshape") and shape is not None:
+            if any(d is None for d in list(shape)[1:]):
+                raise UnsupportedLayerError(
+                    f"layer '{layer.name}': {cls} to a shape that is not static ({tuple(shape)})"
+                )
+            out_dim = int(list(shape)[-1])
+        spec = LayerSpec(kind=cls, name=layer.name, config=cfg, weights=[], out_dim=out_dim)
+        spec.config["_class"] = cls
         spec.blockers.append(f"{layer.name}: {type(layer).__name__} mixes time steps")
         return spec
 
@@ -811,8 +993,172 @@ class SequenceOnlyHandler(Handler):
         cfg = {
             k: v
             for k, v in spec.config.items()
-            if k in ("pool_size", "strides", "padding", "keepdims")
+            if k in ("pool_size", "strides", "padding", "keepdims", "n", "target_shape")
         }
         if cls == "Flatten":
             return keras.layers.Flatten(name=spec.name)(x)
         return getattr(keras.layers, cls)(name=spec.name, **cfg)(x)
+
+
+@register("RNN")
+class RNNHandler(Handler):
+    args = "RNN(LSTMCell/GRUCell/SimpleRNNCell) and RNN([cells]) with the layer arguments above"
+    """RNN(LSTMCell/GRUCell/SimpleRNNCell) and RNN([cells]): the same math as the layer
+    forms; a stack of cells becomes one recurrent layer per cell."""
+
+    kind = "RNN"
+    recurrent = True
+    per_step = False
+    _CELLS: ClassVar[dict[str, str]] = {
+        "LSTMCell": "LSTM",
+        "GRUCell": "GRU",
+        "SimpleRNNCell": "SimpleRNN",
+    }
+
+    def parse_many(self, layer: Any, in_dim: int | None) -> list[tuple[Handler, LayerSpec]]:
+        cfg = _cfg(layer)
+        cell = layer.cell
+        cells = list(cell.cells) if type(cell).__name__ == "StackedRNNCells" else [cell]
+        out: list[tuple[Handler, LayerSpec]] = []
+        dim = in_dim
+        for i, c in enumerate(cells):
+            kind = self._CELLS.get(type(c).__name__)
+            if kind is None:
+                raise UnsupportedLayerError(
+                    f"layer '{layer.name}': RNN({type(c).__name__}) is not supported "
+                    f"(cells: {', '.join(self._CELLS)})"
+                )
+            last = i == len(cells) - 1
+            merged = {
+                **c.get_config(),
+                "return_sequences": cfg.get("return_sequences", False) if last else True,
+                "return_state": cfg.get("return_state", False),
+                "go_backwards": cfg.get("go_backwards", False) and i == 0,
+                "stateful": cfg.get("stateful", False),
+                "time_major": cfg.get("time_major", False),
+            }
+            h = _REGISTRY[kind]
+            assert isinstance(h, _Recurrent)
+            spec = h.parse_config(layer, merged, c.get_weights(), dim)
+            if len(cells) > 1:
+                spec.name = f"{layer.name}_cell{i}"
+            out.append((h, spec))
+            dim = spec.out_dim
+        return out
+
+
+@register("LeakyReLU", "ELU", "PReLU")
+class ParamActivationHandler(Handler):
+    args = "LeakyReLU(negative_slope), ELU(alpha), PReLU(shared_axes=[1])"
+    """Activation layers with a parameter: LeakyReLU(negative_slope), ELU(alpha), PReLU(alpha)."""
+
+    kind = "ParamActivation"
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        cls = type(layer).__name__
+        cfg = _cfg(layer)
+        if cls == "LeakyReLU":
+            slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
+            alpha = np.full((in_dim or 1,), float(slope), np.float32)
+        elif cls == "ELU":
+            alpha = np.full((in_dim or 1,), float(cfg.get("alpha", 1.0)), np.float32)
+        else:
+            w = np.asarray(layer.get_weights()[0], np.float32)
+            if w.ndim == 2 and w.shape[0] != 1:
+                raise UnsupportedLayerError(
+                    f"layer '{layer.name}': PReLU with a slope per time step is not supported; "
+                    "use PReLU(shared_axes=[1])"
+                )
+            alpha = w.reshape(-1)
+            if alpha.size == 1:
+                alpha = np.full((in_dim or 1,), alpha[0], np.float32)
+        return LayerSpec(
+            kind=cls,
+            name=layer.name,
+            config={"op": "elu" if cls == "ELU" else "leaky"},
+            weights=[alpha],
+            out_dim=in_dim,
+        )
+
+    def _apply(self, spec: LayerSpec, x: Any, lib: Any) -> Any:
+        alpha = spec.weights[0]
+        if lib is np:
+            neg = alpha * (np.expm1(np.minimum(x, 0)) if spec.config["op"] == "elu" else x)
+            return np.where(x > 0, x, neg)
+        import tensorflow as tf
+
+        if spec.config["op"] == "elu":
+            if np.all(alpha == 1.0):
+                return tf.nn.elu(x)
+            return tf.nn.relu(x) + tf.constant(alpha) * (tf.exp(tf.minimum(x, 0.0)) - 1.0)
+        # relu(x) - alpha * relu(-x): RELU/MUL/SUB, ops every runtime has.
+        return tf.nn.relu(x) - tf.constant(alpha) * tf.nn.relu(-x)
+
+    def sequence(self, spec, x, keras):
+        return keras.layers.Lambda(lambda v: self._apply(spec, v, None), name=spec.name)(x)
+
+    def step(self, spec, x, states, tf):
+        return self._apply(spec, x, tf), []
+
+    def step_numpy(self, spec, x, states):
+        return self._apply(spec, x, np), []
+
+
+@register("LayerNormalization")
+class LayerNormHandler(Handler):
+    args = "axis -1, epsilon, center, scale (not rms_scaling)"
+    """LayerNormalization over the feature axis: per step, so streamable."""
+
+    kind = "LayerNormalization"
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        cfg = _cfg(layer)
+        axis = cfg.get("axis", -1)
+        axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if axis not in ([-1], [2]):
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}': LayerNormalization over axis {axis} is not supported "
+                "(only the feature axis, -1)"
+            )
+        if cfg.get("rms_scaling"):
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}': LayerNormalization(rms_scaling=True) is not supported"
+            )
+        w = [np.asarray(v, np.float32) for v in layer.get_weights()]
+        d = in_dim or 1
+        gamma = w.pop(0) if cfg.get("scale", True) else np.ones(d, np.float32)
+        beta = w.pop(0) if cfg.get("center", True) else np.zeros(d, np.float32)
+        return LayerSpec(
+            kind=self.kind,
+            name=layer.name,
+            config={"epsilon": float(cfg.get("epsilon", 1e-3))},
+            weights=[gamma, beta],
+            out_dim=in_dim,
+        )
+
+    def _apply(self, spec: LayerSpec, x: Any, tf: Any) -> Any:
+        gamma, beta = spec.weights
+        eps = spec.config["epsilon"]
+        if tf is None:
+            mean = x.mean(axis=-1, keepdims=True)
+            var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+            return (x - mean) / np.sqrt(var + eps) * gamma + beta
+        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        d = x - mean
+        var = tf.reduce_mean(d * d, axis=-1, keepdims=True)
+        return d * tf.math.rsqrt(var + eps) * tf.constant(gamma) + tf.constant(beta)
+
+    def sequence(self, spec, x, keras):
+        import tensorflow as tf
+
+        return keras.layers.Lambda(lambda v: self._apply(spec, v, tf), name=spec.name)(x)
+
+    def step(self, spec, x, states, tf):
+        return self._apply(spec, x, tf), []
+
+    def step_numpy(self, spec, x, states):
+        return self._apply(spec, x, None), []
+
+
+if __name__ == "__main__":  # prints the README's support table
+    print(support_table(), end="")

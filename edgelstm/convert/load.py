@@ -63,17 +63,23 @@ def _keras3_config(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def _h5_config(path: Path) -> dict[str, Any]:
+def _h5_config(path: Path) -> tuple[dict[str, Any], str]:
+    """The model config of an .h5 file and the Keras version that wrote it ('' if unknown)."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")
+            version = f.attrs.get("keras_version", "")
     except OSError as exc:
         raise BadInputError(f"{path}: not a valid HDF5 model file ({exc})") from None
     if raw is None:
         raise BadInputError(f"{path}: HDF5 file has no Keras model config (weights-only file?)")
-    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    try:
+        return json.loads(raw.decode() if isinstance(raw, bytes) else raw), version
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: the HDF5 model config is not valid JSON ({exc})") from None
 
 
 def load_keras_model(path: str | Path, *, unsafe: bool = False) -> tuple[Any, str]:
@@ -99,9 +105,21 @@ def load_keras_model(path: str | Path, *, unsafe: bool = False) -> tuple[Any, st
             ) from None
         return model, "keras3"
     if suffix in (".h5", ".hdf5"):
-        config = _h5_config(path)
+        config, version = _h5_config(path)
         if not unsafe:
             check_config_safe(config, str(path))
+        if version.startswith("3."):
+            # Keras 3 writes .h5 too (legacy format); tf_keras cannot read its layer configs.
+            import_tf()
+            import keras
+
+            try:
+                model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+            except Exception as exc:
+                raise BadInputError(
+                    f"{path}: could not load the model ({type(exc).__name__}: {_first_line(exc)})"
+                ) from None
+            return model, "keras3"
         keras2 = import_tf_keras()
         try:
             model = keras2.models.load_model(path, compile=False, safe_mode=not unsafe)

@@ -20,6 +20,7 @@ from edgelstm.convert import build, isolate, verify
 from edgelstm.convert import outdir as outdir_mod
 from edgelstm.convert.fbedit import add_fc_bias, remove_lstm_cell_clip, tie_state_quantization
 from edgelstm.convert.graph import ModelSpec, parse_model
+from edgelstm.convert.layers import fusable_activations
 from edgelstm.convert.load import load_keras_model
 from edgelstm.convert.verify import VerifyPlan, keras_reference, run_sequence, run_step
 from edgelstm.errors import (
@@ -122,6 +123,8 @@ def _step_calibration(
     feeds: list[dict[str, np.ndarray]] = []
     for seq in xs:
         feeds.extend(build.run_step_numpy(ms, seq)[1])
+        if len(feeds) >= 10 * limit:  # long windows: enough samples, keep calibration quick
+            break
     long = stream if stream is not None else verify.concat_stream(ms, xs)
     if len(long):
         feeds.extend(build.run_step_numpy(ms, long[: verify.MAX_STREAM * 4])[1])
@@ -187,7 +190,7 @@ def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[
         if s.config[p].kind == "LSTM"
     ]
     fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
-    unfused_lstms = [s for s in lstms if s.config.get("masked")]
+    unfused_lstms = [s for s in lstms if s.config.get("masked") or not fusable_activations(s.config)]
     for s in unfused_lstms:
         why = (
             "masking (a masked LSTM is unrolled into plain ops)"
@@ -371,8 +374,10 @@ def _convert_model(
         )
 
     progress(f"loading {model_path}")
-    source = _source_info(model_path, "")
-    outdir_mod.check_compatible(outdir, source, cfg.seq_len)
+    # Refuse another model's -o before the slow load (a missing file: the loader says so).
+    source = _source_info(model_path, "") if model_path.exists() else None
+    if source is not None:
+        outdir_mod.check_compatible(outdir, source, cfg.seq_len)
     onnx_ref = None  # an .onnx source is verified against onnxruntime, not its Keras rebuild
     if model_path.suffix.lower() == ".onnx":
         from edgelstm.convert.onnx_import import load_onnx
@@ -384,6 +389,7 @@ def _convert_model(
     ms = parse_model(model, framework, cfg.seq_len)
     if onnx_ref is not None:
         ms.notes[:0] = imported.notes
+    source = source or _source_info(model_path, "")
     outdir_mod.check_compatible(outdir, source, ms.seq_len)
     source["framework"] = framework
     _check_memory(ms, cfg)

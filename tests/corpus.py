@@ -1,0 +1,317 @@
+"""A corpus of tiny Keras recurrent models like the ones users bring (issue #13).
+
+Each case builds a seeded model (units 4-6, T=6) of one class: recurrent last layers without a head,
+Bidirectional, stateful / fixed-batch models, non-default activations, masking, .h5 files from
+Keras 3 and tf_keras, the extra layers (LeakyReLU, LayerNormalization, RNN(cell), ...), and the
+models edgelstm refuses (multi-input, branching, return_state), which must fail with exit 2 and a
+message naming the layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+T, D, VOCAB = 6, 3, 12
+
+
+@dataclass(frozen=True)
+class Case:
+    """One corpus model: how to build it and what convert must do with it."""
+
+    build: Callable[[Any], Any]  # keras module -> model
+    tokens: bool = False
+    fmt: str = "keras"  # keras | h5 | tf_keras_h5
+    refused: str | None = None  # None: converts; else a substring of the exit-2 message
+    streamable: bool = True
+    padded: bool = False  # calibration data has all-zero (masked) leading steps
+
+
+def _seq(*layers: Any, tokens: bool = False, batch: int | None = None) -> Callable[[Any], Any]:
+    def build(keras: Any) -> Any:
+        inp = (
+            keras.Input((T,), dtype="int32", batch_size=batch)
+            if tokens
+            else keras.Input((T, D), batch_size=batch)
+        )
+        return keras.Sequential([inp, *[mk(keras.layers) for mk in layers]])
+
+    return build
+
+
+def _functional(fn: Callable[[Any], tuple[Any, Any]]) -> Callable[[Any], Any]:
+    def build(keras: Any) -> Any:
+        ins, outs = fn(keras)
+        return keras.Model(ins, outs)
+
+    return build
+
+
+def _two_inputs(keras: Any) -> tuple[Any, Any]:
+    L = keras.layers
+    a, b = keras.Input((T, D)), keras.Input((2,))
+    h = L.LSTM(4, name="branch_lstm")(a)
+    return [a, b], L.Dense(2, name="head")(L.Concatenate(name="join")([h, b]))
+
+
+def _two_heads(keras: Any) -> tuple[Any, Any]:
+    L = keras.layers
+    a = keras.Input((T, D))
+    h = L.GRU(4, name="trunk")(a)
+    return a, [L.Dense(2, name="gain")(h), L.Dense(1, name="vad")(h)]
+
+
+def _branches(keras: Any) -> tuple[Any, Any]:
+    L = keras.layers
+    a = keras.Input((T, D))
+    f = L.GRU(4, name="fwd_gru")(a)
+    b = L.GRU(4, go_backwards=True, name="bwd_gru")(a)
+    return a, L.Dense(2)(L.Concatenate(name="merge")([f, b]))
+
+
+def _seq2seq(keras: Any) -> tuple[Any, Any]:
+    L = keras.layers
+    a = keras.Input((T, D))
+    _, h, c = L.LSTM(4, return_state=True, name="encoder")(a)
+    y = L.LSTM(4, return_sequences=True, name="decoder")(L.RepeatVector(T)(h), initial_state=[h, c])
+    return a, L.Dense(2)(y)
+
+
+CASES: dict[str, Case] = {
+    # recurrent last layers, no Dense head (int8 KeyError 'y' class)
+    "lstm_last": Case(_seq(lambda L: L.LSTM(5))),
+    "lstm_seq_last": Case(_seq(lambda L: L.LSTM(5, return_sequences=True))),
+    "gru_last": Case(_seq(lambda L: L.GRU(5))),
+    "gru_seq_last": Case(_seq(lambda L: L.GRU(4, return_sequences=True))),
+    "rnn_seq_last": Case(_seq(lambda L: L.SimpleRNN(4, return_sequences=True))),
+    "lstm2_seq": Case(
+        _seq(lambda L: L.LSTM(5, return_sequences=True), lambda L: L.LSTM(4, return_sequences=True))
+    ),
+    # Bidirectional (int8 NotImplementedError class)
+    "bidi_concat": Case(
+        _seq(lambda L: L.Bidirectional(L.LSTM(4)), lambda L: L.Dense(2)), streamable=False
+    ),
+    "bidi_sum_seq": Case(
+        _seq(lambda L: L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode="sum")),
+        streamable=False,
+    ),
+    "bidi_gru_ave": Case(
+        _seq(lambda L: L.Bidirectional(L.GRU(4), merge_mode="ave"), lambda L: L.Dense(2)),
+        streamable=False,
+    ),
+    "bidi_then_lstm": Case(
+        _seq(
+            lambda L: L.Bidirectional(L.LSTM(4, return_sequences=True)),
+            lambda L: L.LSTM(4),
+            lambda L: L.Dense(2),
+        ),
+        streamable=False,
+    ),
+    # stateful / fixed batch
+    "stateful_lstm": Case(_seq(lambda L: L.LSTM(5, stateful=True), lambda L: L.Dense(2), batch=1)),
+    "batch4_lstm": Case(_seq(lambda L: L.LSTM(5), lambda L: L.Dense(2), batch=4)),
+    "stateful_gru_b2": Case(
+        _seq(
+            lambda L: L.GRU(4, stateful=True, return_sequences=True), lambda L: L.Dense(2), batch=2
+        )
+    ),
+    "tfk_stateful_h5": Case(
+        _seq(lambda L: L.LSTM(4, stateful=True), lambda L: L.Dense(2), batch=1), fmt="tf_keras_h5"
+    ),
+    # activations the fused op does not compute
+    "lstm_relu": Case(_seq(lambda L: L.LSTM(5, activation="relu"), lambda L: L.Dense(2))),
+    "lstm_hard_sigmoid": Case(
+        _seq(lambda L: L.LSTM(5, recurrent_activation="hard_sigmoid"), lambda L: L.Dense(2))
+    ),
+    "lstm_softsign": Case(_seq(lambda L: L.LSTM(4, activation="softsign"), lambda L: L.Dense(2))),
+    "gru_softplus": Case(_seq(lambda L: L.GRU(4, activation="softplus"), lambda L: L.Dense(2))),
+    "rnn_selu": Case(_seq(lambda L: L.SimpleRNN(4, activation="selu"), lambda L: L.Dense(2))),
+    "lstm_elu_silu": Case(
+        _seq(
+            lambda L: L.LSTM(4, activation="elu", recurrent_activation="silu"), lambda L: L.Dense(2)
+        )
+    ),
+    "gru_hard_sigmoid": Case(
+        _seq(lambda L: L.GRU(4, recurrent_activation="hard_sigmoid"), lambda L: L.Dense(2))
+    ),
+    "tfk_lstm_hard_sigmoid_h5": Case(
+        _seq(lambda L: L.LSTM(4, recurrent_activation="hard_sigmoid"), lambda L: L.Dense(2)),
+        fmt="tf_keras_h5",
+    ),
+    # masking
+    "mask_emb_lstm": Case(
+        _seq(
+            lambda L: L.Embedding(VOCAB, 4, mask_zero=True),
+            lambda L: L.LSTM(5),
+            lambda L: L.Dense(2),
+            tokens=True,
+        ),
+        tokens=True,
+    ),
+    "mask_emb_gru_seq": Case(
+        _seq(
+            lambda L: L.Embedding(VOCAB, 4, mask_zero=True),
+            lambda L: L.GRU(4, return_sequences=True),
+            lambda L: L.LSTM(4, return_sequences=True),
+            tokens=True,
+        ),
+        tokens=True,
+    ),
+    "masking_lstm": Case(
+        _seq(lambda L: L.Masking(0.0), lambda L: L.LSTM(4), lambda L: L.Dense(2)), padded=True
+    ),
+    # file formats
+    "keras3_h5": Case(_seq(lambda L: L.LSTM(4), lambda L: L.Dense(2)), fmt="h5"),
+    "tfk_gru_h5": Case(_seq(lambda L: L.GRU(4, return_sequences=True)), fmt="tf_keras_h5"),
+    # heads and plain stacks
+    "dense_relu_head": Case(
+        _seq(lambda L: L.LSTM(5), lambda L: L.Dense(4, activation="relu"), lambda L: L.Dense(2))
+    ),
+    "emb_lstm_softmax": Case(
+        _seq(
+            lambda L: L.Embedding(VOCAB, 4),
+            lambda L: L.LSTM(5),
+            lambda L: L.Dense(VOCAB, activation="softmax"),
+            tokens=True,
+        ),
+        tokens=True,
+    ),
+    "conv_gru": Case(
+        _seq(lambda L: L.Conv1D(4, 3, padding="causal"), lambda L: L.GRU(4), lambda L: L.Dense(2))
+    ),
+    "go_backwards": Case(
+        _seq(lambda L: L.LSTM(4, go_backwards=True), lambda L: L.Dense(2)), streamable=False
+    ),
+    "batchnorm_between": Case(
+        _seq(
+            lambda L: L.LSTM(4, return_sequences=True),
+            lambda L: L.BatchNormalization(),
+            lambda L: L.LSTM(4),
+        )
+    ),
+    # extra layers
+    "leaky_relu": Case(
+        _seq(
+            lambda L: L.LSTM(4), lambda L: L.Dense(4), lambda L: L.LeakyReLU(), lambda L: L.Dense(2)
+        )
+    ),
+    "prelu_shared": Case(
+        _seq(
+            lambda L: L.LSTM(4, return_sequences=True),
+            lambda L: L.PReLU(shared_axes=[1]),
+            lambda L: L.Dense(2),
+        )
+    ),
+    "elu_layer": Case(
+        _seq(lambda L: L.GRU(4, return_sequences=True), lambda L: L.ELU(), lambda L: L.Dense(2))
+    ),
+    "layernorm_after": Case(
+        _seq(
+            lambda L: L.LSTM(4, return_sequences=True),
+            lambda L: L.LayerNormalization(),
+            lambda L: L.Dense(2),
+        )
+    ),
+    "rnn_lstmcell": Case(_seq(lambda L: L.RNN(L.LSTMCell(4)), lambda L: L.Dense(2))),
+    "rnn_stacked_cells": Case(
+        _seq(lambda L: L.RNN([L.GRUCell(4), L.SimpleRNNCell(4)], return_sequences=True))
+    ),
+    "td_dense_relu": Case(
+        _seq(
+            lambda L: L.GRU(4, return_sequences=True),
+            lambda L: L.TimeDistributed(L.Dense(3, activation="relu")),
+        )
+    ),
+    "td_layernorm": Case(
+        _seq(
+            lambda L: L.LSTM(4, return_sequences=True),
+            lambda L: L.TimeDistributed(L.LayerNormalization()),
+        )
+    ),
+    "global_avg_pool": Case(
+        _seq(
+            lambda L: L.LSTM(4, return_sequences=True),
+            lambda L: L.GlobalAveragePooling1D(),
+            lambda L: L.Dense(2),
+        ),
+        streamable=False,
+    ),
+    "global_max_pool": Case(
+        _seq(lambda L: L.GRU(4, return_sequences=True), lambda L: L.GlobalMaxPooling1D()),
+        streamable=False,
+    ),
+    "flatten_head": Case(
+        _seq(
+            lambda L: L.LSTM(4, return_sequences=True),
+            lambda L: L.Flatten(),
+            lambda L: L.Dense(2),
+        ),
+        streamable=False,
+    ),
+    "repeat_vector": Case(
+        _seq(
+            lambda L: L.LSTM(4),
+            lambda L: L.RepeatVector(T),
+            lambda L: L.LSTM(4, return_sequences=True),
+            lambda L: L.Dense(2),
+        ),
+        streamable=False,
+    ),
+    # refused, with a message naming the layer (exit 2)
+    "two_inputs": Case(_functional(_two_inputs), refused="2 inputs"),
+    "two_heads": Case(_functional(_two_heads), refused="2 outputs"),
+    "parallel_branches": Case(_functional(_branches), refused="bwd_gru"),
+    "seq2seq_return_state": Case(_functional(_seq2seq), refused="encoder"),
+    "bidi_merge_none": Case(
+        _seq(lambda L: L.Bidirectional(L.LSTM(4), merge_mode=None, name="bidi_none")),
+        refused="bidi_none",
+    ),
+    "attention": Case(
+        _functional(
+            lambda keras: (
+                (a := keras.Input((T, D))),
+                keras.layers.MultiHeadAttention(1, 2, name="mha")(a, a),
+            )
+        ),
+        refused="mha",
+    ),
+}
+
+
+def save_case(name: str, case: Case, root: Path) -> Path:
+    """Build the case's model with a fixed seed and save it in its format."""
+    from edgelstm._tf import import_tf, import_tf_keras
+
+    import_tf()
+    if case.fmt == "tf_keras_h5":
+        keras = import_tf_keras()
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(7)
+        model = case.build(keras)
+        path = root / f"{name}.h5"
+        model.save(path)
+        return path
+    import keras
+
+    keras.utils.set_random_seed(7)
+    model = case.build(keras)
+    path = root / f"{name}.{'h5' if case.fmt == 'h5' else 'keras'}"
+    model.save(path)
+    return path
+
+
+def calibration(case: Case, n: int = 40, seed: int = 3) -> np.ndarray:
+    """Seeded calibration data shaped like the case's input (token 0 = padding appears)."""
+    rng = np.random.default_rng(seed)
+    if case.tokens:
+        x = rng.integers(1, VOCAB, (n, T)).astype(np.int32)
+        x[: n // 2, : T // 3] = 0  # left padding, as a masked model sees it
+        return x
+    x = rng.standard_normal((n, T, D)).astype(np.float32)
+    if case.padded:
+        x[: n // 2, : T // 3] = 0.0  # masked steps (every feature equals mask_value)
+    return x

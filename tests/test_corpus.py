@@ -1,0 +1,113 @@
+"""Issue #13: the models people bring convert in float and int8, or are refused with exit 2.
+
+One conversion per corpus model (float + int8, every variant, one isolated converter process),
+shared by the tests below through a session cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from corpus import CASES, calibration, save_case
+
+from edgelstm.convert.orchestrate import convert_model
+from edgelstm.convert.verify import run_sequence, run_step
+from edgelstm.errors import EdgeLSTMError
+from edgelstm.tflite_info import read_tflite
+from edgelstm.types import ConvertConfig, Quantization, Variant
+
+CONVERTS = sorted(k for k, c in CASES.items() if c.refused is None)
+REFUSED = sorted(k for k, c in CASES.items() if c.refused is not None)
+STREAMED = sorted(k for k in CONVERTS if CASES[k].streamable)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """name -> (outdir, manifest or the EdgeLSTMError raised), converted on first use."""
+    root = tmp_path_factory.mktemp("corpus")
+    done: dict[str, tuple[Path, Any]] = {}
+
+    def get(name: str) -> tuple[Path, Any]:
+        if name not in done:
+            case = CASES[name]
+            path = save_case(name, case, root)
+            cal = root / f"{name}_cal.npy"
+            np.save(cal, calibration(case))
+            cfg = ConvertConfig(
+                quantizations=[Quantization.FLOAT, Quantization.INT8],
+                calibration=str(cal),
+                calibration_samples=32,
+                verify_samples=4,
+            )
+            out = root / f"{name}_out"
+            try:
+                done[name] = (out, convert_model(path, out, cfg))
+            except EdgeLSTMError as exc:
+                done[name] = (out, exc)
+        return done[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", CONVERTS)
+def test_converts_float_and_int8(name: str, corpus: Any) -> None:
+    out, manifest = corpus(name)
+    assert not isinstance(manifest, Exception), f"{name}: {manifest}"
+    want = {Variant.SEQUENCE, Variant.STEP} if CASES[name].streamable else {Variant.SEQUENCE}
+    got = {(a.variant, a.quantization) for a in manifest.artifacts}
+    assert got == {(v, q) for v in want for q in (Quantization.FLOAT, Quantization.INT8)}
+    for art in manifest.artifacts:
+        assert art.parity is not None and art.parity.passed, (art.file, art.parity)
+        if art.quantization == Quantization.FLOAT:
+            assert art.parity.max_abs <= 1e-4, (art.file, art.parity.max_abs)
+        info = read_tflite(out / art.file)
+        assert not info.unfused_ops, (art.file, info.unfused_ops)
+        assert info.inputs[0].shape[0] == 1
+
+
+@pytest.mark.parametrize("name", STREAMED)
+def test_step_streams_like_sequence(name: str, corpus: Any) -> None:
+    """The float step model, fed one step at a time, equals the float sequence model."""
+    out, manifest = corpus(name)
+    assert not isinstance(manifest, Exception), f"{name}: {manifest}"
+    seq = manifest.artifact("sequence", "float")
+    step = manifest.artifact("step", "float")
+    xs = calibration(CASES[name], n=3, seed=11)
+    seq_data, step_data = (out / seq.file).read_bytes(), (out / step.file).read_bytes()
+    ys = run_sequence(seq_data, read_tflite(seq_data), xs)
+    steps = run_step(step_data, read_tflite(step_data), xs, CASES[name].tokens)
+    if ys.ndim == steps.ndim - 1:  # many-to-one: the last step is the answer
+        steps = steps[:, -1]
+    np.testing.assert_allclose(steps.reshape(ys.shape), ys, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_refused_with_exit_2_naming_the_layer(name: str, corpus: Any) -> None:
+    _out, result = corpus(name)
+    assert isinstance(result, EdgeLSTMError), f"{name} converted but is listed as refused"
+    assert result.exit_code == 2
+    assert CASES[name].refused in str(result), str(result)
+    assert "\n" not in str(result)
+
+
+def test_cli_refusal_is_one_line_exit_2(corpus: Any, run_cli: Any, tmp_path: Path) -> None:
+    """Through the CLI: a refused model is `error: ...` on one line, exit 2, nothing written."""
+    path = save_case("cli_seq2seq", CASES["seq2seq_return_state"], tmp_path)
+    code, _out, err = run_cli("convert", str(path), "-o", str(tmp_path / "o"))
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "encoder" in lines[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_readme_support_table_is_generated() -> None:
+    """The README's layer table is the registry's, so it cannot drift."""
+    from edgelstm.convert.layers import support_table
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    start, end = "<!-- layers:start -->\n", "<!-- layers:end -->"
+    assert start in text and end in text
+    table = text.split(start, 1)[1].split(end, 1)[0]
+    assert table == support_table(), "regenerate: python -m edgelstm.convert.layers"
