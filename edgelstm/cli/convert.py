@@ -11,6 +11,29 @@ from edgelstm.errors import ConversionError, EdgeLSTMError, VerificationError
 from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
 
 
+class _Count(click.ParamType):
+    """A whole number, also written like 1e6 (so `--verify-samples 1e9` reaches the memory check
+    and is refused with the memory it would need, not as a malformed number)."""
+
+    name = "integer"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            f = float(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if not f.is_integer():
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        return int(f)
+
+
+COUNT = _Count()
+
+
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option(
@@ -42,14 +65,14 @@ from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
 )
 @click.option(
     "--calibration-samples",
-    type=int,
+    type=COUNT,
     default=128,
     show_default=True,
     help="Sequences used to calibrate.",
 )
 @click.option(
     "--verify-samples",
-    type=int,
+    type=COUNT,
     default=16,
     show_default=True,
     help="Held-out sequences used for the parity check.",
