@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import click
@@ -9,6 +11,33 @@ import click
 from edgelstm.cli._app import App, comma_list
 from edgelstm.errors import ConversionError, EdgeLSTMError, VerificationError
 from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
+
+
+class _Heartbeat:
+    """Any stage that runs longer than a few seconds says so every `every` seconds, so a long
+    conversion (long sequences, many samples) never looks hung."""
+
+    def __init__(self, app: App, every: float = 10.0) -> None:
+        self.app, self.every = app, every
+        self.msg, self.since = "", time.monotonic()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def stage(self, msg: str) -> None:
+        self.msg, self.since = msg, time.monotonic()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.every):
+            if self.msg:
+                took = time.monotonic() - self.since
+                self.app.info(f"[convert] ... still {self.msg} ({took:.0f} s)")
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.done.set()
 
 
 class _Count(click.ParamType):
@@ -149,13 +178,16 @@ def convert(
         calibration_stream=str(calibration_stream) if calibration_stream else None,
     )
     stage = ["loading the model"]
+    beat = _Heartbeat(app)
 
     def progress(msg: str) -> None:
         stage[0] = msg
+        beat.stage(msg)
         app.info(f"[convert] {msg}")
 
     try:
-        manifest = convert_model(model, outdir, cfg, progress=progress)
+        with beat:
+            manifest = convert_model(model, outdir, cfg, progress=progress)
     except VerificationError as exc:
         # Some artifacts passed and were written: show them, then fail naming the rest.
         written = getattr(exc, "manifest", None)
