@@ -263,3 +263,22 @@ def test_aarch64_neon_engine_matches_the_host_portable_build(
         np.testing.assert_array_equal(got_state, host.backend.state[0])
     else:
         np.testing.assert_allclose(got_y, want_y, atol=FLOAT_TOL)
+
+
+def test_threads_sharing_one_library_get_their_own_results(cache: Path) -> None:
+    """ctypes drops the GIL and the engine's arena is static: calls are serialised per library."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    xs = np.random.default_rng(3).standard_normal((4, 300, 3))
+    want = [StepRunner(STEP_Q, "native", cache_dir=cache).push_many(x) for x in xs]
+    runners = [StepRunner(STEP_Q, "native", cache_dir=cache) for _ in xs]
+
+    def work(i: int) -> bool:
+        for _ in range(20):
+            runners[i].reset()
+            if not np.array_equal(runners[i].push_many(xs[i]), want[i]):
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(4)))

@@ -32,6 +32,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,11 @@ from edgelstm.types import STEP_INPUT, STEP_OUTPUT
 ENGINE_NAME = "elnm"  # C prefix of the generated engine (elnm_model.h, elnm_step, elnm_state_t)
 LIBRARY = "libedgelstm_native.so"
 _CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
+
+
+# One lock per loaded library: ctypes releases the GIL during a call and the engine's scratch
+# arena is static, so two Python threads must not be inside the same library at once.
+_LOCKS: dict[str, threading.Lock] = {}
 
 
 class CompilerError(EdgeLSTMError):
@@ -325,6 +331,7 @@ class NativeEngine:
             self.fields[s["field"]] = spec
             self.fields[s["output"]] = spec
         self._status = np.zeros(1, np.int32)
+        self.lock = _LOCKS.setdefault(str(build.library.resolve()), threading.Lock())
 
     def new_states(self, streams: int = 1) -> np.ndarray:
         """Zeroed state structs, one row of bytes per stream."""
@@ -337,22 +344,24 @@ class NativeEngine:
 
     def run(self, state: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[int, int]:
         """T steps of one stream in one call: (steps done, engine status)."""
-        done = self.lib.eln_run(
-            state.ctypes.data, xs.ctypes.data, ys.ctypes.data, len(xs), self._status.ctypes.data
-        )
-        return int(done), int(self._status[0])
+        with self.lock:
+            done = self.lib.eln_run(
+                state.ctypes.data, xs.ctypes.data, ys.ctypes.data, len(xs), self._status.ctypes.data
+            )
+            return int(done), int(self._status[0])
 
     def run_batch(self, states: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[int, int]:
         """xs [T, B, D] over B states: (calls done, engine status)."""
-        done = self.lib.eln_run_batch(
-            states.ctypes.data,
-            states.shape[0],
-            xs.ctypes.data,
-            ys.ctypes.data,
-            xs.shape[0],
-            self._status.ctypes.data,
-        )
-        return int(done), int(self._status[0])
+        with self.lock:
+            done = self.lib.eln_run_batch(
+                states.ctypes.data,
+                states.shape[0],
+                xs.ctypes.data,
+                ys.ctypes.data,
+                xs.shape[0],
+                self._status.ctypes.data,
+            )
+            return int(done), int(self._status[0])
 
 
 def _engine_error(status: int, where: str) -> BadInputError:
@@ -400,6 +409,7 @@ class NativeBackend(Backend):
         self._ptrs = (self.state.ctypes.data, self._x.ctypes.data, self._y.ctypes.data)
         self._views = {name: eng.field(self.state, name) for name in eng.fields}
         self._step = eng.lib.eln_step
+        self._lock = eng.lock
 
     def set_raw(self, name: str, value: np.ndarray) -> None:
         if name == STEP_INPUT:
@@ -417,7 +427,8 @@ class NativeBackend(Backend):
         return src.reshape(t.shape).copy()
 
     def invoke(self) -> None:
-        status = self._step(*self._ptrs)
+        with self._lock:
+            status = self._step(*self._ptrs)
         if status:
             raise _engine_error(status, "")
 
