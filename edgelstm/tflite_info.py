@@ -154,6 +154,16 @@ class TFLiteInfo:
         )
 
     @property
+    def fc_without_bias(self) -> list[str]:
+        """Output names of FULLY_CONNECTED ops with no bias input: tflite-runtime 2.14's int8
+        kernel on ARM crashes on them (edgelstm's own artifacts always carry one)."""
+        return [
+            self.tensors[op.outputs[0]].name
+            for op in self.ops
+            if op.name == "FULLY_CONNECTED" and (len(op.inputs) < 3 or op.inputs[2] < 0)
+        ]
+
+    @property
     def variable_tensors(self) -> list[TensorDesc]:
         return [t for t in self.tensors if t.is_variable]
 
@@ -207,6 +217,7 @@ class TFLiteInfo:
                 for t in self.variable_tensors
             ],
             "signatures": self.signature_keys,
+            "fc_without_bias": self.fc_without_bias,
         }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edgelstm.convert import fbedit
+from edgelstm.tflite_info import read_tflite
 
 DATA = Path(__file__).parent / "data"
 COMMITTED = sorted(DATA.glob("*.tflite"))
@@ -22,6 +23,7 @@ COMMITTED = sorted(DATA.glob("*.tflite"))
 def test_committed_fixture_has_a_bias_on_every_fc(path: Path) -> None:
     data = path.read_bytes()
     assert fbedit.fc_without_bias(data) == []
+    assert read_tflite(data).summary()["fc_without_bias"] == []  # what `inspect --json` shows
     assert fbedit.add_fc_bias(data) == (data, [])  # nothing left to add: the pass is idempotent
 
 
@@ -84,11 +86,10 @@ def _run_tflm(data: bytes, steps: int, n_in: int, n_out: int) -> list[np.ndarray
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
 def test_zero_bias_changes_no_output(path: Path) -> None:
-    from edgelstm.tflite_info import read_tflite
-
     with_bias = path.read_bytes()
     without = _strip_zero_biases(with_bias)
     assert fbedit.fc_without_bias(without)
+    assert read_tflite(without).fc_without_bias == fbedit.fc_without_bias(without)
     a, b = _run_litert(with_bias, 30), _run_litert(without, 30)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     info = read_tflite(with_bias)
@@ -99,8 +100,6 @@ def test_zero_bias_changes_no_output(path: Path) -> None:
 
 def test_added_bias_types_and_scales() -> None:
     """int8 FCs get int32 biases scaled input x weight per channel; float FCs float32; 16-aligned."""
-    from edgelstm.tflite_info import read_tflite
-
     for stem, want in (("tiny_step_int8", "int32"), ("tiny_step_float", "float32")):
         data = (DATA / f"{stem}.tflite").read_bytes()
         info = read_tflite(data)
