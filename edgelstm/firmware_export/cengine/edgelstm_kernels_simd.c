@@ -335,6 +335,33 @@ static inline int32_t el_add_fast_one(int32_t c1, int32_t c2, int32_t m2, int32_
     return v < -128 ? -128 : (v > 127 ? 127 : v);
 }
 
+/* y[i] = table[(uint8_t)(x[i] ^ flip)] for a 256-entry table. AVX-512 VBMI: 64 lookups per
+ * two VPERMI2B (each covers 128 entries) and a blend on the index's top bit. */
+static void el_lut256(const int8_t *table, uint8_t flip, const int8_t *x, int8_t *y, int n)
+{
+    int i = 0;
+#if EL_SIMD_X86 == 3 && defined(__AVX512VBMI__)
+    const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
+    const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+    const __m512i f = _mm512_set1_epi8((char)flip);
+    for (; i < n; i += 64) {
+        const __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
+        const __m512i idx = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + i), f);
+        const __m512i lo = _mm512_permutex2var_epi8(t0, idx, t1);
+        const __m512i hi = _mm512_permutex2var_epi8(t2, idx, t3);
+        _mm512_mask_storeu_epi8(y + i, m, _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
+    }
+#endif
+    for (; i < n; ++i) {
+        y[i] = table[(uint8_t)(x[i] ^ flip)];
+    }
+}
+
+void el_simd_lut_s8(const int8_t *lut, const int8_t *x, int8_t *y, int n)
+{
+    el_lut256(lut, 0, x, y, n);
+}
+
 void el_simd_add_s8_fast(const el_add_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
                          int step2, int8_t *y, int n)
 {
@@ -358,16 +385,14 @@ void el_simd_add_s8_fast_lut(const el_add_fast_t *p, const int8_t *x1, const int
     int8_t v[EL_EW];
     int i, j, i0;
     for (j = 0; j < nseg; ++j, x1 += seg, x2 += seg, y += seg) {
-        const int8_t *lut = luts[j] + 128; /* centred tables, as el_add_s8_fast_lut */
         for (i0 = 0; i0 < seg; i0 += EL_EW) {
             const int n = seg - i0 < EL_EW ? seg - i0 : EL_EW;
             for (i = 0; i < n; ++i) {
                 v[i] = (int8_t)el_add_fast_one(c1, c2, m2, e2, sign, mo, eo, k, x1[i0 + i],
                                                x2[i0 + i]);
             }
-            for (i = 0; i < n; ++i) {
-                y[i0 + i] = lut[v[i]];
-            }
+            /* centred tables (entry v + 128 for the value v), as el_add_s8_fast_lut */
+            el_lut256(luts[j], 0x80, v, y + i0, n);
         }
     }
 }

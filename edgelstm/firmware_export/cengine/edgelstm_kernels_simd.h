@@ -70,6 +70,8 @@ void el_simd_add_s8_fast_lut(const el_add_fast_t *p, const int8_t *x1, const int
                              int seg, int nseg, const int8_t *const *luts);
 void el_simd_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
                          int step2, int8_t *y, int n);
+/* Same contract as el_lut_s8 (64 lookups per VPERMI2B pair with AVX-512 VBMI). */
+void el_simd_lut_s8(const int8_t *lut, const int8_t *x, int8_t *y, int n);
 /* Same contracts as el_logistic_f32 / el_tanh_f32 (a vectorised expf, |error| ~1e-7) and
  * el_binary_f32 (unit strides without activation vectorised, else the portable kernel). */
 void el_simd_logistic_f32(const float *x, float *y, int n);
@@ -83,6 +85,7 @@ void el_simd_binary_f32(int op, const float *x1, int step1, const float *x2, int
 #define el_add_s8_fast el_simd_add_s8_fast
 #define el_add_s8_fast_lut el_simd_add_s8_fast_lut
 #define el_mul_s8_fast el_simd_mul_s8_fast
+#define el_lut_s8 el_simd_lut_s8
 #define el_logistic_f32 el_simd_logistic_f32
 #define el_tanh_f32 el_simd_tanh_f32
 #define el_binary_f32 el_simd_binary_f32

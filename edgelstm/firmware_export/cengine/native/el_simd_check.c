@@ -160,6 +160,9 @@ static int check_elementwise(int cases)
         el_mul_s8_fast(&mp, a, 1, b, 1, ya, n);
         el_simd_mul_s8_fast(&mp, a, 1, b, 1, yb, n);
         bad += memcmp(ya, yb, (size_t)n) != 0;
+        el_lut_s8(tabs[c % 4], a, ya, n);
+        el_simd_lut_s8(tabs[c % 4], a, yb, n);
+        bad += memcmp(ya, yb, (size_t)n) != 0;
         free(a);
         free(b);
         free(ya);
