@@ -13,7 +13,8 @@ with ctypes. No TensorFlow, no LiteRT: only a C compiler (`$CC`, else cc, gcc or
 The engine (edgelstm.export.cengine, the same code `edgelstm export --target c` writes) is built
 once per model and flag set into a cache directory ($EDGELSTM_CACHE_DIR, else
 $XDG_CACHE_HOME/edgelstm, else ~/.cache/edgelstm; then native/<model sha256>-<flags hash>); a
-second load of the same model only dlopen()s the library. The key covers the model bytes, the
+second load of the same model only dlopen()s the library. -march=native unless
+EDGELSTM_NATIVE_MARCH says otherwise; EDGELSTM_NATIVE_SIMD=0 builds the portable kernels only. The key covers the model bytes, the
 compiler (path and mtime), the flags and every C source, so an edgelstm upgrade rebuilds.
 
 The recurrent state lives in the engine's own struct (plain bytes, one per stream): StepRunner
@@ -85,11 +86,19 @@ def find_compiler() -> list[str]:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How the engine is compiled. march=None leaves the compiler's default target."""
+    """How the engine is compiled. march=None leaves the compiler's default target.
+
+    Defaults come from the environment when set: EDGELSTM_NATIVE_MARCH (e.g. "armv8-a" for a
+    binary that also runs on older cores; empty = the compiler's default), EDGELSTM_NATIVE_SIMD=0
+    (portable kernels only).
+    """
 
     opt: str = "-O3"
-    march: str | None = "native"
-    simd: bool = True  # the SIMD kernels where the target has them (EL_USE_SIMD=0 turns them off)
+    march: str | None = field(
+        default_factory=lambda: os.environ.get("EDGELSTM_NATIVE_MARCH", "native") or None
+    )
+    # the SIMD kernels where the target has them (EL_USE_SIMD=0 turns them off)
+    simd: bool = field(default_factory=lambda: os.environ.get("EDGELSTM_NATIVE_SIMD", "1") != "0")
     cflags: tuple[str, ...] = ()
 
     def flags(self) -> list[str]:
