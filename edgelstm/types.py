@@ -250,3 +250,4 @@ class ConvertConfig:
     name: str | None = None  # file stem of the artifacts (default: the model file's stem)
     verify_data: str | None = None  # held-out sequences for the parity check (.npy/.npz)
     calibration_stream: str | None = None  # one long stream [L, D] / [L] for step-state ranges
+    example_input_shape: tuple[int, ...] | None = None  # .pt sources: the shape to export with

@@ -395,3 +395,19 @@ def test_cli_refuses_unsupported_node(run_cli, tmp_path: Path) -> None:
 def test_cli_dynamic_length_needs_seq_len(run_cli, tmp_path: Path) -> None:
     code, _, err = run_cli("convert", str(DATA / "gru_seq.onnx"), "-o", str(tmp_path / "o"))
     assert code == 2 and "--seq-len" in err and "Traceback" not in err
+
+
+def test_cli_pytorch_file_needs_shape_and_torch(run_cli, tmp_path: Path) -> None:
+    """.pt is exported in-process when torch is installed; without the shape or torch: exit 2."""
+    import importlib.util
+
+    pt = tmp_path / "m.pt"
+    pt.write_bytes(b"")
+    code, _, err = run_cli("convert", str(pt), "-o", str(tmp_path / "o"))
+    assert code == 2 and "--example-input-shape 1,T,D" in err and "Traceback" not in err
+    if importlib.util.find_spec("torch") is None:
+        code, _, err = run_cli(
+            "convert", str(pt), "-o", str(tmp_path / "o"), "--example-input-shape", "1,12,4"
+        )
+        assert code == 2 and "needs the 'torch' package" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -119,6 +119,11 @@ COUNT = _Count()
     "to calibrate the step model's state ranges (default: the calibration windows end to end).",
 )
 @click.option("--seq-len", type=int, help="Sequence length, when the model's is None.")
+@click.option(
+    "--example-input-shape",
+    callback=lambda _ctx, _param, v: _shape(v),
+    help="PyTorch .pt sources (needs torch): the input shape to export with, 1,T,D or 1,T.",
+)
 @click.option("--name", help="File stem of the artifacts (default: the model file's stem).")
 @click.option("--float-io", is_flag=True, help="Keep float input/output tensors on integer models.")
 @click.option(
@@ -150,6 +155,7 @@ def convert(
     verify_data: Path | None,
     calibration_stream: Path | None,
     seq_len: int | None,
+    example_input_shape: tuple[int, ...] | None,
     name: str | None,
     float_io: bool,
     unsafe: bool,
@@ -158,7 +164,8 @@ def convert(
     seed: int,
     as_json: bool,
 ) -> None:
-    """Convert a Keras recurrent model (.keras, .h5, SavedModel dir) to verified TFLite."""
+    """Convert a Keras recurrent model (.keras, .h5, SavedModel dir) or an ONNX/PyTorch one
+    (.onnx; .pt with torch installed) to verified TFLite."""
     from edgelstm.convert.orchestrate import convert_model
 
     cfg = ConvertConfig(
@@ -176,6 +183,7 @@ def convert(
         name=name,
         verify_data=str(verify_data) if verify_data else None,
         calibration_stream=str(calibration_stream) if calibration_stream else None,
+        example_input_shape=example_input_shape,
     )
     stage = ["loading the model"]
     beat = _Heartbeat(app)
@@ -254,3 +262,13 @@ def format_manifest(manifest: Manifest, outdir: Path) -> str:
         lines.extend(f"note: {a.file}: {n}" for n in a.notes)
     lines.append(f"wrote {len(manifest.artifacts)} artifact(s) and manifest.json to {outdir}")
     return "\n".join(lines)
+
+
+def _shape(value: str | None) -> tuple[int, ...] | None:
+    """--example-input-shape 1,T,D -> (1, T, D)."""
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected integers like 1,50,8") from None

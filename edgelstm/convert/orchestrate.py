@@ -379,10 +379,10 @@ def _convert_model(
     if source is not None:
         outdir_mod.check_compatible(outdir, source, cfg.seq_len)
     onnx_ref = None  # an .onnx source is verified against onnxruntime, not its Keras rebuild
-    if model_path.suffix.lower() == ".onnx":
-        from edgelstm.convert.onnx_import import load_onnx
+    if model_path.suffix.lower() in (".onnx", ".pt", ".pth"):
+        from edgelstm.convert.onnx_import import load_model_file
 
-        imported = load_onnx(model_path, cfg.seq_len)
+        imported = load_model_file(model_path, cfg)
         model, framework, onnx_ref = imported.model, "onnx", imported.reference
     else:
         model, framework = load_keras_model(model_path, unsafe=cfg.unsafe)

@@ -1022,7 +1022,7 @@ def _state_notes(layers: list[Layer]) -> list[str]:
             continue
         if layer.kind not in ("LSTM", "GRU", "SimpleRNN"):
             continue
-        module = layer.node.rsplit("/", 1)[0].strip("/") or layer.node
+        module = layer.node.rsplit("/", 1)[0].strip("/")  # '' when the exporter named no module
         j = per_module.get(module, 0)
         per_module[module] = j + 1
         dirs = 2 if layer.bidirectional else 1
@@ -1033,7 +1033,8 @@ def _state_notes(layers: list[Layer]) -> list[str]:
             torch_names = [f"{r}0[{j}]" for r in roles]
             what += (
                 f"; step-model state inputs {', '.join(f'state{k}_{r}' for r in roles)} = "
-                f"PyTorch {', '.join(torch_names)} of '{module}'"
+                f"PyTorch {', '.join(torch_names)}"
+                + (f" of '{module}'" if module else " (counting recurrent ops in graph order)")
             )
         notes.append(what)
         k += 1
