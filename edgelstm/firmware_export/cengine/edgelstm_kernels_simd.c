@@ -688,17 +688,76 @@ static const float *el_pack_f32(const float *w, int cols, int rows)
     return p->t;
 }
 
+/* bias + activation of one tile's outputs, as loops the compiler vectorises (a per-row switch
+ * would cost more than the tile's FMAs on small layers) */
+static void el_fc_f32_epilogue(float *out, const float *bias, int n, int act, float *y)
+{
+    int i;
+    if (bias) {
+        for (i = 0; i < n; ++i) {
+            out[i] += bias[i];
+        }
+    }
+    switch (act) {
+    case EL_ACT_RELU:
+        for (i = 0; i < n; ++i) {
+            out[i] = out[i] < 0.0f ? 0.0f : out[i];
+        }
+        break;
+    case EL_ACT_RELU_N1_TO_1:
+        for (i = 0; i < n; ++i) {
+            out[i] = out[i] < -1.0f ? -1.0f : (out[i] > 1.0f ? 1.0f : out[i]);
+        }
+        break;
+    case EL_ACT_RELU6:
+        for (i = 0; i < n; ++i) {
+            out[i] = out[i] < 0.0f ? 0.0f : (out[i] > 6.0f ? 6.0f : out[i]);
+        }
+        break;
+    case EL_ACT_TANH:
+        el_simd_tanh_f32(out, out, n);
+        break;
+    default:
+        break;
+    }
+    memcpy(y, out, sizeof(float) * (size_t)n);
+}
+
 void el_simd_fc_f32(const float *x, int cols, const float *w, const float *bias, int rows, int act,
                     float *y)
 {
     const float *t = el_pack_f32(w, cols, rows);
     float out[16];
-    int b, c, i;
+    int b, c;
     if (t == 0 || cols < 2) {
         el_fc_f32_rows(x, cols, w, bias, rows, act, y);
         return;
     }
-    for (b = 0; b < (rows + 15) / 16; ++b, t += 16L * cols) {
+    b = 0;
+#if EL_SIMD_X86 == 3
+    /* two tiles (32 rows) per broadcast of x[c]: half the broadcasts, 4 independent FMA chains */
+    for (; b + 2 <= rows / 16; b += 2, t += 32L * cols) {
+        const float *u = t + 16L * cols;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        float out2[32];
+        for (c = 0; c + 2 <= cols; c += 2) {
+            const __m512 x0 = _mm512_set1_ps(x[c]), x1 = _mm512_set1_ps(x[c + 1]);
+            a0 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(t + 16 * c), a0);
+            b0 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(u + 16 * c), b0);
+            a1 = _mm512_fmadd_ps(x1, _mm512_loadu_ps(t + 16 * c + 16), a1);
+            b1 = _mm512_fmadd_ps(x1, _mm512_loadu_ps(u + 16 * c + 16), b1);
+        }
+        if (c < cols) {
+            const __m512 x0 = _mm512_set1_ps(x[c]);
+            a0 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(t + 16 * c), a0);
+            b0 = _mm512_fmadd_ps(x0, _mm512_loadu_ps(u + 16 * c), b0);
+        }
+        _mm512_storeu_ps(out2, _mm512_add_ps(a0, a1));
+        _mm512_storeu_ps(out2 + 16, _mm512_add_ps(b0, b1));
+        el_fc_f32_epilogue(out2, bias ? bias + 16 * b : 0, 32, act, y + 16 * b);
+    }
+#endif
+    for (; b < (rows + 15) / 16; ++b, t += 16L * cols) {
         const int n = rows - 16 * b < 16 ? rows - 16 * b : 16;
 #if EL_SIMD_X86 == 3
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -730,6 +789,7 @@ void el_simd_fc_f32(const float *x, int cols, const float *w, const float *bias,
         _mm256_storeu_ps(out + 8, _mm256_add_ps(h0, h1));
 #else
         float32x4_t a[4];
+        int i;
         for (i = 0; i < 4; ++i) {
             a[i] = vdupq_n_f32(0.0f);
         }
@@ -744,9 +804,7 @@ void el_simd_fc_f32(const float *x, int cols, const float *w, const float *bias,
             vst1q_f32(out + 4 * i, a[i]);
         }
 #endif
-        for (i = 0; i < n; ++i) {
-            y[16 * b + i] = el_simd_act(out[i] + (bias ? bias[16 * b + i] : 0.0f), act);
-        }
+        el_fc_f32_epilogue(out, bias ? bias + 16 * b : 0, n, act, y + 16 * b);
     }
 }
 
