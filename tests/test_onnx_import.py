@@ -411,3 +411,26 @@ def test_cli_pytorch_file_needs_shape_and_torch(run_cli, tmp_path: Path) -> None
         )
         assert code == 2 and "needs the 'torch' package" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "streamable"),
+    [
+        ("conv_causal_lstm", True),
+        ("conv_same_lstm", False),
+        ("bilstm_final", False),
+        ("embed_gru", True),
+        ("gru2_time_major", True),
+    ],
+)
+def test_streamability_follows_pytorch_semantics(name: str, streamable: bool) -> None:
+    """Causal Conv1d (left pad) streams with its window as state; padding=1 looks ahead and a
+    bidirectional layer reads the sequence from its end: sequence model only."""
+    from edgelstm.convert.graph import parse_model
+    from edgelstm.convert.onnx_import import load_onnx
+
+    ms = parse_model(load_onnx(DATA / f"{name}.onnx", T).model, "onnx", T)
+    assert ms.streamable == streamable, ms.stream_blockers
+    roles = [st.role for _, _, sts in ms.state_layout() for st in sts]
+    if name == "conv_causal_lstm":
+        assert roles == ["win", "h", "c"]
