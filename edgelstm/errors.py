@@ -32,3 +32,9 @@ class MissingDependencyError(EdgeLSTMError):
         hint = f"pip install 'edgelstm[{extra}]'" if extra else f"pip install {package}"
         super().__init__(f"{purpose} needs the '{package}' package: {hint}")
         self.package = package
+
+
+class InterruptedRunError(EdgeLSTMError):
+    """The user interrupted a long run that saved its state (exit 130, like Ctrl-C)."""
+
+    exit_code = 130

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,11 +256,13 @@ def train_recipe(
     verbose: int = 0,
     cell: str | None = None,
     progress: bool = False,
+    epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Generate data, train, and measure; deterministic for a seed on one machine.
 
     cell swaps the recurrent layers' kind (e.g. "SimpleRNN") for comparison runs; progress
-    draws a bar on stderr.
+    draws a bar on stderr; epoch_end(logs) is called after every epoch (search reports the
+    validation loss to its early-stopping scheduler through it).
     """
     tf = import_tf()
     import keras
@@ -276,6 +279,9 @@ def train_recipe(
     # Stateful TBPTT needs the whole batch on one device: every row's state lives in one place.
     strategy, device = _strategy(tf, single=tbptt)
     callbacks = [_progress_callback(n_epochs)] if progress else []
+    if epoch_end is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda _epoch, logs: epoch_end(dict(logs or {}))))  # fmt: skip
     loss = recipe.loss
     with strategy.scope():
         model = build_model(recipe, cell=cell)

@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ("edgelstm.zoo", "edgelstm.profile", "edgelstm.report_html", "edgelstm.explain"),
     ),
     ("train|quantize", ("edgelstm.train", "edgelstm.quantize")),
-    ("pipeline", ("edgelstm.pipeline",)),
+    ("pipeline", ("edgelstm.pipeline", "edgelstm.search")),
     ("cli", ("edgelstm.cli", "edgelstm.__main__")),
 ]
 

@@ -47,6 +47,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Export a .tflite for microcontrollers (TFLite Micro or plain C).",
     ),
     "quantize": ("edgelstm.cli.quantize", "quantize", "QAT, pruning and quantization reports."),
+    "search": (
+        "edgelstm.cli.search",
+        "search",
+        "Find the best model for a device budget (Ray Tune, measured costs).",
+    ),
     "explain": (
         "edgelstm.cli.explain",
         "explain",

@@ -31,6 +31,7 @@ class Recipe:
     generator_args: dict[str, Any] = field(default_factory=dict)
     tokens: bool = False  # input is [T] int32 ids (Embedding front-end), not [T, features]
     description: str = ""
+    search: dict[str, Any] = field(default_factory=dict)  # `edgelstm search` space overrides
 
     @property
     def higher_is_better(self) -> bool:
