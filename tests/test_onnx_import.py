@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx  # the [convert] extra: a missing one must fail here, not skip
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from edgelstm.errors import BadInputError, UnsupportedLayerError  # noqa: E402
+from edgelstm.errors import BadInputError, UnsupportedLayerError
 
 DATA = Path(__file__).parent / "data" / "onnx"
 T, D = 12, 4
