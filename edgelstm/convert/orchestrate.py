@@ -280,7 +280,9 @@ def _plan_verification(
     if streamed and ms.recurrent:
         plan.stream = verify.stream_inputs(ms, held, cfg.seed)
     if plan.mask is not None and ms.output_kind != OutputKind.MANY_TO_ONE:
-        notes.append("parity compares unmasked positions only (masked steps' outputs are undefined)")
+        notes.append(
+            "parity compares unmasked positions only (masked steps' outputs are undefined)"
+        )
     plan.notes = notes
     return plan, cal_part
 
@@ -445,7 +447,9 @@ def _convert_model(
                     np.savez(cal_file, x=cal_x[:, None])
                 else:
                     # Cap steps so calibration stays quick on long sequences.
-                    feeds = _step_calibration(ms, cal_x, limit=2000, seed=cfg.seed, stream=cal_stream)
+                    feeds = _step_calibration(
+                        ms, cal_x, limit=2000, seed=cfg.seed, stream=cal_stream
+                    )
                     np.savez(cal_file, **feeds)
             for quant in cfg.quantizations:
                 name = f"{stem}_{variant.value}_{quant.value}.tflite"
@@ -579,13 +583,16 @@ def _convert_model(
                 (stage / a.file).unlink(missing_ok=True)
             notes.append(f"not written: {why}")
             artifacts = good
-            hint = (
-                " (for just those: --variant step)"
-                if all(a.variant == Variant.STEP for a in good)
-                else " (for just those: --variant sequence)"
-                if all(a.variant == Variant.SEQUENCE for a in good)
-                else ""
+            # Where the other variant of a failed quantization passed, point the user at it.
+            alt = sorted(
+                {
+                    g.variant.value
+                    for a in bad
+                    for g in good
+                    if g.quantization == a.quantization and g.variant != a.variant
+                }
             )
+            hint = f" (its {alt[0]} model passed: use --variant {alt[0]})" if len(alt) == 1 else ""
             partial = VerificationError(
                 f"{why}, so it was not written; wrote the {len(good)} artifact(s) that passed "
                 f"({', '.join(a.file for a in good)}) to {outdir}{hint}; "
