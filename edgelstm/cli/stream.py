@@ -85,6 +85,12 @@ def _samples(source: str) -> Iterator[Sample]:
     is_flag=True,
     help="Feed nan/inf samples instead of refusing them (one nan poisons the carried state).",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object at the end (outputs, steps, resets, runtime) instead of CSV lines.",
+)
 @click.pass_obj
 def stream(
     app: App,
@@ -96,6 +102,7 @@ def stream(
     runtime: str,
     threads: int,
     allow_nonfinite: bool,
+    as_json: bool,
 ) -> None:
     """Feed samples one step at a time, carrying state; one output per sample (CSV lines)."""
     import numpy as np
@@ -140,7 +147,7 @@ def stream(
             raise BadInputError(f"{pending[0][0]}: {exc}") from None
         pending.clear()
         for y in ys:
-            if output is None:
+            if output is None and not as_json:
                 app.out(",".join(f"{v:.6g}" for v in y))
             else:
                 outputs.append(y)
@@ -172,10 +179,21 @@ def stream(
         if len(pending) >= chunk:
             flush()
     flush()
+    arr = np.stack(outputs) if outputs else np.empty((0, runner.output_size))
     if output is not None:
-        arr = np.stack(outputs) if outputs else np.empty((0, runner.output_size))
         _save(output, arr)
         app.info(f"wrote {len(arr)} output(s) to {output} ({resets} reset(s))")
+    if as_json:
+        app.out_json(
+            {
+                "model": str(model),
+                "runtime": runner.runtime.value,
+                "steps": len(arr),
+                "resets": resets,
+                "outputs": [] if output is not None else arr.tolist(),
+                "output_file": str(output) if output is not None else None,
+            }
+        )
 
 
 def _show(sample: Any) -> str:

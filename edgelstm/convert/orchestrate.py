@@ -362,6 +362,30 @@ def convert_model(
         outdir_mod.discard_if_unused(outdir, created)
 
 
+def _step_only_length(model: Any, cfg: ConvertConfig) -> tuple[int | None, str]:
+    """A step model has no sequence length: with `--variant step` and a model whose length is
+    None, verification streams get the calibration windows' length (else 32) instead of
+    demanding --seq-len. Returns (length for parse_model, a note or "")."""
+    if cfg.seq_len is not None or cfg.variants != [Variant.STEP]:
+        return cfg.seq_len, ""
+    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
+    if len(shape) < 2 or shape[1] is not None:
+        return cfg.seq_len, ""
+    length, where = 32, "the default 32 steps"
+    if cfg.calibration:
+        try:
+            data = np.load(cfg.calibration, allow_pickle=False, mmap_mode="r")
+            x = data["x"] if hasattr(data, "files") else data
+            if getattr(x, "ndim", 0) >= 2 and x.shape[1] > 0:
+                length, where = int(x.shape[1]), "the calibration windows' length"
+        except (OSError, ValueError, KeyError):
+            pass  # load_calibration names the problem with the file
+    return length, (
+        f"the model's sequence length is None: the step model has none; verified over "
+        f"sequences of {length} steps ({where}; --seq-len T sets it)"
+    )
+
+
 def _convert_model(
     model_path: Path, outdir: Path, cfg: ConvertConfig, progress: Progress
 ) -> Manifest:
@@ -388,7 +412,10 @@ def _convert_model(
         model, framework, onnx_ref = imported.model, "onnx", imported.reference
     else:
         model, framework = load_keras_model(model_path, unsafe=cfg.unsafe)
-    ms = parse_model(model, framework, cfg.seq_len)
+    seq_len, step_len_note = _step_only_length(model, cfg)
+    ms = parse_model(model, framework, seq_len)
+    if step_len_note:
+        ms.notes.append(step_len_note)
     if onnx_ref is not None:
         ms.notes[:0] = imported.notes
     source = source or _source_info(model_path, "")

@@ -1,0 +1,62 @@
+"""The CLI speaks one language: the same option names everywhere, --json on every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgelstm.cli import COMMANDS
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_offers_json(run_cli, name: str) -> None:
+    code, out, err = run_cli(name, "--help")
+    assert code == 0, err
+    if name == "zoo":
+        code, out, err = run_cli("zoo", "list", "--help")
+    assert "--json" in out, f"`edgelstm {name}` has no --json"
+
+
+@pytest.mark.parametrize("name", ["convert", "train", "pipeline", "quantize", "export", "explain",
+                                  "search"])  # fmt: skip
+def test_output_directory_is_o_outdir(run_cli, name: str) -> None:
+    code, out, _ = run_cli(name, "--help")
+    assert code == 0 and "-o, --outdir" in out, out
+
+
+def test_quantize_lists_repeat_or_comma(run_cli, tmp_path: Path) -> None:
+    code, _, err = run_cli("convert", "m.keras", "-o", str(tmp_path / "o"), "--quantize",
+                           "int8,bogus")  # fmt: skip
+    assert code == 2 and "'bogus' is not one of" in err
+    code, _, err = run_cli("quantize", "m.keras", "-o", str(tmp_path / "o"), "--quantize", "nope")
+    assert code == 2 and "'nope' is not one of" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_step_variant_needs_no_sequence_length(run_cli, tmp_path: Path) -> None:
+    """A step model has no sequence length: `--variant step` of a model with a None length
+    converts without --seq-len, verified over the calibration windows' length."""
+    import numpy as np
+
+    from edgelstm._tf import import_tf
+
+    import_tf()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4), keras.layers.Dense(1)])
+    m.save(tmp_path / "free.keras")
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).standard_normal((8, 7, 3)).astype("f4"))
+    code, out, err = run_cli("convert", str(tmp_path / "free.keras"), "-o", str(tmp_path / "o"),
+                             "--variant", "step", "--quantize", "float,int8", "--calibration",
+                             str(tmp_path / "cal.npy"))  # fmt: skip
+    assert code == 0, err[-2000:]
+    assert "verified over sequences of 7 steps" in out
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.tflite")) == [
+        "free_step_float.tflite", "free_step_int8.tflite"
+    ]  # fmt: skip
+    # the sequence variant still needs a length: it is part of the deployed graph
+    code, _, err = run_cli("convert", str(tmp_path / "free.keras"), "-o", str(tmp_path / "s"),
+                           "--variant", "sequence")  # fmt: skip
+    assert code == 2 and "--seq-len" in err
