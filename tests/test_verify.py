@@ -200,3 +200,34 @@ def test_masked_positions_are_not_compared(tmp_path: Path) -> None:
     got[0, 0] = 5.0
     p = verify.compare(ref, got, Quantization.FLOAT, Variant.SEQUENCE, kind, False, mask)
     assert not p.passed
+
+
+def test_masking_int8_with_padded_calibration(tmp_path: Path) -> None:
+    """Padded calibration windows (zero tails): a Masking model passes int8, sequence and step,
+    with the masked steps left out of the comparison."""
+    import keras
+
+    from edgelstm._tf import import_tf
+
+    import_tf()
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    model = keras.Sequential(
+        [keras.Input((12, 4)), L.Masking(0.0), L.LSTM(8, return_sequences=True), L.Dense(2)]
+    )
+    path = tmp_path / "masking.keras"
+    model.save(path)
+    x = np.random.default_rng(0).standard_normal((48, 12, 4)).astype(np.float32)
+    for i in range(48):
+        x[i, 12 - (i % 5) * 2 :] = 0.0  # 0-8 padded steps at the end
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, x=x)
+    manifest = convert_model(
+        path,
+        tmp_path / "out",
+        ConvertConfig(quantizations=INT8, calibration=str(cal), verify_samples=8),
+    )
+    assert len(manifest.artifacts) == 2
+    for art in manifest.artifacts:
+        assert art.parity is not None and art.parity.passed, (art.file, art.parity)
+        assert "masked steps not compared" in art.parity.note
