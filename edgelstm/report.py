@@ -10,6 +10,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def distinct(*values: float, digits: int = 2, most: int = 6) -> list[str]:
+    """Format numbers that are compared side by side with as many decimals as it takes to tell
+    unequal ones apart (0.102 vs 0.104, not "0.10 | 0.10"), from `digits` up to `most`."""
+    for d in range(digits, most + 1):
+        text = [f"{v:.{d}f}" for v in values]
+        if all(
+            a != b or values[i] == values[j]
+            for i, a in enumerate(text)
+            for j, b in enumerate(text)
+        ):
+            return text
+    return [f"{v:.{most}f}" for v in values]
+
+
 @dataclass
 class Table:
     """A titled table of already-formatted cells."""

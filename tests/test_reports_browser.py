@@ -54,3 +54,12 @@ def test_profile_terminal_tables_fit_120_columns(run_cli) -> None:
     headers = [line for line in out.splitlines() if line.startswith("model ")]
     assert len(headers) == 3 and "TFLM arena KB" in headers[2] and "peak RSS MB" in headers[2]
     assert "arena" not in headers[0] + headers[1]
+
+
+def test_compared_numbers_show_their_difference() -> None:
+    from edgelstm.report import distinct
+
+    assert distinct(0.102, 0.104) == ["0.102", "0.104"]  # not "0.10 | 0.10"
+    assert distinct(1.0, 1.0) == ["1.00", "1.00"]
+    assert distinct(99.609, 100.0, 99.609) == ["99.61", "100.00", "99.61"]
+    assert distinct(0.1000001, 0.1000002) == ["0.100000", "0.100000"]  # at most 6 decimals

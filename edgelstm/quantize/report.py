@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import BadInputError
-from edgelstm.report import Plot, Table, line_plot
+from edgelstm.report import Plot, Table, distinct, line_plot
 
 
 @dataclass
@@ -301,7 +301,7 @@ def quantization_section(rep: QuantReport) -> list[Table | Plot]:
         ["latency / step", f"{rep.float_us:.1f} us", f"{rep.quant_us:.1f} us"],
     ]
     if rep.metric_float is not None:
-        rows.insert(0, [rep.metric_name, f"{rep.metric_float:.2f}", f"{rep.metric_quant:.2f}"])
+        rows.insert(0, [rep.metric_name, *distinct(rep.metric_float, rep.metric_quant)])
     secs.append(
         Table(
             f"Quantization: {rep.quant_file} vs {rep.float_file}",

@@ -426,12 +426,15 @@ def _run_qat(
     )
     if scale == 100.0 and ptq_loss <= 0.5:
         line += "; post-training loss is within 0.5 points, so QAT is not needed here"
+    from edgelstm.report import distinct
+
+    fv, pv, qv_s, kb, ka = distinct(f, ptq, qv, k_before * scale, k_after * scale, digits=3)
     rows = [
-        ["float step (original weights)", f"{f:.3f}", "-"],
-        ["int8 step, post-training (PTQ)", f"{ptq:.3f}", f"{ptq_loss:+.3f}"],
-        ["int8 step, quantization-aware (QAT)", f"{qv:.3f}", f"{qat_loss:+.3f}"],
-        ["Keras float, before QAT", f"{k_before * scale:.3f}", "-"],
-        ["Keras float, after QAT", f"{k_after * scale:.3f}", "-"],
+        ["float step (original weights)", fv, "-"],
+        ["int8 step, post-training (PTQ)", pv, f"{ptq_loss:+.4f}"],
+        ["int8 step, quantization-aware (QAT)", qv_s, f"{qat_loss:+.4f}"],
+        ["Keras float, before QAT", kb, "-"],
+        ["Keras float, after QAT", ka, "-"],
     ]
     table = Table(
         "Post-training vs quantization-aware int8",
