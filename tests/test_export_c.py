@@ -17,6 +17,23 @@ from edgelstm.errors import UnsupportedLayerError
 STEP_KINDS = ("lstm", "gru", "rnn", "dense_only")
 
 
+def _have_core(core: str) -> bool:
+    tools = ("riscv64-unknown-elf-gcc", "qemu-system-riscv32") if core == "rv32" else (
+        "arm-none-eabi-gcc", "qemu-system-arm")  # fmt: skip
+    return all(shutil.which(t) for t in tools)
+
+
+CORE_PARAMS = [
+    pytest.param(
+        c,
+        marks=pytest.mark.skipif(
+            not _have_core(c), reason=f"the {c} toolchain / qemu not installed"
+        ),
+    )
+    for c in ("m4", "m7", "m33", "m55", "rv32")
+]
+
+
 def _convert(model: Path, outdir: Path, calibration: Path, *, sequence: bool = False) -> dict:
     from edgelstm.convert.orchestrate import ConvertConfig, convert_model
     from edgelstm.types import Quantization, Variant
@@ -214,6 +231,29 @@ def test_qemu_int8_step_kinds(converted, tmp_path: Path, kind: str) -> None:
         assert "el_fc_s8_fast_sr(" in (tmp_path / "sr" / "k_model.c").read_text()
 
 
+@pytest.mark.parametrize("core", [p for p in CORE_PARAMS if p.values[0] != "m4"])
+def test_qemu_cores_lstm(converted, tmp_path: Path, core: str) -> None:
+    """The int8 LSTM step on every other emulated core (M7, M33, M55 with the Helium FC, RISC-V
+    portable C): bit-exact with the reference kernels, counted and sized."""
+    from edgelstm.export.cengine import export_c
+
+    d, manifest = converted("lstm")
+    result = export_c(
+        d / _step_file(manifest, "int8"),
+        tmp_path,
+        name="k",
+        verify=["qemu"],
+        manifest=manifest,
+        core=core,
+    )
+    _check_parity(result, "qemu", "int8")
+    q = result["verify"]["qemu"]
+    assert q["core"]["name"] == core and q["cycles"]["instructions_per_step_median"] > 0
+    assert q["size"]["flash_engine_bytes"] > result["size"]["weight_bytes"]
+    src = (tmp_path / "k_model.c").read_text()
+    assert ("el_fc_s8_rows(" in src) == (core == "m55")
+
+
 def test_sequence_model_without_step_sibling(zoo_converted, tmp_path: Path) -> None:
     from edgelstm.errors import BadInputError
     from edgelstm.export.cengine import export_c
@@ -398,7 +438,7 @@ def _c_arr(ctype: str, name: str, vals) -> str:
 def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """C source of a driver that prints each kernel call's output, and the expected outputs."""
     from edgelstm.export.cengine import quant
-    from edgelstm.export.cengine.lower import _add_fast, _paired_layout, fc_stream
+    from edgelstm.export.cengine.lower import _add_fast, _paired_layout, fc_rows_stream, fc_stream
 
     rng = np.random.default_rng(seed)
     data, calls, expect = [], [], []
@@ -425,6 +465,10 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
         )
         stream = fc_stream(wpad, bias, mult, -shift - 1)
         data.append(_c_arr("int8_t", f"fc{ci}_s", stream))
+        c16 = -(-cols // 16) * 16  # the Helium row-tile stream (el_fc_s8_rows)
+        w16 = np.zeros((rp, c16), np.int8)
+        w16[:rows, :cols] = w
+        data.append(_c_arr("int8_t", f"fc{ci}_r", fc_rows_stream(w16, bias, mult, -shift - 1)))
         data.append(_c_arr("int8_t", f"fc{ci}_w", _paired_layout(wpad)))
         data.append(_c_arr("int32_t", f"fc{ci}_b", bias))
         data.append(_c_arr("int32_t", f"fc{ci}_m", mult))
@@ -465,6 +509,14 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
                 -128,
                 127,
             )
+            for sr, wanted in ((0, want), (1, single)):
+                emit(
+                    f"fcr{ci}.{xi}.{sr}",
+                    rows,
+                    f"el_fc_s8_rows(fc{ci}_x{xi}, {cols}, {c16}, fc{ci}_r, {rows}, {zp}, xs, y, "
+                    f"{sr});",
+                    wanted,
+                )
             emit(
                 f"fcs{ci}.{xi}",
                 rows,
@@ -577,23 +629,6 @@ def test_kernel_fuzz_host(tmp_path: Path) -> None:
     cc = [*v.C_WARN, "-O1", *san, "-o", "fuzz", "fuzz.c", "edgelstm_kernels.c", "-lm"]
     v._run(["gcc", *cc], tmp_path, 300, "host gcc")
     _check_fuzz_output(v._run([str(tmp_path / "fuzz")], tmp_path, 120, "host"), expect, "host")
-
-
-def _have_core(core: str) -> bool:
-    tools = ("riscv64-unknown-elf-gcc", "qemu-system-riscv32") if core == "rv32" else (
-        "arm-none-eabi-gcc", "qemu-system-arm")  # fmt: skip
-    return all(shutil.which(t) for t in tools)
-
-
-CORE_PARAMS = [
-    pytest.param(
-        c,
-        marks=pytest.mark.skipif(
-            not _have_core(c), reason=f"the {c} toolchain / qemu not installed"
-        ),
-    )
-    for c in ("m4", "m7", "m33", "m55", "rv32")
-]
 
 
 @pytest.mark.parametrize("core", CORE_PARAMS)

@@ -105,11 +105,17 @@ def _resolve_step(path: Path, manifest: dict | None) -> tuple[Path, dict | None,
 
 
 def generate(
-    tflite_path: Path, *, name: str, manifest: dict | None = None, rounding: str = "tflm"
+    tflite_path: Path,
+    *,
+    name: str,
+    manifest: dict | None = None,
+    rounding: str = "tflm",
+    isa: str = "dsp",
 ) -> GeneratedEngine:
     """Lower and emit, in memory (no disk writes). `rounding`: whose int8 FULLY_CONNECTED
     rounding to reproduce bit for bit, "tflm" (TFLite Micro's reference kernels, the default)
-    or "litert-ref" (LiteRT BUILTIN_REF)."""
+    or "litert-ref" (LiteRT BUILTIN_REF). `isa`: the int8 FC weight layout, "dsp" (Cortex-M DSP
+    row pairs) or "mve" (Helium row tiles); either runs anywhere through the portable C."""
     check_identifier(name)
     if rounding not in ROUNDINGS:
         raise BadInputError(f"unknown rounding '{rounding}' ({', '.join(ROUNDINGS)})")
@@ -121,7 +127,7 @@ def generate(
         for layer in ((manifest or {}).get("model", {}) or {}).get("layers", [])
         if isinstance(layer, dict) and layer.get("name")
     ]
-    prog = lower(graph, name, layers, rounding)
+    prog = lower(graph, name, layers, rounding, isa)
     resets = {s["input"]: float(s.get("reset_value", 0.0)) for s in (art or {}).get("states", [])}
     ifc = build_interface(graph, name, resets, seq)
     quantization = (art or {}).get("quantization") or (
@@ -143,6 +149,7 @@ def generate(
         "sequence": seq,
         "step_model": str(step),
         "rounding": rounding,
+        "isa": isa,
     }
     return GeneratedEngine(files, ifc, prog, graph, step, meta)
 
@@ -157,6 +164,7 @@ def _result(eng: GeneratedEngine, source: Path, outdir: Path) -> dict[str, Any]:
         "quantization": eng.meta["quantization"],
         "run_sequence": bool(eng.meta["sequence"]),
         "rounding": eng.meta.get("rounding", "tflm"),
+        "isa": eng.meta.get("isa", "dsp"),
         "edgelstm_version": __version__,
         "ops": sorted(set(prog.kernels)),
         "op_count": len(prog.kernels),
@@ -319,7 +327,9 @@ def export_c(
     if core not in CORES:  # before anything is written
         raise BadInputError(f"unknown core '{core}' ({', '.join(CORES)})")
     tflite_path, outdir = Path(tflite_path), Path(outdir)
-    eng = generate(tflite_path, name=name, manifest=manifest, rounding=rounding)
+    # the qemu core is the deployment target: a Helium core gets the MVE weight layout
+    isa = "mve" if core == "m55" else "dsp"
+    eng = generate(tflite_path, name=name, manifest=manifest, rounding=rounding, isa=isa)
     write_export(dict(eng.files), outdir)
     result = _result(eng, tflite_path, outdir)
     failures = []

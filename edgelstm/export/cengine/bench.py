@@ -85,8 +85,10 @@ def make_lstm_step(
     return outdir / step, manifest
 
 
-def _materialize(step_tflite: Path, manifest: dict | None, name: str) -> tuple[Any, Path]:
-    eng = generate(Path(step_tflite), name=name, manifest=manifest)
+def _materialize(
+    step_tflite: Path, manifest: dict | None, name: str, isa: str = "dsp"
+) -> tuple[Any, Path]:
+    eng = generate(Path(step_tflite), name=name, manifest=manifest, isa=isa)
     src = Path(tempfile.mkdtemp(prefix="edgelstm-c-"))
     for rel, text in eng.files.items():
         (src / rel).write_text(text)
@@ -141,7 +143,8 @@ def qemu_step_cost(
     step_tflite: Path, *, manifest: dict | None = None, core: str = "m4"
 ) -> dict[str, Any]:
     """Instructions per step / per MAC on an emulated core (verify.CORES), sizes, and parity."""
-    eng, src = _materialize(step_tflite, manifest, "bench")
+    # a Helium core gets the engine exported for it (export_c does the same for --core m55)
+    eng, src = _materialize(step_tflite, manifest, "bench", "mve" if core == "m55" else "dsp")
     try:
         res = verify_engine(eng, src, "qemu", streams=1, steps=6, core=core)
     finally:

@@ -70,8 +70,18 @@ def _c_float_list(values: np.ndarray, per_line: int = 6) -> str:
 class Lowering:
     """State of one lowering pass (see module docstring)."""
 
-    def __init__(self, graph: Graph, name: str, layers: list[dict], rounding: str = "tflm") -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        name: str,
+        layers: list[dict],
+        rounding: str = "tflm",
+        isa: str = "dsp",
+    ) -> None:
         self.g = graph
+        # int8 FC weight layout: "dsp" (row pairs for SMLAD, portable C elsewhere) or "mve"
+        # (16-column row tiles for Helium's VMLADAVA; also runs as portable C)
+        self.isa = isa
         # int8 FULLY_CONNECTED requantization: "tflm" = TFLite Micro's reference kernels
         # (MultiplyByQuantizedMultiplier, two roundings), "litert-ref" = LiteRT BUILTIN_REF (one)
         self.single_round = rounding == "litert-ref"
@@ -398,7 +408,9 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
     mults, shifts = zip(
         *(quant.quantize_multiplier(x.scale * s / y.scale) for s in scales), strict=True
     )
-    rp, cp = -(-rows // 4) * 4, -(-cols // 8) * 8  # DSP loop: 4 rows x 8 columns
+    # DSP loop: 4 rows x 8 columns; Helium: 4 rows x 16 columns
+    align = 16 if lw.isa == "mve" else 8
+    rp, cp = -(-rows // 4) * 4, -(-cols // align) * align
     wpad = np.zeros((rp, cp), np.int8)
     wpad[:rows, :cols] = w.data
     bpad = np.zeros(rp, np.int64)
@@ -415,6 +427,13 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
     if fast_rq:
         flags.append("EL_FC_FAST_RQ")
         shifts = tuple(-s - 1 for s in shifts)  # the kernel's fast path wants e - 1
+    if fast_rq and lw.isa == "mve":  # no paired-row bound: plain signed weights
+        stream = fc_rows_stream(wpad, bpad, np.array([*mults, *pad]), np.array([*shifts, *pad]))
+        sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc row tiles")
+        return [
+            f"el_fc_s8_rows({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {y.zp}, "
+            f"{p}_xs, {lw.ref(op.outputs[0])}, {int(lw.single_round)});"
+        ]
     if len(flags) == 2:  # one stream: per block bias, weights, multipliers, e - 1
         stream = fc_stream(wpad, bpad, np.array([*mults, *pad]), np.array([*shifts, *pad]))
         sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc stream")
@@ -451,6 +470,26 @@ def fc_stream(wpad: np.ndarray, bias: np.ndarray, mult: np.ndarray, e1: np.ndarr
         parts += [
             np.asarray(bias[rows], np.int64).astype("<i4").view(np.int8),
             paired[blk * 4 * cp : (blk + 1) * 4 * cp],
+            np.asarray(mult[rows], np.int64).astype("<i4").view(np.int8),
+            np.asarray(e1[rows], np.int64).astype(np.int8),
+        ]
+    return np.concatenate(parts)
+
+
+def fc_rows_stream(
+    wpad: np.ndarray, bias: np.ndarray, mult: np.ndarray, e1: np.ndarray
+) -> np.ndarray:
+    """el_fc_s8_rows' byte stream (Helium): per 4-row block the bias (int32 LE), per 16 columns
+    the 4 rows' 16 int8 weights, the multipliers (int32 LE) and e - 1 (int8). wpad [R, C] with
+    R % 4 == 0 and C % 16 == 0."""
+    rp, cp = wpad.shape
+    tiles = wpad.astype(np.int8).reshape(rp // 4, 4, cp // 16, 16).transpose(0, 2, 1, 3)
+    parts = []
+    for blk in range(rp // 4):
+        rows = slice(4 * blk, 4 * blk + 4)
+        parts += [
+            np.asarray(bias[rows], np.int64).astype("<i4").view(np.int8),
+            np.ascontiguousarray(tiles[blk]).reshape(-1),
             np.asarray(mult[rows], np.int64).astype("<i4").view(np.int8),
             np.asarray(e1[rows], np.int64).astype(np.int8),
         ]
@@ -795,8 +834,13 @@ ROUNDINGS = ("tflm", "litert-ref")
 
 
 def lower(
-    graph: Graph, name: str, layers: list[dict] | None = None, rounding: str = "tflm"
+    graph: Graph,
+    name: str,
+    layers: list[dict] | None = None,
+    rounding: str = "tflm",
+    isa: str = "dsp",
 ) -> Program:
     """Lower `graph` (a step model) to a Program; UnsupportedLayerError names a missing kernel.
-    `rounding` picks whose int8 FULLY_CONNECTED rounding to reproduce (ROUNDINGS)."""
-    return Lowering(graph, name, layers or [], rounding).run()
+    `rounding` picks whose int8 FULLY_CONNECTED rounding to reproduce (ROUNDINGS), `isa` the
+    int8 FC weight layout ("dsp" or "mve")."""
+    return Lowering(graph, name, layers or [], rounding, isa).run()

@@ -7,6 +7,9 @@
 #if EL_USE_DSP
 #include <arm_acle.h>
 #endif
+#if EL_USE_MVE
+#include <arm_mve.h>
+#endif
 
 /* ---- TFLite fixed-point helpers (gemmlowp rounding, as TFLite's reference kernels) ---------- */
 
@@ -366,13 +369,98 @@ static int32_t el_fc_passes(int cols_pad)
 }
 #endif
 
-#if !EL_USE_DSP
+/* a little-endian int32 from an unaligned stream (every target is little-endian; memcpy is
+ * one LDR where the core allows unaligned loads) */
 static int32_t el_rd32(const int8_t *p)
 {
-    const uint8_t *u = (const uint8_t *)p;
-    return (int32_t)((uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 |
-                     (uint32_t)u[3] << 24);
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
+
+/* y for up to 4 rows from 32-bit accumulators, the stream's tail = mult[4], e1[4] */
+static void el_rq4(const int32_t *acc, const int8_t *tail, int32_t k, int8_t *y, int nr,
+                   int single)
+{
+    int r;
+    if (single) {
+        for (r = 0; r < nr; ++r) {
+            const int32_t v = el_smmul(acc[r] * 2, el_rd32(tail + 4 * r));
+            y[r] = (int8_t)el_sat8(((v >> tail[16 + r]) + k) >> 1);
+        }
+        return;
+    }
+    for (r = 0; r < nr; ++r) {
+        const int32_t v = el_smmulr(acc[r] * 2, el_rd32(tail + 4 * r));
+        y[r] = (int8_t)el_sat8((el_tie_away(v, tail[16 + r]) + k) >> 1);
+    }
+}
+
+void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                   int32_t out_zp, int16_t *xs, int8_t *y, int single)
+{
+    int8_t *xb = (int8_t *)xs; /* x padded with zeros to cols_pad (the padding weights are 0) */
+    const int32_t k = 1 + 2 * out_zp;
+    int rb, r;
+    memcpy(xb, x, (size_t)cols);
+    memset(xb + cols, 0, (size_t)(cols_pad - cols));
+    for (rb = 0; rb < rows; rb += 4, y += 4) {
+        const int8_t *w = stream + 16;
+        const int nr = rows - rb < 4 ? rows - rb : 4;
+        int32_t acc[4];
+        int c;
+        for (r = 0; r < 4; ++r) {
+            acc[r] = el_rd32(stream + 4 * r);
+        }
+#if EL_USE_MVE
+        {
+            int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+            int32x4_t v, e;
+            for (c = 0; c < cols_pad; c += 16, w += 64) {
+                const int8x16_t xv = vldrbq_s8(xb + c);
+                a0 = vmladavaq_s8(a0, xv, vldrbq_s8(w));
+                a1 = vmladavaq_s8(a1, xv, vldrbq_s8(w + 16));
+                a2 = vmladavaq_s8(a2, xv, vldrbq_s8(w + 32));
+                a3 = vmladavaq_s8(a3, xv, vldrbq_s8(w + 48));
+            }
+            /* the 4 rows' requantization in one vector: VQRDMULH(acc, m) is TFLite's
+             * SaturatingRoundingDoublingHighMul (= SMMULR(2 acc, m)), VQDMULH the truncating
+             * one of the single rounding (= SMMUL(2 acc, m)); VSHL by -(e - 1) per lane */
+            v = vsetq_lane_s32(a0, vdupq_n_s32(0), 0);
+            v = vsetq_lane_s32(a1, v, 1);
+            v = vsetq_lane_s32(a2, v, 2);
+            v = vsetq_lane_s32(a3, v, 3);
+            e = vnegq_s32(vldrbq_s32(w + 16)); /* -(e - 1), the tail's 4 int8 after mult */
+            if (single) {
+                v = vqdmulhq_s32(v, vreinterpretq_s32_u8(vldrbq_u8((const uint8_t *)w)));
+            } else {
+                v = vqrdmulhq_s32(v, vreinterpretq_s32_u8(vldrbq_u8((const uint8_t *)w)));
+                v = vaddq_s32(v, vshrq_n_s32(v, 31)); /* ties away from zero */
+            }
+            v = vshrq_n_s32(vaddq_n_s32(vshlq_s32(v, e), k), 1);
+            v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127));
+            vstrbq_p_s32(y, v, vctp32q((uint32_t)nr));
+            stream = w + 20;
+            continue;
+        }
+#else
+        for (c = 0; c < cols_pad; c += 16, w += 64) {
+            int j;
+            for (r = 0; r < 4; ++r) {
+                int32_t a = 0;
+                for (j = 0; j < 16; ++j) {
+                    a += w[16 * r + j] * xb[c + j];
+                }
+                acc[r] += a;
+            }
+        }
+#endif
+        el_rq4(acc, w, k, y, nr, single);
+        stream = w + 20;
+    }
+}
+
+#if !EL_USE_DSP
 
 /* One 4-row block of the stream in portable C; returns the next block. */
 static const int8_t *el_fc_block_c(const int16_t *xs, int cols_pad, const int8_t *s, int32_t k,
@@ -385,15 +473,7 @@ static const int8_t *el_fc_block_c(const int16_t *xs, int cols_pad, const int8_t
         acc[r] = el_rd32(s + 4 * r);
     }
     el_fc_pairs_c(xs, s + 16, cols_pad, ksum, acc);
-    for (r = 0; r < nr; ++r) {
-        if (single) {
-            const int32_t v = el_smmul(acc[r] * 2, el_rd32(tail + 4 * r));
-            y[r] = (int8_t)el_sat8(((v >> tail[16 + r]) + k) >> 1);
-        } else {
-            const int32_t v = el_smmulr(acc[r] * 2, el_rd32(tail + 4 * r));
-            y[r] = (int8_t)el_sat8((el_tie_away(v, tail[16 + r]) + k) >> 1);
-        }
-    }
+    el_rq4(acc, tail, k, y, nr, single);
     return tail + 20;
 }
 #endif
@@ -608,6 +688,25 @@ void el_mul_s8(const el_mul_s8_t *p, const int8_t *x1, int step1, const int8_t *
 /* The fast forms below are the same integer formulas as el_addsub_s8 / el_mul_s8 (TFLite's
  * MultiplyByQuantizedMultiplier with gemmlowp rounding), one SMMULR each; the generator picks
  * them only when their preconditions hold (see the header). */
+#if EL_USE_MVE
+/* el_add_s8_fast's formula on 4 lanes: SMMULR(2a, m) is VQRDMULH(a, m), so the pre-doubled
+ * operands are halved (c2 = 2 o2 << 20 is even); result clamped to int8, in int32 lanes */
+static inline int32x4_t el_add_fast_v(const el_add_fast_t *p, const int8_t *x1, const int8_t *x2)
+{
+    const int32x4_t sa = vaddq_n_s32(vshlq_n_s32(vldrbq_s32(x1), 19), p->c1);
+    int32x4_t t = vaddq_n_s32(vshlq_n_s32(vldrbq_s32(x2), 20), p->c2 >> 1);
+    int32x4_t v;
+    t = vqrdmulhq_n_s32(t, p->m2);
+    t = vshlq_r_s32(vaddq_s32(t, vshrq_n_s32(t, 31)), -p->e2);
+    t = vshrq_n_s32(vaddq_n_s32(t, 1), 1);
+    v = p->sign > 0 ? vaddq_s32(sa, t) : vsubq_s32(sa, t);
+    v = vqrdmulhq_n_s32(v, p->mo);
+    v = vshlq_r_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), -p->eo);
+    v = vshrq_n_s32(vaddq_n_s32(v, p->k), 1);
+    return vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127));
+}
+#endif
+
 void el_add_s8_fast(const el_add_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
                     int step2, int8_t *y, int n)
 {
@@ -616,7 +715,13 @@ void el_add_s8_fast(const el_add_fast_t *p, const int8_t *x1, int step1, const i
     const int32_t keo = (int32_t)((uint32_t)p->k << 8) | p->eo;
     int i;
     if (step1 == 1 && step2 == 1) {
-        for (i = 0; i < n; ++i) {
+        i = 0;
+#if EL_USE_MVE
+        for (; i + 4 <= n; i += 4) {
+            vstrbq_s32(y + i, el_add_fast_v(p, x1 + i, x2 + i));
+        }
+#endif
+        for (; i < n; ++i) {
             /* in1: exactly (o1 + x1) << 19; in2: MBQM((o2 + x2) << 20, m2, -(e2 + 1)) */
             const int32_t sa = c1 + (int32_t)((uint32_t)x1[i] << 19);
             const int32_t t = el_tie_away(el_smmulr(c2 + (int32_t)((uint32_t)x2[i] << 21), m2), e2);
@@ -643,7 +748,14 @@ void el_add_s8_fast_lut(const el_add_fast_t *p, const int8_t *x1, const int8_t *
     int i, j;
     for (j = 0; j < nseg; ++j, x1 += seg, x2 += seg, y += seg) {
         const int8_t *lut = luts[j] + 128; /* centred tables: lut[v] for v in -128..127 */
-        for (i = 0; i < seg; ++i) {
+        i = 0;
+#if EL_USE_MVE
+        for (; i + 4 <= seg; i += 4) { /* the table lookup as a byte gather */
+            const int32x4_t v = vaddq_n_s32(el_add_fast_v(p, x1 + i, x2 + i), 128);
+            vstrbq_s32(y + i, vldrbq_gather_offset_s32(luts[j], vreinterpretq_u32_s32(v)));
+        }
+#endif
+        for (; i < seg; ++i) {
             const int32_t sa = c1 + (int32_t)((uint32_t)x1[i] << 19);
             const int32_t t = el_tie_away(el_smmulr(c2 + (int32_t)((uint32_t)x2[i] << 21), m2), e2);
             const int32_t raw = sa + sign * ((t + 1) >> 1);
@@ -659,7 +771,18 @@ void el_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const i
     const int32_t c1 = p->c1, c2 = p->c2, mo = p->mo, eo = p->eo, k = p->k;
     int i;
     if (step1 == 1 && step2 == 1) {
-        for (i = 0; i < n; ++i) {
+        i = 0;
+#if EL_USE_MVE
+        for (; i + 4 <= n; i += 4) { /* VQRDMULH(prod, m) = SMMULR(2 prod, m); c1 is even */
+            int32x4_t v = vmulq_s32(vaddq_n_s32(vldrbq_s32(x1 + i), c1 >> 1),
+                                    vaddq_n_s32(vldrbq_s32(x2 + i), c2));
+            v = vqrdmulhq_n_s32(v, mo);
+            v = vshlq_r_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), -eo);
+            v = vshrq_n_s32(vaddq_n_s32(v, k), 1);
+            vstrbq_s32(y + i, vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127)));
+        }
+#endif
+        for (; i < n; ++i) {
             const int32_t prod2 = (c1 + 2 * x1[i]) * (c2 + x2[i]);
             y[i] = (int8_t)el_sat8((el_tie_away(el_smmulr(prod2, mo), eo) + k) >> 1);
         }

@@ -22,6 +22,15 @@ extern "C" {
 #endif
 #endif
 
+/* Helium (MVE, Cortex-M55/M85): el_fc_s8_rows' VMLADAVA loop; EL_USE_MVE=0 forces portable C */
+#ifndef EL_USE_MVE
+#if defined(__ARM_FEATURE_MVE) && __ARM_FEATURE_MVE
+#define EL_USE_MVE 1
+#else
+#define EL_USE_MVE 0
+#endif
+#endif
+
 #define EL_OK 0
 #define EL_ERR_INDEX 1 /* a token id outside the embedding table */
 
@@ -49,6 +58,14 @@ void el_fc_s8(const int8_t *x, int cols, int cols_pad, const int8_t *w, const in
  * core one assembly loop does the whole layer). */
 void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
                    int32_t out_zp, int16_t *xs, int8_t *y);
+/* The same layer for a Helium core (an engine exported with --core m55): `stream` holds per
+ * 4-row block the bias (4 x int32), then per 16 columns the 4 rows' 16 signed int8 weights
+ * (cols_pad a multiple of 16), the multipliers (4 x int32) and e - 1 (4 x int8). One VMLADAVA
+ * per row and 16 columns with MVE, portable C elsewhere; `single` selects LiteRT BUILTIN_REF's
+ * rounding (EL_FC_SINGLE_ROUND), else TFLite Micro's. xs: scratch of at least cols_pad bytes. */
+void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                   int32_t out_zp, int16_t *xs, int8_t *y, int single);
+
 /* el_fc_s8_fast with LiteRT BUILTIN_REF's single rounding (EL_FC_SINGLE_ROUND) */
 void el_fc_s8_fast_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
                       int32_t out_zp, int16_t *xs, int8_t *y);
