@@ -382,6 +382,23 @@ static void el_lut256(const int8_t *table, uint8_t flip, const int8_t *x, int8_t
         const __m512i hi = _mm512_permutex2var_epi8(t2, idx, t3);
         _mm512_mask_storeu_epi8(y + i, m, _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
     }
+#elif EL_SIMD_ARM
+    /* TBL over 4 x 64-byte quarters: an index outside a quarter reads 0, so the four lookups of
+     * (u - 64 q) OR together into the 256-entry lookup; 16 values per iteration */
+    const uint8x16x4_t q0 = vld1q_u8_x4((const uint8_t *)table);
+    const uint8x16x4_t q1 = vld1q_u8_x4((const uint8_t *)table + 64);
+    const uint8x16x4_t q2 = vld1q_u8_x4((const uint8_t *)table + 128);
+    const uint8x16x4_t q3 = vld1q_u8_x4((const uint8_t *)table + 192);
+    const uint8x16_t f = vdupq_n_u8(flip), s64 = vdupq_n_u8(64);
+    for (; i + 16 <= n; i += 16) {
+        const uint8x16_t u = veorq_u8(vld1q_u8((const uint8_t *)x + i), f);
+        const uint8x16_t u1 = vsubq_u8(u, s64), u2 = vsubq_u8(u1, s64), u3 = vsubq_u8(u2, s64);
+        uint8x16_t r = vqtbl4q_u8(q0, u);
+        r = vorrq_u8(r, vqtbl4q_u8(q1, u1));
+        r = vorrq_u8(r, vqtbl4q_u8(q2, u2));
+        r = vorrq_u8(r, vqtbl4q_u8(q3, u3));
+        vst1q_u8((uint8_t *)y + i, r);
+    }
 #endif
     for (; i < n; ++i) {
         y[i] = table[(uint8_t)(x[i] ^ flip)];
