@@ -60,3 +60,17 @@ def test_step_variant_needs_no_sequence_length(run_cli, tmp_path: Path) -> None:
     code, _, err = run_cli("convert", str(tmp_path / "free.keras"), "-o", str(tmp_path / "s"),
                            "--variant", "sequence")  # fmt: skip
     assert code == 2 and "--seq-len" in err
+
+
+def test_dynamic_range_says_why_weights_stay_float(keras_model_file, tmp_path: Path) -> None:
+    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.types import ConvertConfig, Quantization, Variant
+
+    m = convert_model(
+        keras_model_file("lstm_seq"),
+        tmp_path,
+        ConvertConfig(variants=[Variant.SEQUENCE], quantizations=[Quantization.DYNAMIC]),
+    )
+    (art,) = m.artifacts
+    assert art.fused_lstm
+    assert any("only tensors of 1024 elements or more" in n for n in art.notes), art.notes

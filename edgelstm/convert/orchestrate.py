@@ -362,6 +362,25 @@ def convert_model(
         outdir_mod.discard_if_unused(outdir, created)
 
 
+# TFLite's dynamic-range quantizer leaves constant tensors under this many elements in float.
+DYNAMIC_MIN_ELEMENTS = 1024
+
+
+def _dynamic_note(info: TFLiteInfo) -> list[str]:
+    """Say why a dynamic-range artifact kept (some of) its weights in float."""
+    weights = [t for t in info.tensors if t.buffer_bytes and len(t.shape) >= 2]
+    small = [t for t in weights if t.dtype == "float32" and np.prod(t.shape) < DYNAMIC_MIN_ELEMENTS]
+    if not small:
+        return []
+    kept = sum(t.buffer_bytes for t in small)
+    return [
+        f"dynamic range: {len(small)} of {len(weights)} weight matrices stay float32 ({kept:,} B): "
+        f"the converter quantizes only tensors of {DYNAMIC_MIN_ELEMENTS} elements or more, and the "
+        "fused LSTM keeps each gate's matrix (units x inputs, units x units) apart; int8 "
+        "quantizes all of them"
+    ]
+
+
 def _step_only_length(model: Any, cfg: ConvertConfig) -> tuple[int | None, str]:
     """A step model has no sequence length: with `--variant step` and a model whose length is
     None, verification streams get the calibration windows' length (else 32) instead of
@@ -547,6 +566,8 @@ def _convert_model(
                 tie_notes.extend(_cell_range_notes(ms, info, calib[: cfg.calibration_samples]))
             art = _artifact(path, info, variant, quant, ms)
             art.notes.extend(tie_notes)
+            if quant == Quantization.DYNAMIC:
+                art.notes.extend(_dynamic_note(info))
             if variant == Variant.SEQUENCE and quant == Quantization.FLOAT:
                 art.notes.extend(_fusion_check(ms, info, cfg.allow_unfused))
             progress(f"verifying {path.name} in {'TFLite Micro' if via_int8 else 'LiteRT'}")
