@@ -112,6 +112,28 @@ def litert_raw_us(step: Path, budget: Budget) -> float:
     return t.raw.median_us if t.raw else float("nan")
 
 
+def ort_sequence_us(bm: Any, budget: Budget) -> float | None:
+    """ONNX Runtime (1 thread) on tf2onnx of edgelstm's tf_keras rebuild of `bm`: the same
+    system as benchmarks.run's "(c) ONNX Runtime, edgelstm tf_keras graph" row."""
+    from benchmarks import runners
+    from edgelstm._tf import import_tf
+    from edgelstm.convert import build
+    from edgelstm.convert.graph import parse_model
+    from edgelstm.convert.load import load_keras_model
+
+    tf = import_tf()
+    model, fw = load_keras_model(bm.path)
+    tk_model = build.build_sequence_model(parse_model(model, fw))
+    fn = tf.function(lambda x: tk_model(x, training=False))
+    onnx_model, _ops = runners.onnx_from_function(
+        fn, [("x", (1, bm.seq_len, bm.in_dim), "float32")]
+    )
+    with np.load(bm.calibration) as data:
+        seq = data["x"][0].astype(np.float32)
+    t = runners.ort_sequence(onnx_model, seq[None], budget)
+    return t.raw.median_us if t.raw else None
+
+
 def _ort_us(results: dict[str, Any] | None) -> float | None:
     for r in (results or {}).get("sequence", []):
         if r.get("system") == ORT_SYSTEM and r.get("raw"):
@@ -324,7 +346,16 @@ def main(argv: list[str] | None = None) -> int:
                 calibration=seq_bm.calibration,
             )
             seq = (seq_bm.key, _step_paths(out, man), seq_bm.seq_len)
-        res = suite(steps, seq, peak, budget, None, lambda m: print(m, file=sys.stderr))
+        ort_rows = []
+        if seq_bm is not None:
+            try:
+                ort = ort_sequence_us(seq_bm, budget)
+                ort_rows = [{"system": ORT_SYSTEM, "raw": {"median_us": ort}}] if ort else []
+            except Exception as exc:  # recorded as "not measured"
+                print(f"ONNX Runtime: {type(exc).__name__}: {exc}", file=sys.stderr)
+        res = suite(
+            steps, seq, peak, budget, {"sequence": ort_rows}, lambda m: print(m, file=sys.stderr)
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     name = "native-quick" if args.quick else "native"
     (args.out / f"{name}.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
