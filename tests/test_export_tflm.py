@@ -67,7 +67,7 @@ def tflm_exports(tflm_models, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     result = {}
     for kind, path in tflm_models.items():
         manifest = json.loads((path.parent / "manifest.json").read_text())
-        res = export_tflm(path, root / kind, manifest=manifest)
+        res = export_tflm(path, root / kind, manifest=manifest, real_builds=[])
         result[kind] = (root / kind, res)
     return result
 
@@ -329,7 +329,8 @@ def test_step_model_tflm_matches_litert(kind: str, tflm_models, tflm_exports) ->
     state = {s["input_index"]: np.full(s["shape"], s["reset_raw"], dtype=np_dtype) for s in states}
     lt_state = dict(state)
     rng = np.random.default_rng(5)
-    tol = 1e-5 if kind.endswith("float") else 2.0  # raw units: the carried state may drift 1
+    # raw units: the carried state may drift; int16 kernels differ by up to 3 LSB of 65536
+    tol = {"float": 1e-5, "int8": 2.0, "int16x8": 4.0}[kind.split("_")[1]]
     for _ in range(12):
         x = _random_input(x_t, rng)
         for i in range(len(info.inputs)):

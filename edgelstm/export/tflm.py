@@ -27,6 +27,11 @@ from edgelstm.tflite_info import TFLiteInfo, read_tflite
 from edgelstm.types import STEP_INPUT, STEP_OUTPUT, Artifact, StateTensor, TensorInfo
 
 TEMPLATE_DIR = bundled_dir("firmware_export") / "tflm"
+# Measured by tests/test_tflm_build.py (TFLM 90b983c, Cortex-M4 build, qemu): the CMSIS-NN
+# UNIDIRECTIONAL_SEQUENCE_LSTM kernel (int8/int16x8) keeps h/c in scratch buffers and restarts
+# from zero state on every Invoke(), while the reference kernels carry them in the variable
+# tensors. The export README and model_io.h say so for fused quantized sequence models.
+CMSIS_FUSED_RESTARTS = True
 _DTYPE_BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "bool": 1}
 
 
@@ -146,6 +151,48 @@ def _template_env() -> Any:
     return env
 
 
+def render_template(template: str, ctx: dict[str, Any]) -> str:
+    """One template of firmware_export/tflm/ rendered with an export context."""
+    return _template_env().get_template(template).render(**ctx)
+
+
+# (macro suffix, config key or None for the Python interpreter figure, where it is measured)
+_ARENA_CONFIGS: list[tuple[str, str | None, str]] = [
+    (
+        "PY_REF_X86_64",
+        None,
+        "the tflite-micro Python package's interpreter (reference kernels, x86-64 host)",
+    ),
+    (
+        "REF_X86_64",
+        "ref-x86_64",
+        "C++ build of a TFLM tree, reference kernels, g++ -O2, x86-64 host",
+    ),
+    (
+        "CMSIS_NN_M4",
+        "cmsis-nn-m4",
+        "Cortex-M4F build of a TFLM tree with CMSIS-NN kernels, arm-none-eabi-g++ -O2, "
+        "run on qemu mps2-an386",
+    ),
+]
+
+
+def _arena_rows(arena: ArenaReport) -> list[dict[str, Any]]:
+    rows = []
+    for suffix, key, where in _ARENA_CONFIGS:
+        if key is None:
+            rows.append({"suffix": suffix, "bytes": arena.min_bytes, "where": where, "note": ""})
+            continue
+        b = arena.builds.get(key)
+        if b:
+            note = f"tree {b.get('tree_hash', '?')[:12]}, bisected in 16-byte steps"
+            rows.append({"suffix": suffix, "bytes": b["min_bytes"], "where": where, "note": note})
+        else:
+            reason = arena.absent.get(key, "not measured at export time")
+            rows.append({"suffix": suffix, "bytes": None, "where": where, "note": reason})
+    return rows
+
+
 def build_context(
     model: bytes,
     *,
@@ -234,9 +281,16 @@ def build_context(
         "states": state_ctx,
         "max_state_bytes": max((s["bytes"] for s in state_ctx), default=0),
         "arena": arena.to_dict(),
+        "arena_rows": _arena_rows(arena),
+        "arena_figures": "; ".join(
+            f"{r['suffix']} {r['bytes']} B" if r["bytes"] is not None else f"{r['suffix']} n/a"
+            for r in _arena_rows(arena)
+        ),
         "progmem": progmem,
         "align_macro": align_macro(prefix),
         "variable_tensors": len(info.variable_tensors),
+        "cmsis_fused_restarts": CMSIS_FUSED_RESTARTS,
+        "cmsis_fused_applies": bool(info.fused_lstm) and quant in ("int8", "int16x8"),
     }
 
 
@@ -292,12 +346,21 @@ def summarize(ctx: dict[str, Any]) -> dict[str, Any]:
     ]
     out = {k: ctx[k] for k in keep}
     out["c_name"] = ctx["ident"]
+    if ctx["cmsis_fused_applies"]:
+        out["fused_lstm_state_across_invokes"] = {
+            "reference_kernels": "carried in the variable tensors",
+            "cmsis_nn_kernels": "restarts from zero on every Invoke()"
+            if ctx["cmsis_fused_restarts"]
+            else "carried in the variable tensors",
+            "measured": "TFLM 90b983c, Cortex-M4 build under qemu vs host reference build, T=1",
+        }
     out["target"] = "tflm"
     out["source"] = ctx["source_file"]
     out["size"] = {
         "flash_model_bytes": ctx["model_len"],
         "ram_arena_used_bytes": ctx["arena"]["used_bytes"],
-        "ram_arena_min_bytes": ctx["arena"]["min_bytes"],
+        "ram_arena_min_bytes": ctx["arena"]["overall_min_bytes"],
+        "ram_arena_min_bytes_by_build": {r["suffix"]: r["bytes"] for r in ctx["arena_rows"]},
         "ram_arena_recommended_bytes": ctx["arena"]["recommended_bytes"],
         "ram_io_note": "I/O tensors live inside the arena",
     }
@@ -380,8 +443,12 @@ def export_tflm(
     name: str | None = None,
     progmem: bool = False,
     manifest: dict | None = None,
+    real_builds: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Export `tflite_path` for TFLite Micro into `outdir`; returns the JSON summary."""
+    """Export `tflite_path` for TFLite Micro into `outdir`; returns the JSON summary.
+
+    `real_builds`: configurations of `tflm_build` (ref-x86_64, cmsis-nn-m4) whose arena is
+    measured in a real build; None = each one whose tree variable is set and whose tools exist."""
     tflite_path = Path(tflite_path)
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
@@ -389,15 +456,68 @@ def export_tflm(
     info_check = read_tflite(tflite_path)  # clear BadInputError for non-.tflite input
     del info_check
     model = tflite_path.read_bytes()
-    plan = plan_tflm(
-        model,
-        name=name or tflite_path.stem,
-        progmem=progmem,
-        manifest=manifest,
-        source_file=tflite_path.name,
-    )
+    kw: dict[str, Any] = {
+        "name": name or tflite_path.stem,
+        "progmem": progmem,
+        "manifest": manifest,
+        "source_file": tflite_path.name,
+    }
+    arena = measure_arena(model)
+    arena = measure_real_arenas(model, arena, real_builds, **kw)
+    plan = plan_tflm(model, arena=arena, **kw)
     write_export(plan.files, outdir)
     result = dict(plan.summary)
     result["outdir"] = str(outdir)
     result["notes"] = plan.notes
     return result
+
+
+def export_for_build(
+    model: bytes, outdir: Path, *, name: str = "model", arena: ArenaReport | None = None, **kw: Any
+) -> tuple[Path, dict[str, Any]]:
+    """Write an export of `model` into `outdir` (no real-build measurement) and return it with
+    its template context: what `tflm_build.build_probe` compiles."""
+    plan_kw = {"name": name, **kw}
+    arena = arena or measure_arena(model)
+    write_export(plan_tflm(model, arena=arena, **plan_kw).files, Path(outdir))
+    return Path(outdir), build_context(model, arena=arena, **plan_kw)
+
+
+def measure_real_arenas(
+    model: bytes, arena: ArenaReport, configs: list[str] | None, **kw: Any
+) -> ArenaReport:
+    """`arena` plus the smallest arena of each real build in `configs` (None: each whose tree
+    variable is set and whose tools exist); the others are recorded as absent, with why."""
+    from edgelstm.export import tflm_build as tb
+
+    builds: dict[str, dict[str, Any]] = {}
+    absent: dict[str, str] = {}
+    todo: list[tuple[str, Path]] = []
+    for config in tb.CONFIGS:
+        env = tb.TREE_ENV[config]
+        if configs is not None and config not in configs:
+            absent[config] = "not measured (export run without this build)"
+            continue
+        tree = tb.find_tree(config, default=configs is not None)
+        missing = tb.missing_tools(config)
+        if tree is None:
+            absent[config] = f"not measured: ${env} was not set to a TFLM tree at export time"
+        elif missing:
+            absent[config] = f"not measured: {', '.join(missing)} not found at export time"
+        else:
+            todo.append((config, tree))
+    if todo:
+        with tempfile.TemporaryDirectory(prefix="edgelstm-arena-build-") as tmp:
+            exp, ctx = export_for_build(model, Path(tmp) / "export", arena=arena, **kw)
+            for config, tree in todo:
+                probe = tb.build_probe(config, exp, ctx, Path(tmp) / config, tree=tree)
+                min_bytes, runs = tb.measure_arena_on(probe, arena.min_bytes)
+                run = tb.run_probe(probe, min_bytes, steps=2)
+                builds[config] = {
+                    "min_bytes": min_bytes,
+                    "used_bytes": run.arena_used,
+                    "probes": runs,
+                    "measured_on": tb.CONFIGS[config].description,
+                    "tree_hash": tb.tree_hash(tree),
+                }
+    return arena.with_builds(builds, absent)

@@ -59,9 +59,32 @@ class ArenaReport:
     recommended_bytes: int
     breakdown: dict[str, int] = field(default_factory=dict)
     probes: int = 0
+    # Real C++ builds (edgelstm.export.tflm_build): config -> {"min_bytes", "used_bytes",
+    # "probes", "measured_on"}; `absent`: config -> why it was not measured.
+    builds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    absent: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def python_min_bytes(self) -> int:
+        """The tflite-micro Python interpreter's figure (reference kernels, 64-bit host)."""
+        return self.min_bytes
+
+    def overall_min(self) -> int:
+        """The largest minimum over every configuration measured."""
+        return max([self.min_bytes, *(b["min_bytes"] for b in self.builds.values())])
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        d = dict(vars(self))
+        d["builds"] = {k: dict(v) for k, v in self.builds.items()}
+        d["absent"] = dict(self.absent)
+        d["overall_min_bytes"] = self.overall_min()
+        return d
+
+    def with_builds(self, builds: dict[str, dict[str, Any]], absent: dict[str, str]) -> ArenaReport:
+        """A copy with real-build figures; the recommendation covers the largest minimum."""
+        rep = ArenaReport(**{**vars(self), "builds": dict(builds), "absent": dict(absent)})
+        rep.margin_bytes, rep.recommended_bytes = recommended_arena(rep.overall_min())
+        return rep
 
 
 def runtime_module() -> Any:
