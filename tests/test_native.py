@@ -170,7 +170,8 @@ def _x86_flags() -> list[tuple[str, list[str]]]:
         out.append(("avxvnni", ["-march=x86-64-v3", "-mavxvnni"]))
     if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags:
         vbmi = ["-mavx512vbmi"] if "avx512vbmi" in flags else []  # the VPERMI2B table lookups
-        out.append(("avx512vnni", ["-march=x86-64-v4", "-mavx512vnni", *vbmi]))
+        wide = ["-mprefer-vector-width=512"]  # as the native build
+        out.append(("avx512vnni", ["-march=x86-64-v4", "-mavx512vnni", *vbmi, *wide]))
     return out
 
 

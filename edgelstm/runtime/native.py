@@ -106,6 +106,10 @@ class BuildOptions:
         out = [self.opt, "-fPIC", "-shared", "-std=gnu11", "-ffp-contract=off"]
         if self.march:
             out.append(f"-march={self.march}")
+            if platform.machine().lower() in ("x86_64", "amd64"):
+                # gcc's x86 tuning keeps vectorised loops at 256 bits; the elementwise kernels
+                # measured faster with 512 where AVX-512 exists (harmless where it does not)
+                out.append("-mprefer-vector-width=512")
         if not self.simd:
             out.append("-DEL_USE_SIMD=0")
         return [*out, *self.cflags]
