@@ -465,10 +465,8 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
         )
         stream = fc_stream(wpad, bias, mult, -shift - 1)
         data.append(_c_arr("int8_t", f"fc{ci}_s", stream))
-        c16 = -(-cols // 16) * 16  # the Helium row-tile stream (el_fc_s8_rows)
-        w16 = np.zeros((rp, c16), np.int8)
-        w16[:rows, :cols] = w
-        data.append(_c_arr("int8_t", f"fc{ci}_r", fc_rows_stream(w16, bias, mult, -shift - 1)))
+        # the Helium row-tile stream (el_fc_s8_rows), same padding: a last 8-wide tile when odd
+        data.append(_c_arr("int8_t", f"fc{ci}_r", fc_rows_stream(wpad, bias, mult, -shift - 1)))
         data.append(_c_arr("int8_t", f"fc{ci}_w", _paired_layout(wpad)))
         data.append(_c_arr("int32_t", f"fc{ci}_b", bias))
         data.append(_c_arr("int32_t", f"fc{ci}_m", mult))
@@ -513,7 +511,7 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
                 emit(
                     f"fcr{ci}.{xi}.{sr}",
                     rows,
-                    f"el_fc_s8_rows(fc{ci}_x{xi}, {cols}, {c16}, fc{ci}_r, {rows}, {zp}, xs, y, "
+                    f"el_fc_s8_rows(fc{ci}_x{xi}, {cols}, {cp}, fc{ci}_r, {rows}, {zp}, xs, y, "
                     f"{sr});",
                     wanted,
                 )

@@ -408,9 +408,8 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
     mults, shifts = zip(
         *(quant.quantize_multiplier(x.scale * s / y.scale) for s in scales), strict=True
     )
-    # DSP loop: 4 rows x 8 columns; Helium: 4 rows x 16 columns
-    align = 16 if lw.isa == "mve" else 8
-    rp, cp = -(-rows // 4) * 4, -(-cols // align) * align
+    # 4 rows x 8 columns (Helium: 16-column tiles, the last one may be 8 wide)
+    rp, cp = -(-rows // 4) * 4, -(-cols // 8) * 8
     wpad = np.zeros((rp, cp), np.int8)
     wpad[:rows, :cols] = w.data
     bpad = np.zeros(rp, np.int64)
@@ -480,16 +479,18 @@ def fc_rows_stream(
     wpad: np.ndarray, bias: np.ndarray, mult: np.ndarray, e1: np.ndarray
 ) -> np.ndarray:
     """el_fc_s8_rows' byte stream (Helium): per 4-row block the bias (int32 LE), per 16 columns
-    the 4 rows' 16 int8 weights, the multipliers (int32 LE) and e - 1 (int8). wpad [R, C] with
-    R % 4 == 0 and C % 16 == 0."""
+    the 4 rows' 16 int8 weights (a last tile of 8 columns when C % 16 == 8), the multipliers
+    (int32 LE) and e - 1 (int8). wpad [R, C] with R % 4 == 0 and C % 8 == 0."""
     rp, cp = wpad.shape
-    tiles = wpad.astype(np.int8).reshape(rp // 4, 4, cp // 16, 16).transpose(0, 2, 1, 3)
+    w8 = wpad.astype(np.int8)
     parts = []
     for blk in range(rp // 4):
         rows = slice(4 * blk, 4 * blk + 4)
+        # 16-column tiles, the last one 8 wide when cp % 16 == 8: row-major within a tile
+        tiles = [w8[rows, c : c + 16].reshape(-1) for c in range(0, cp, 16)]
         parts += [
             np.asarray(bias[rows], np.int64).astype("<i4").view(np.int8),
-            np.ascontiguousarray(tiles[blk]).reshape(-1),
+            *tiles,
             np.asarray(mult[rows], np.int64).astype("<i4").view(np.int8),
             np.asarray(e1[rows], np.int64).astype(np.int8),
         ]

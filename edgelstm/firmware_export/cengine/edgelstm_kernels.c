@@ -416,12 +416,23 @@ void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream
         {
             int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
             int32x4_t v, e;
-            for (c = 0; c < cols_pad; c += 16, w += 64) {
-                const int8x16_t xv = vldrbq_s8(xb + c);
+            const int n16 = cols_pad >> 4;
+            const int8_t *xp = xb;
+            for (c = 0; c < n16; ++c, w += 64, xp += 16) {
+                const int8x16_t xv = vldrbq_s8(xp);
                 a0 = vmladavaq_s8(a0, xv, vldrbq_s8(w));
                 a1 = vmladavaq_s8(a1, xv, vldrbq_s8(w + 16));
                 a2 = vmladavaq_s8(a2, xv, vldrbq_s8(w + 32));
                 a3 = vmladavaq_s8(a3, xv, vldrbq_s8(w + 48));
+            }
+            if (cols_pad & 8) { /* 8 columns left: half tiles, the other lanes loaded as 0 */
+                const mve_pred16_t p8 = vctp8q(8);
+                const int8x16_t xv = vldrbq_z_s8(xp, p8);
+                a0 = vmladavaq_s8(a0, xv, vldrbq_z_s8(w, p8));
+                a1 = vmladavaq_s8(a1, xv, vldrbq_z_s8(w + 8, p8));
+                a2 = vmladavaq_s8(a2, xv, vldrbq_z_s8(w + 16, p8));
+                a3 = vmladavaq_s8(a3, xv, vldrbq_z_s8(w + 24, p8));
+                w += 32;
             }
             /* the 4 rows' requantization in one vector: VQRDMULH(acc, m) is TFLite's
              * SaturatingRoundingDoublingHighMul (= SMMULR(2 acc, m)), VQDMULH the truncating
@@ -444,15 +455,17 @@ void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream
             continue;
         }
 #else
-        for (c = 0; c < cols_pad; c += 16, w += 64) {
+        for (c = 0; c < cols_pad; c += 16) {
+            const int n = cols_pad - c < 16 ? cols_pad - c : 16; /* the last tile may be 8 wide */
             int j;
             for (r = 0; r < 4; ++r) {
                 int32_t a = 0;
-                for (j = 0; j < 16; ++j) {
-                    a += w[16 * r + j] * xb[c + j];
+                for (j = 0; j < n; ++j) {
+                    a += w[n * r + j] * xb[c + j];
                 }
                 acc[r] += a;
             }
+            w += 4 * n;
         }
 #endif
         el_rq4(acc, w, k, y, nr, single);
