@@ -29,6 +29,9 @@ class Case:
     refused: str | None = None  # None: converts; else a substring of the exit-2 message
     streamable: bool = True
     padded: bool = False  # calibration data has all-zero (masked) leading steps
+    # Known int8 gaps (issue #13, int8 accuracy): variants whose int8 artifact exceeds its bound
+    # on these tiny random models or crashes the TF converter. The test asserts each is reported.
+    int8_gaps: tuple[str, ...] = ()
 
 
 def _seq(*layers: Any, tokens: bool = False, batch: int | None = None) -> Callable[[Any], Any]:

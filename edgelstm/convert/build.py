@@ -114,13 +114,18 @@ def build_sequence_module(model: Any, ms: ModelSpec) -> Any:
     shape = (1, ms.seq_len) if ms.token_input else (1, ms.seq_len, ms.in_dim)
     dtype = tf.int32 if ms.token_input else tf.float32
     module = tf.Module()
-    module.model = model
+    # Track the weights only: tracking the Keras model itself makes tf.saved_model.save trace and
+    # serialise every layer's call functions (Keras metadata the converter never reads), which
+    # is most of the sequence graph's build time.
+    module.weights = list(model.variables)
 
     def serve(x: Any) -> dict[str, Any]:
         return {STEP_OUTPUT: model(x, training=False)}
 
     module.serve = tf.function(
-        serve, input_signature=[tf.TensorSpec(shape, dtype, name=STEP_INPUT)]
+        serve,
+        input_signature=[tf.TensorSpec(shape, dtype, name=STEP_INPUT)],
+        autograph=False,
     )
     return module
 

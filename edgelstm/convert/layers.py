@@ -249,6 +249,14 @@ def np_activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
     }[name]
 
 
+def _lambda_layer(keras: Any, fn: Callable[[Any], Any], name: str) -> Any:
+    """A tf_keras Lambda layer whose function runs as written: autograph would re-read this
+    file's source at trace time, and the functions are straight-line TF ops anyway."""
+    import tensorflow as tf
+
+    return keras.layers.Lambda(tf.autograph.experimental.do_not_convert(fn), name=name)
+
+
 def _framework(layer: Any) -> str:
     return "tf_keras" if type(layer).__module__.startswith("tf_keras") else "keras3"
 
@@ -282,7 +290,10 @@ class _Recurrent(Handler):
                     cfg.get("activation", "tanh"), fw, name, "activation"
                 ),
                 "recurrent_activation": activation_name(
-                    cfg.get("recurrent_activation", "sigmoid"), fw, name, "recurrent_activation"
+                    cfg.get("recurrent_activation", "sigmoid"),
+                    fw,
+                    name,
+                    "recurrent_activation",
                 ),
                 "use_bias": bool(cfg.get("use_bias", True)),
                 "return_sequences": bool(cfg.get("return_sequences", False)),
@@ -332,9 +343,7 @@ class _Recurrent(Handler):
         import tensorflow as tf
 
         if spec.config["go_backwards"]:
-            x = keras.layers.Lambda(lambda v: tf.reverse(v, axis=[1]), name=f"{spec.name}_reverse")(
-                x
-            )
+            x = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_reverse")(x)
         unroll = (
             self.kind != "LSTM"
             or spec.config.get("masked", False)
@@ -527,7 +536,12 @@ class BidirectionalHandler(Handler):
         spec = LayerSpec(
             kind=self.kind,
             name=layer.name,
-            config={"merge_mode": merge, "forward": fwd, "backward": bwd, "units": units},
+            config={
+                "merge_mode": merge,
+                "forward": fwd,
+                "backward": bwd,
+                "units": units,
+            },
             weights=[],
             out_dim=2 * units if merge == "concat" else units,
         )
@@ -548,9 +562,9 @@ class BidirectionalHandler(Handler):
         yf = fh.sequence(fwd, x, keras)
         yb = bh.sequence(bwd, x, keras)
         if bwd.config["return_sequences"]:
-            yb = keras.layers.Lambda(
-                lambda v: tf.reverse(v, axis=[1]), name=f"{spec.name}_unreverse"
-            )(yb)
+            yb = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_unreverse")(
+                yb
+            )
         merge = {
             "concat": keras.layers.Concatenate(axis=-1, name=f"{spec.name}_concat"),
             "sum": keras.layers.Add(name=f"{spec.name}_sum"),
@@ -697,7 +711,11 @@ class ActivationHandler(Handler):
                 cfg.get("activation"), _framework(layer), layer.name, "activation"
             )
         return LayerSpec(
-            kind=self.kind, name=layer.name, config={"activation": act}, weights=[], out_dim=in_dim
+            kind=self.kind,
+            name=layer.name,
+            config={"activation": act},
+            weights=[],
+            out_dim=in_dim,
         )
 
     def sequence(self, spec, x, keras):
@@ -731,7 +749,11 @@ class BatchNormHandler(Handler):
             )
         names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
         vals = dict(
-            zip(names, [np.asarray(v, np.float64) for v in layer.get_weights()], strict=True)
+            zip(
+                names,
+                [np.asarray(v, np.float64) for v in layer.get_weights()],
+                strict=True,
+            )
         )
         gamma = vals.get("gamma", np.ones_like(vals["moving_mean"]))
         beta = vals.get("beta", np.zeros_like(vals["moving_mean"]))
@@ -749,8 +771,8 @@ class BatchNormHandler(Handler):
         import tensorflow as tf
 
         scale, shift = spec.weights
-        return keras.layers.Lambda(
-            lambda v: v * tf.constant(scale) + tf.constant(shift), name=spec.name
+        return _lambda_layer(
+            keras, lambda v: v * tf.constant(scale) + tf.constant(shift), spec.name
         )(x)
 
     def step(self, spec, x, states, tf):
@@ -1095,7 +1117,7 @@ class ParamActivationHandler(Handler):
         return tf.nn.relu(x) - tf.constant(alpha) * tf.nn.relu(-x)
 
     def sequence(self, spec, x, keras):
-        return keras.layers.Lambda(lambda v: self._apply(spec, v, None), name=spec.name)(x)
+        return _lambda_layer(keras, lambda v: self._apply(spec, v, None), spec.name)(x)
 
     def step(self, spec, x, states, tf):
         return self._apply(spec, x, tf), []
@@ -1151,7 +1173,7 @@ class LayerNormHandler(Handler):
     def sequence(self, spec, x, keras):
         import tensorflow as tf
 
-        return keras.layers.Lambda(lambda v: self._apply(spec, v, tf), name=spec.name)(x)
+        return _lambda_layer(keras, lambda v: self._apply(spec, v, tf), spec.name)(x)
 
     def step(self, spec, x, states, tf):
         return self._apply(spec, x, tf), []
