@@ -17,8 +17,16 @@ DEADLINE = 120.0  # seconds for a tiny model to reach the kill point on a loaded
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+    """Child pids from /proc (what `ps --ppid` reads), so the test needs no procps."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
 
 
 def _alive(pid: int) -> bool:
@@ -28,6 +36,20 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _orphans(tmp: Path) -> list[int]:
+    """Live converter workers of this test's run (their job file lives under its TMPDIR)."""
+    found = []
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmd.read_bytes()
+        except OSError:
+            continue
+        mine = b"edgelstm.convert.isolate" in argv and str(tmp).encode() in argv
+        if mine and _alive(int(cmd.parent.name)):
+            found.append(int(cmd.parent.name))
+    return found
 
 
 def _debris(tmp: Path, parent: Path) -> list[str]:
@@ -98,6 +120,8 @@ def test_killed_convert_leaves_no_orphan_and_no_debris(
         while _alive(worker) and time.monotonic() < end:
             time.sleep(0.05)
         assert not _alive(worker), f"converter worker {worker} outlived convert ({sig.name})"
+    time.sleep(0.5)  # (a worker spawned in the last instant would show up by now)
+    assert _orphans(tmp) == []
     if sig != signal.SIGKILL:
         # the same exit as Ctrl-C: click reports "aborted", code 130
         assert proc.returncode == 130 and "aborted" in err and "Traceback" not in err, err
