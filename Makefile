@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-arm-linux-gnueabihf qemu-user-static gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc gcc-aarch64-linux-gnu chromium
 
-.PHONY: setup apt demo test lint bench clean
+.PHONY: setup apt demo test lint bench clean pi-check
 
 $(BIN)/edgelstm: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,12 @@ demo: setup
 test: setup
 	EDGELSTM_REQUIRE_TOOLCHAIN=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -p no:cacheprovider
 	tests/runtime_env_check.sh all
+	tests/pi_userland_check.sh all
+
+# Raspberry Pi OS 64/32-bit under qemu-user: Debian 12 arm64/armhf userlands from Debian's packages
+# (cached in ~/.cache/edgelstm/pi-userland), the documented extras from PyPI, outputs vs x86-64.
+pi-check: setup
+	tests/pi_userland_check.sh all
 
 lint: setup
 	$(BIN)/ruff check edgelstm tests benchmarks models
