@@ -1113,8 +1113,9 @@ class ParamActivationHandler(Handler):
             if np.all(alpha == 1.0):
                 return tf.nn.elu(x)
             return tf.nn.relu(x) + tf.constant(alpha) * (tf.exp(tf.minimum(x, 0.0)) - 1.0)
-        # relu(x) - alpha * relu(-x): RELU/MUL/SUB, ops every runtime has.
-        return tf.nn.relu(x) - tf.constant(alpha) * tf.nn.relu(-x)
+        # (1 - alpha) * relu(x) + alpha * x: RELU/MUL/ADD, ops every runtime (and the C engine)
+        # has; no NEG, no LEAKY_RELU/PRELU.
+        return tf.constant(1.0 - alpha) * tf.nn.relu(x) + tf.constant(alpha) * x
 
     def sequence(self, spec, x, keras):
         return _lambda_layer(keras, lambda v: self._apply(spec, v, None), spec.name)(x)

@@ -99,6 +99,9 @@ def keras_reference(
     time); others in batches of `chunk`. Progress every few seconds on long runs."""
     stateful = any(getattr(layer, "stateful", False) for layer in getattr(model, "layers", []))
     step = 1 if stateful else chunk
+    shape = getattr(model, "input_shape", None)
+    shape = shape[0] if isinstance(shape, list) else shape
+    batch = int(shape[0]) if shape and shape[0] else 1
     outs = []
     start = last = time.monotonic()
     for i in range(0, len(xs), step):
@@ -108,7 +111,12 @@ def keras_reference(
                     if getattr(layer, "stateful", False) and hasattr(layer, meth):
                         getattr(layer, meth)()
                         break
-        y = np.asarray(model(xs[i : i + step], training=False))
+        x = xs[i : i + step]
+        if stateful and batch > 1:
+            # A stateful layer's state is sized for its fixed batch: run the sequence in every
+            # row (rows are independent) and keep the first.
+            x = np.repeat(x, batch, axis=0)
+        y = np.asarray(model(x, training=False))[: len(xs[i : i + step])]
         outs.append(y.astype(np.float64))
         now = time.monotonic()
         if progress and now - last > 3.0:
