@@ -589,8 +589,8 @@ def size_suite(
 
     `metric` names the recipe's metric in the zoo registry; without one, argmax accuracy or MAE.
     """
+    from edgelstm.convert.int16x8 import run_sequence_tflm
     from edgelstm.convert.verify import keras_reference, run_sequence, run_step
-    from edgelstm.quantize.int16 import run_sequence_tflm
     from edgelstm.zoo.metrics import metric_value
 
     def score(out: np.ndarray, y: np.ndarray) -> tuple[str, float]:

@@ -3,7 +3,7 @@
 Reading uses the pure-Python `tflite` schema package (flatc-generated accessors over the
 `flatbuffers` runtime, both pure Python), never an interpreter wheel and never hand-written byte
 parsing: `inspect`, `profile` and `stream` work with any backend (ai-edge-litert, tflite-runtime,
-the C engine) or none, on any CPU. Edits (`edgelstm.convert.fbedit`) need the official schema's
+the C engine) or none, on any CPU. Edits (`edgelstm.tflite.passes`) need the official schema's
 object API, which ships with ai-edge-litert and tflite-micro: `schema()`. This is the runtime side:
 it must not import TensorFlow.
 """

@@ -112,7 +112,7 @@ def _every_artifact_has_fc_bias(tmp_path_factory: pytest.TempPathFactory):
     has a bias on every FULLY_CONNECTED (tflite-runtime's ARM kernels crash on a missing one)."""
     yield
     try:
-        from edgelstm.convert.fbedit import fc_without_bias
+        from edgelstm.tflite.passes import fc_without_bias
         from edgelstm.tflite_info import schema
 
         schema()

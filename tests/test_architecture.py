@@ -46,8 +46,6 @@ SIDES = {"convert|export", "train|quantize"}
 
 # importer -> imported: why it is still there (issue #20 tracks removing them)
 KNOWN_BACK_EDGES: dict[tuple[str, str], str] = {
-    ("edgelstm.convert.orchestrate", "edgelstm.quantize"): "the int16x8 requantizer of fused "
-    "sequence models lives in quantize/int16.py; it belongs with the flatbuffer passes",
     ("edgelstm.export.cengine.bench", "edgelstm.convert.orchestrate"): "benchmark code inside "
     "the library converts its models; it belongs in benchmarks/",
     ("edgelstm.quantize.run", "edgelstm.train"): "QAT and pruning fine-tune with train's fit "

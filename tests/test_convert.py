@@ -320,8 +320,8 @@ def _ramp() -> np.ndarray:
 
 def test_functional_model_and_unclipped_fused_cell(tmp_path: Path) -> None:
     """Keras never clips c; the converter writes cell_clip=10 into the fused op, which we remove."""
-    from edgelstm.convert import fbedit
     from edgelstm.runtime.litert import LiteRTRunner
+    from edgelstm.tflite import passes as fbedit
 
     model = _big_cell_lstm(last_layer_lstm=False)
     src = tmp_path / "big_cell.keras"
@@ -337,7 +337,7 @@ def test_functional_model_and_unclipped_fused_cell(tmp_path: Path) -> None:
     assert art.parity is not None and art.parity.passed and art.parity.max_abs < 1e-5
     assert any("cell_clip=10" in n for n in art.notes)
     data = (tmp_path / "out" / art.file).read_bytes()
-    fb_model = fbedit._load(data)
+    fb_model = fbedit.load_model(data)
     (lstm_op,) = [
         op
         for op in fb_model.subgraphs[0].operators
@@ -347,7 +347,7 @@ def test_functional_model_and_unclipped_fused_cell(tmp_path: Path) -> None:
     # The same model with the converter's clip put back disagrees with Keras: the test model
     # really drives |c| past 10.
     lstm_op.builtinOptions.cellClip = 10.0
-    clipped = fbedit._pack(fb_model)
+    clipped = fbedit.pack_model(fb_model)
     x = _ramp()[:1]
     want = np.asarray(model(x))[0]
     runner = LiteRTRunner(clipped, read_tflite(clipped))

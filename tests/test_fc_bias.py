@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgelstm.convert import fbedit
+from edgelstm.tflite import passes as fbedit
 from edgelstm.tflite_info import read_tflite
 
 DATA = Path(__file__).parent / "data"
@@ -29,7 +29,7 @@ def test_committed_fixture_has_a_bias_on_every_fc(path: Path) -> None:
 
 def _strip_zero_biases(data: bytes) -> bytes:
     """The same model with every '/zero_bias' input of an FC set back to -1 (no bias)."""
-    model = fbedit._load(data)
+    model = fbedit.load_model(data)
     n = 0
     for sg in model.subgraphs:
         for op in sg.operators:
@@ -38,7 +38,7 @@ def _strip_zero_biases(data: bytes) -> bytes:
                 op.inputs = [*ins[:2], -1]
                 n += 1
     assert n, "the fixture has no added zero bias to strip"
-    return fbedit._pack(model)
+    return fbedit.pack_model(model)
 
 
 def _feeds(details: list[dict], steps: int) -> list[list[np.ndarray]]:

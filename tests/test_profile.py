@@ -190,9 +190,9 @@ def test_profile_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def _lstm_only(tmp_path: Path) -> Path:
     """The fused sequence model cut after its UNIDIRECTIONAL_SEQUENCE_LSTM: XNNPACK takes none of
     its ops, so the default op resolver runs without it."""
-    from edgelstm.convert import fbedit
+    from edgelstm.tflite import passes as fbedit
 
-    model = fbedit._load(SEQ_F.read_bytes())
+    model = fbedit.load_model(SEQ_F.read_bytes())
     sg = model.subgraphs[0]
     lstm = sg.operators[0]
     sg.operators = [lstm]
@@ -200,7 +200,7 @@ def _lstm_only(tmp_path: Path) -> Path:
     model.signatureDefs[0].outputs = model.signatureDefs[0].outputs[:1]
     model.signatureDefs[0].outputs[0].tensorIndex = lstm.outputs[0]
     path = tmp_path / "lstm_only.tflite"
-    path.write_bytes(fbedit._pack(model))
+    path.write_bytes(fbedit.pack_model(model))
     return path
 
 

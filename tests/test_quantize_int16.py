@@ -1,7 +1,7 @@
 """int16x8 sequence models with the fused LSTM (issue #4 B): real converter, real TFLite Micro.
 
 The converter refuses 16x8 for UNIDIRECTIONAL_SEQUENCE_LSTM; `edgelstm convert` then requantizes
-its int8 model (edgelstm/quantize/int16.py). These tests run the result in the tflite-micro
+its int8 model (edgelstm/tflite/int16x8.py). These tests run the result in the tflite-micro
 interpreter and compare it with the Keras model on inputs it was not calibrated on.
 """
 
@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgelstm.convert import int16x8 as int16
 from edgelstm.errors import BadInputError
-from edgelstm.quantize import int16
+from edgelstm.tflite.int16x8 import _pot_scale
 from edgelstm.tflite_info import read_tflite
 from edgelstm.types import ConvertConfig, Quantization, Variant
 
@@ -121,7 +122,7 @@ def test_cell_scale_covers_the_float_cell(keras_model_file, calibration_file) ->
     assert ranges is not None and len(ranges) == 2
     for r in ranges:
         assert 0 < r.h_absmax < 1 and r.c_absmax > 0
-        s = int16._pot_scale(int16.CELL_HEADROOM * r.c_absmax)
+        s = _pot_scale(int16.CELL_HEADROOM * r.c_absmax)
         assert math.log2(s).is_integer()
         assert r.c_absmax <= 32767 * s < 2 * int16.CELL_HEADROOM * r.c_absmax + 1e-9
 

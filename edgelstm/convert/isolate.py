@@ -3,6 +3,10 @@
 Some conversions segfault inside TensorFlow (int8 of WHILE-loop RNNs). The parent writes a job list,
 a worker process converts the jobs in order and records each result; if the worker dies, the job it
 was on is reported as crashed and a fresh worker takes the rest.
+
+The worker stays up between job lists of one parent process (it reads job-list paths on stdin), so
+a process that converts many models (tests, the pipeline, search) imports TensorFlow in it once;
+it exits when the parent closes its stdin or dies. EDGELSTM_FRESH_WORKER=1 starts one per list.
 """
 
 from __future__ import annotations
@@ -56,21 +60,10 @@ def run_jobs(jobs: list[ConvertJob], workdir: Path, timeout: float = 900.0) -> d
         attempt += 1
         jobs_file = workdir / f"jobs_{attempt}.json"
         jobs_file.write_text(json.dumps([vars(j) for j in pending]))
-        log = workdir / f"worker_{attempt}.log"
-        with open(log, "wb") as logf:
-            try:
-                proc = subprocess.run(
-                    [sys.executable, "-m", "edgelstm.convert.isolate", str(jobs_file)],
-                    stdout=logf,
-                    stderr=subprocess.STDOUT,
-                    timeout=timeout,
-                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "0"},
-                    # SIGKILL of the CLI must not leave the worker converting on as an orphan.
-                    preexec_fn=die_with_parent,
-                )
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
-                code = -signal.SIGKILL
+        if os.environ.get("EDGELSTM_FRESH_WORKER") == "1":
+            code = _run_fresh(jobs_file, workdir / f"worker_{attempt}.log", timeout)
+        else:
+            code = _run_warm(jobs_file, timeout)
         for job in pending:
             done = Path(job.out + ".result.json")
             if done.exists():
@@ -104,6 +97,89 @@ def run_jobs(jobs: list[ConvertJob], workdir: Path, timeout: float = 900.0) -> d
             remaining = []
         pending = remaining
     return results
+
+
+_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "0"}
+_WARM: dict[str, subprocess.Popen] = {}  # this process's warm worker, started on first use
+
+
+def _run_fresh(jobs_file: Path, log: Path, timeout: float) -> int:
+    """One worker process for one job list; its exit code."""
+    with open(log, "wb") as logf:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "edgelstm.convert.isolate", str(jobs_file)],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                env={**os.environ, **_ENV},
+                # SIGKILL of the CLI must not leave the worker converting on as an orphan.
+                preexec_fn=die_with_parent,
+            )
+            return proc.returncode
+        except subprocess.TimeoutExpired:
+            return -signal.SIGKILL
+
+
+def _run_warm(jobs_file: Path, timeout: float) -> int:
+    """Hand a job list to the warm worker (starting it if needed): 0 when it answered, else the
+    exit code it died with (the caller then blames the first unfinished job, as for a fresh one)."""
+    import selectors
+
+    proc = _WARM.get("proc")
+    if proc is None or proc.poll() is not None:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgelstm.convert.isolate", "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if os.environ.get("EDGELSTM_DEBUG") == "1" else subprocess.DEVNULL,
+            env={**os.environ, **_ENV},
+            preexec_fn=die_with_parent,
+        )
+        _WARM["proc"] = proc
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(f"{jobs_file}\n".encode())
+        proc.stdin.flush()
+    except BrokenPipeError:
+        return _reap(proc)
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            proc.kill()
+            _reap(proc)
+            return -signal.SIGKILL
+    line = proc.stdout.readline()
+    if line.strip() == b"done":
+        return 0
+    code = _reap(proc)
+    return code if code != 0 else 1
+
+
+def _reap(proc: subprocess.Popen) -> int:
+    _WARM.pop("proc", None)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def _serve() -> None:
+    """The warm worker: convert each job list named on stdin, answer "done" on stdout."""
+    from edgelstm._tf import import_tf
+
+    # The answer channel is our own copy of fd 1; fd 1 itself (where C++ code may print) and
+    # Python's stdout go to stderr, so no converter chatter can reach the channel.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    import_tf()
+    for line in sys.stdin:
+        if line.strip():
+            _worker(line.strip())
+            out.write("done\n")
+            out.flush()
 
 
 def _describe_exit(code: int) -> str:
@@ -202,4 +278,7 @@ def _worker(jobs_file: str) -> None:
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1])
+    if sys.argv[1] == "--serve":
+        _serve()
+    else:
+        _worker(sys.argv[1])

@@ -325,9 +325,13 @@ def measure(
     output_kind: OutputKind,
     classifier: bool,
     run_stream: Callable[[np.ndarray], np.ndarray] | None = None,
+    stream_gates: bool = True,
 ) -> Parity:
     """Parity on the held-out data (which decides `passed`), the calibration-set figures beside
-    it, and for step models the streamed check (which must pass too)."""
+    it, and for step models the streamed check. The streamed check must pass too when streaming
+    across windows is how the model is deployed (`stream_gates`: many-to-many or stateful models,
+    or a --calibration-stream); a many-to-one model over fixed windows is deployed with a reset
+    per window, so its never-reset stream is reported, not a bound."""
     assert plan.reference is not None
     p = compare(plan.reference, run(plan.x), quant, variant, output_kind, classifier, plan.mask)
     p.data = plan.source
@@ -354,9 +358,11 @@ def measure(
             "mean_abs": float(err.mean()) if err.size else 0.0,
             "bound": bound,
             "passed": bool(max_abs <= bound),
+            "gates": stream_gates,
             "reference": "float cell (float64), state carried across windows",
         }
-        p.passed = p.passed and p.stream["passed"]
+        if stream_gates:
+            p.passed = p.passed and p.stream["passed"]
     return p
 
 
@@ -365,7 +371,7 @@ def failure_text(file: str, p: Parity, quant: Quantization) -> str:
     parts = []
     if p.max_abs > p.bound:
         parts.append(f"max abs error {p.max_abs:.3g} on {p.data or 'the verification data'}")
-    if p.stream and not p.stream["passed"]:
+    if p.stream and not p.stream["passed"] and p.stream.get("gates", True):
         parts.append(
             f"max abs error {p.stream['max_abs']:.3g} streaming {p.stream['steps']} steps across "
             "windows"

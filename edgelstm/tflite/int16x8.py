@@ -4,7 +4,7 @@ TF's converter refuses 16x8 quantization of UNIDIRECTIONAL_SEQUENCE_LSTM ("Quant
 not yet supported for op"). The int8 model it does produce already has everything a 16x8 model
 needs except the activation types: weights are symmetric int8 (per tensor in the LSTM), the cell
 state is int16 with a power-of-two scale, and every activation carries a calibrated range. This pass
-(official schema object API, as `edgelstm.convert.fbedit`) rewrites it into the form TFLite Micro's
+(official schema object API, as `edgelstm.tflite.passes`) rewrites it into the form TFLite Micro's
 integer LSTM kernel evaluates as `EvalLstm<int16_t, int8_t, int16_t, int64_t>`
 (tflite-micro kernels/unidirectional_sequence_lstm.cc, lstm_eval_common.cc):
 
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from edgelstm.convert.fbedit import _load, _opcode_index, _pack
 from edgelstm.errors import UnsupportedLayerError
+from edgelstm.tflite.passes import load_model, opcode_index, pack_model
 from edgelstm.tflite_info import schema
 
 PATH_NOTE = (
@@ -68,24 +68,6 @@ class LstmRange:
 
     h_absmax: float
     c_absmax: float
-
-
-def lstm_state_ranges(ms: Any, xs: np.ndarray) -> list[LstmRange] | None:
-    """max|h| and max|c| of every LSTM layer, from the float cell run over calibration sequences.
-
-    Returns None when the model has a layer the step math cannot run (e.g. Bidirectional): the
-    caller then keeps the converter's calibrated ranges.
-    """
-    from edgelstm.convert import build
-
-    layout = [(k, spec) for k, spec, _ in ms.state_layout()]
-    if any(spec.kind != "LSTM" for _, spec in layout) or not layout:
-        return None
-    try:
-        m = build.state_abs_max(ms, xs)
-        return [LstmRange(m[f"state{k}_h"], m[f"state{k}_c"]) for k, _spec in layout]
-    except (KeyError, ValueError, NotImplementedError):
-        return None
 
 
 def _op_name(model: Any, op: Any) -> str:
@@ -161,7 +143,7 @@ def requantize_int8_to_int16x8(
     the float model's calibrated ranges; without it the int8 model's ranges are kept.
     """
     fb = schema()
-    model = _load(data)
+    model = load_model(data)
     if len(model.subgraphs) != 1:
         raise UnsupportedLayerError(
             "int16x8 requantization handles single-subgraph models only "
@@ -268,7 +250,7 @@ def requantize_int8_to_int16x8(
         opts = op.builtinOptions
         if name == "FULLY_CONNECTED" and hasattr(opts, "quantizedBiasType"):
             opts.quantizedBiasType = fb.TensorType.INT64
-    return _pack(model), notes
+    return pack_model(model), notes
 
 
 def _requantize_after_gather(model: Any, sg: Any) -> None:
@@ -288,7 +270,7 @@ def _requantize_after_gather(model: Any, sg: Any) -> None:
             k += 1
             continue
         if quant_code is None:
-            quant_code = _opcode_index(model, fb.BuiltinOperator.QUANTIZE, 2)
+            quant_code = opcode_index(model, fb.BuiltinOperator.QUANTIZE, 2)
         new = copy.deepcopy(t)
         new.name = t.name + b"/int16"
         new.buffer = 0
@@ -316,27 +298,9 @@ def has_fused_lstm(ms: Any) -> bool:
     return any(s.kind == "LSTM" and not s.config.get("masked") for s in ms.layers)
 
 
-def run_sequence_tflm(model: bytes, info: Any, xs: np.ndarray) -> np.ndarray:
-    """Outputs of each sequence in TFLite Micro's interpreter, state reset in between.
-
-    LiteRT cannot run it: its fused-LSTM kernel has no int16-activation path (it rejects the
-    int64 gate bias), so the TFLM reference kernels are the verifying runtime.
-    """
-    from edgelstm.runtime.backends import load_backend
-
-    backend = load_backend(model, "tflm", info=info)
-    outs = []
-    for x in xs:
-        backend.reset()
-        outs.append(backend.run({"x": x[None]})["y"][0])
-    return np.stack(outs)
-
-
 __all__ = [
     "PATH_NOTE",
     "LstmRange",
     "has_fused_lstm",
-    "lstm_state_ranges",
     "requantize_int8_to_int16x8",
-    "run_sequence_tflm",
 ]

@@ -15,11 +15,11 @@ from edgelstm.tflite_info import schema
 BUFFER_ALIGNMENT = 16
 
 
-def _load(data: bytes) -> Any:
+def load_model(data: bytes) -> Any:
     return schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
 
 
-def _pack(model: Any) -> bytes:
+def pack_model(model: Any) -> bytes:
     import flatbuffers
 
     class AlignedBuilder(flatbuffers.Builder):
@@ -33,7 +33,7 @@ def _pack(model: Any) -> bytes:
     return bytes(builder.Output())
 
 
-def _opcode_index(model: Any, builtin: int, version: int) -> int:
+def opcode_index(model: Any, builtin: int, version: int) -> int:
     fb = schema()
     for i, oc in enumerate(model.operatorCodes):
         if max(oc.builtinCode, oc.deprecatedBuiltinCode) == builtin:
@@ -62,7 +62,7 @@ def tie_state_quantization(data: bytes, pairs: list[tuple[str, str]]) -> tuple[b
     copy the raw state bytes from output to input. Returns the new model and what was changed.
     """
     fb = schema()
-    model = _load(data)
+    model = load_model(data)
     sg = model.subgraphs[0]
     sig = model.signatureDefs[0] if model.signatureDefs else None
     by_name_in = {t.name.decode(): t.tensorIndex for t in sig.inputs} if sig else {}
@@ -80,7 +80,7 @@ def tie_state_quantization(data: bytes, pairs: list[tuple[str, str]]) -> tuple[b
         if not qin[0] or qin == qout or t_in.type != t_out.type:
             continue
         if quant_op is None:
-            quant_op = _opcode_index(model, fb.BuiltinOperator.QUANTIZE, 2)
+            quant_op = opcode_index(model, fb.BuiltinOperator.QUANTIZE, 2)
         new = copy.deepcopy(t_out)
         new.quantization = copy.deepcopy(t_in.quantization)
         new.buffer = 0
@@ -104,7 +104,7 @@ def tie_state_quantization(data: bytes, pairs: list[tuple[str, str]]) -> tuple[b
         )
     if not changed:
         return data, []
-    return _pack(model), changed
+    return pack_model(model), changed
 
 
 def remove_lstm_cell_clip(data: bytes) -> tuple[bytes, list[str]]:
@@ -115,7 +115,7 @@ def remove_lstm_cell_clip(data: bytes) -> tuple[bytes, list[str]]:
     With 0 the kernels (LiteRT, TFLite Micro; float and integer) skip the clip, as Keras does.
     """
     fb = schema()
-    model = _load(data)
+    model = load_model(data)
     changed: list[str] = []
     for sg in model.subgraphs:
         for op in sg.operators:
@@ -135,7 +135,7 @@ def remove_lstm_cell_clip(data: bytes) -> tuple[bytes, list[str]]:
             opt.projClip = 0.0
     if not changed:
         return data, []
-    return _pack(model), changed
+    return pack_model(model), changed
 
 
 # Bias element type of a FULLY_CONNECTED, keyed by its input's TensorType name: what the
@@ -152,7 +152,7 @@ def _fc_lacks_bias(op: Any) -> bool:
 def fc_without_bias(data: bytes) -> list[str]:
     """Output tensor names of every FULLY_CONNECTED (any subgraph) that has no bias input."""
     fb = schema()
-    model = _load(data)
+    model = load_model(data)
     missing = []
     for sg in model.subgraphs:
         for op in sg.operators:
@@ -178,7 +178,7 @@ def add_fc_bias(data: bytes) -> tuple[bytes, list[str]]:
     """
     fb = schema()
     names = {v: k for k, v in vars(fb.TensorType).items() if not k.startswith("_")}
-    model = _load(data)
+    model = load_model(data)
     changed: list[str] = []
     for sg in model.subgraphs:
         for op in sg.operators:
@@ -215,4 +215,4 @@ def add_fc_bias(data: bytes) -> tuple[bytes, list[str]]:
             changed.append(bias.name.decode()[: -len("/zero_bias")])
     if not changed:
         return data, []
-    return _pack(model), changed
+    return pack_model(model), changed
