@@ -74,3 +74,42 @@ def test_dynamic_range_says_why_weights_stay_float(keras_model_file, tmp_path: P
     (art,) = m.artifacts
     assert art.fused_lstm
     assert any("only tensors of 1024 elements or more" in n for n in art.notes), art.notes
+
+
+def test_int16x8_to_c_names_the_layer_and_what_to_export(
+    keras_model_file, calibration_file, tmp_path: Path
+) -> None:
+    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.errors import EdgeLSTMError
+    from edgelstm.export.cengine import export_c
+    from edgelstm.types import ConvertConfig, Quantization, Variant
+
+    m = convert_model(
+        keras_model_file("lstm_seq"),
+        tmp_path / "a",
+        ConvertConfig(
+            variants=[Variant.STEP],
+            quantizations=[Quantization.INT16X8],
+            calibration=str(calibration_file),
+            verify_fail=False,
+        ),
+    )
+    with pytest.raises(EdgeLSTMError) as err:
+        export_c(tmp_path / "a" / m.artifacts[0].file, tmp_path / "c", name="m", verify=[],
+                 manifest=m.to_dict())  # fmt: skip
+    text = str(err.value)
+    assert "not int16x8 (int16 activations)" in text and "hybrid" not in text
+    assert "lstm_seq_step_int8.tflite" in text  # what to export instead
+    assert not (tmp_path / "c").exists()
+
+
+def test_engine_benchmark_module_runs(run_cli) -> None:
+    """README cites `python -m edgelstm.export.cengine.bench`: it is a command, not a no-op."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgelstm.export.cengine.bench", "--help"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "--units" in proc.stdout and "--core" in proc.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelstm import __version__
-from edgelstm.errors import BadInputError, VerificationError
+from edgelstm.errors import BadInputError, UnsupportedLayerError, VerificationError
 from edgelstm.export.cengine.emit import (
     Interface,
     build_interface,
@@ -122,6 +122,15 @@ def generate(
     tflite_path = Path(tflite_path)
     step, art, seq = _resolve_step(tflite_path, manifest)
     graph = load_graph(step)
+    if (art or {}).get("quantization") == "int16x8" or any(
+        t.dtype == "int16" for t in graph.tensors
+    ):
+        sibling = step.name.replace("int16x8", "int8")
+        raise UnsupportedLayerError(
+            f"{step.name}: the C engine runs float and int8 step models, not int16x8 (int16 "
+            f"activations); export {sibling if sibling != step.name else 'the int8 artifact'} "
+            "instead, or use --target tflm (TFLite Micro has int16x8 kernels)"
+        )
     layers = [
         layer
         for layer in ((manifest or {}).get("model", {}) or {}).get("layers", [])

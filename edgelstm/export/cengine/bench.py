@@ -188,3 +188,32 @@ def check_targets(r: dict[str, Any]) -> dict[str, Any]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m edgelstm.export.cengine.bench [--units H] [--features D] [--cell K] [--core C]`:
+    the README's measurement, an int8 step model on an emulated core, as JSON on stdout."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m edgelstm.export.cengine.bench")
+    ap.add_argument("--units", type=int, default=64)
+    ap.add_argument("--features", type=int, default=64)
+    ap.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
+    ap.add_argument("--core", default="m4", help="m4, m7, m33, m55 or rv32")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        step, manifest = make_lstm_step(
+            Path(tmp), units=args.units, features=args.features, cell=args.cell
+        )
+        r = qemu_step_cost(step, manifest=manifest, core=args.core)
+    keep = ("instructions_per_step_median", "instructions_per_mac", "macs_per_step",
+            "flash_engine_bytes", "ram_total_bytes", "weight_bytes", "targets", "breakdown")  # fmt: skip
+    out = {"model": f"{args.cell.upper()}({args.units}) over {args.features} inputs, int8 step",
+           "core": args.core, "note": "qemu -icount: instructions, not cycles",
+           **{k: r[k] for k in keep if k in r}, "parity_ok": r["parity"]["ok"]}  # fmt: skip
+    print(json.dumps(out, indent=2, default=str))
+    return 0 if out["parity_ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

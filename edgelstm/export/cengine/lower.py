@@ -394,7 +394,15 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
             f"{lw.ref(op.outputs[0])});"
         ]
     if not (_is_int8(x) and _is_int8(w) and _is_int8(y)):
-        raise lw.unsupported(op, f"{x.dtype} input with {w.dtype} weights (hybrid)")
+        if x.dtype == "int16" or y.dtype == "int16":  # an int16x8 step model
+            raise lw.unsupported(
+                op, "int16 activations: the engine runs float and int8 step models; export the "
+                "int8 (or float) artifact"
+            )  # fmt: skip
+        raise lw.unsupported(
+            op, f"{x.dtype} input with {w.dtype} weights (dynamic-range quantization): export "
+            "the int8 or float artifact"
+        )  # fmt: skip
     if act not in (0, 1, 2, 3):
         raise lw.unsupported(op, f"fused activation {act}")
     if any(z != 0 for z in w.zero_points):
