@@ -4,7 +4,7 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-arm-linux-gnueabihf qemu-user-static gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc gcc-aarch64-linux-gnu chromium
+APT_PACKAGES := gcc g++ cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-arm-linux-gnueabihf qemu-user-static gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc gcc-aarch64-linux-gnu chromium
 
 .PHONY: setup apt demo test lint bench clean pi-check
 
