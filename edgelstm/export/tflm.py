@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -510,9 +511,15 @@ def measure_real_arenas(
         with tempfile.TemporaryDirectory(prefix="edgelstm-arena-build-") as tmp:
             exp, ctx = export_for_build(model, Path(tmp) / "export", arena=arena, **kw)
             for config, tree in todo:
-                probe = tb.build_probe(config, exp, ctx, Path(tmp) / config, tree=tree)
-                min_bytes, runs = tb.measure_arena_on(probe, arena.min_bytes)
-                run = tb.run_probe(probe, min_bytes, steps=2)
+                try:
+                    probe = tb.build_probe(config, exp, ctx, Path(tmp) / config, tree=tree)
+                    min_bytes, runs = tb.measure_arena_on(probe, arena.min_bytes)
+                    run = tb.run_probe(probe, min_bytes, steps=2)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    # e.g. CMSIS-NN's debug check aborting a fused int8 LSTM in Invoke(): the
+                    # model does not run on that build, which the header then says
+                    absent[config] = f"not measured: the model did not run on this build ({exc})"
+                    continue
                 builds[config] = {
                     "min_bytes": min_bytes,
                     "used_bytes": run.arena_used,
