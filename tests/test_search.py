@@ -47,7 +47,7 @@ def cluster(tmp_path_factory):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
     )  # fmt: skip
     address = f"127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while True:
         try:
             check_address(address)
@@ -55,19 +55,28 @@ def cluster(tmp_path_factory):
         except BadInputError:
             if time.time() > deadline or head.poll() is not None:
                 head.kill()
-                pytest.fail("the Ray head did not come up in 60 s")
+                pytest.fail("the Ray head did not come up in 120 s")
             time.sleep(0.5)
-    worker = subprocess.Popen(
-        [_ray_bin(), "start", f"--address={address}", *common],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
-    )  # fmt: skip
+    log = tmp / "worker.log"
+    with open(log, "wb") as logf:
+        worker = subprocess.Popen(
+            [_ray_bin(), "start", f"--address={address}", *common],
+            stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
     import ray
 
     ray.init(address=address, log_to_driver=False, configure_logging=False)
     try:
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.time() < deadline + 60:
+        # a loaded 2-core machine can take a while to start the second raylet
+        joined = time.time() + 180
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            if worker.poll() is not None or time.time() > joined:
+                tail = log.read_text(errors="replace")[-2000:]
+                for p in (worker, head):
+                    if p.poll() is None:
+                        os.killpg(p.pid, signal.SIGTERM)
+                pytest.fail(f"the Ray worker node did not join (exit {worker.poll()}):\n{tail}")
             time.sleep(0.5)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2, "the worker node did not join"
     finally:
         ray.shutdown()
     yield address
