@@ -32,13 +32,18 @@ def _ray_bin() -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """A head and one worker node, 1 CPU each, on 127.0.0.1; `--block` keeps each node's
     processes tied to ours, so terminating them stops exactly this cluster."""
+    import shutil
+    import tempfile
+
     from edgelstm.search import check_address
 
     port = _free_port()
-    tmp = tmp_path_factory.mktemp("ray")
+    # Ray's socket paths live under its temp dir and must stay within AF_UNIX's 107 bytes:
+    # pytest's (xdist) tmp paths are too long, so a short dir of our own, removed afterwards
+    tmp = Path(tempfile.mkdtemp(prefix="elray", dir="/tmp"))
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--block", "--disable-usage-stats"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     head = subprocess.Popen(
@@ -87,6 +92,7 @@ def cluster(tmp_path_factory):
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cfg(out: Path, address: str, trials: int, **kw):
