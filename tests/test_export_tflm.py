@@ -478,17 +478,23 @@ def test_cli_bad_input_exit_2(tflm_models, tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
-# ------------------------------------------------- C++ against real TFLite Micro headers (opt-in)
+# ----------------------------------------------------- C++ against real TFLite Micro headers
 
 
 @pytest.mark.parametrize("kind", ["sequence_int8", "step_int8"])
 def test_cpp_sources_compile_against_tflm(kind: str, tflm_exports, tmp_path: Path) -> None:
-    """Needs a tree from tflite-micro's create_tflm_tree.py in $EDGELSTM_TFLM_TREE."""
+    """Against $EDGELSTM_TFLM_TREE or the shared host tree beside the checkout (in CI a missing
+    tree is a failure, as for the real builds in test_tflm_build.py)."""
     import os
 
-    tree = os.environ.get("EDGELSTM_TFLM_TREE")
-    if not tree or not (Path(tree) / "tensorflow/lite/micro/micro_interpreter.h").is_file():
+    from edgelstm.export import tflm_build
+
+    found = tflm_build.find_tree(tflm_build.REF_X86_64)
+    if found is None:
+        if os.environ.get("CI") == "true" or os.environ.get("EDGELSTM_REQUIRE_TOOLCHAIN") == "1":
+            pytest.fail("no TFLite Micro tree: set EDGELSTM_TFLM_TREE (or ../shared is missing)")
         pytest.skip("set EDGELSTM_TFLM_TREE to a create_tflm_tree.py output to compile the C++")
+    tree = str(found)
     out, res = tflm_exports[kind]
     inc = [f"-I{out}"]  # TFLM's own headers as system headers: their warnings are not ours
     inc += [
