@@ -113,3 +113,21 @@ def test_engine_benchmark_module_runs(run_cli) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0 and "--units" in proc.stdout and "--core" in proc.stdout
+
+
+def test_convert_output_fits_120_columns_on_a_terminal(keras_model_file, tmp_path: Path) -> None:
+    """On a terminal (script(1) gives the command a pty) every line fits 120 columns; piped
+    output keeps one note per line."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("script") is None:
+        pytest.skip("script(1) not installed (apt install bsdutils)")
+    cmd = f"{sys.executable} -m edgelstm -q convert {keras_model_file('gru')} -o {tmp_path / 'o'}"
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    lines = proc.stdout.replace("\r", "").splitlines()
+    assert any(line.startswith("parity:") for line in lines), lines
+    assert max(len(line) for line in lines) <= 120, max(lines, key=len)

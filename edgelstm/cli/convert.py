@@ -261,7 +261,18 @@ def format_manifest(manifest: Manifest, outdir: Path) -> str:
     for a in manifest.artifacts:
         lines.extend(f"note: {a.file}: {n}" for n in a.notes)
     lines.append(f"wrote {len(manifest.artifacts)} artifact(s) and manifest.json to {outdir}")
-    return "\n".join(lines)
+    return "\n".join(_wrap(line) for line in lines)
+
+
+def _wrap(line: str, width: int = 120) -> str:
+    """On a terminal, notes wrap at `width` with a hanging indent (the table rows are narrower
+    already); piped output keeps one line per note for grep."""
+    import sys
+    import textwrap
+
+    if len(line) <= width or not sys.stdout.isatty():
+        return line
+    return "\n".join(textwrap.wrap(line, width=width, subsequent_indent="    "))
 
 
 def _shape(value: str | None) -> tuple[int, ...] | None:
