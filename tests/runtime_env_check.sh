@@ -145,7 +145,7 @@ for name in ('firmware_export', 'models'):
     d = bundled_dir(name)
     assert 'site-packages' in str(d) and d.is_dir(), d
 "
-  # Capture first, then match: `cmd | grep -q` under pipefail fails when grep exits early (SIGPIPE).
+  # Capture first, then match: piping into an early-exiting grep fails under pipefail (SIGPIPE).
   zoo="$("$venv/bin/edgelstm" zoo list)" || fail "litert: zoo list failed"
   [[ "$zoo" == *temporal-order* ]] || fail "litert: zoo list lacks the zoo"
   "$venv/bin/edgelstm" export "$DATA/tiny_step_int8.tflite" --target c -o "$WORKDIR/c-export" \
