@@ -38,8 +38,6 @@ def cluster():
     import shutil
     import tempfile
 
-    from edgelstm.search import check_address
-
     port = _free_port()
     # Ray's socket paths live under its temp dir and must stay within AF_UNIX's 107 bytes:
     # pytest's (xdist) tmp paths are too long, so a short dir of our own, removed afterwards
@@ -52,6 +50,28 @@ def cluster():
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
     )  # fmt: skip
     address = f"127.0.0.1:{port}"
+    try:
+        yield from _up(head, address, common, env, tmp)
+    finally:  # whatever happened, this cluster goes: no Ray processes outlive the tests
+        nodes = [p for p in (worker_of.pop(address, None), head) if p is not None]
+        for p in nodes:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in nodes:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+worker_of: dict[str, subprocess.Popen] = {}
+
+
+def _up(head: subprocess.Popen, address: str, common: list[str], env: dict, tmp: Path):
+    """Wait for the head, start and wait for the worker node; yields the address."""
+    from edgelstm.search import check_address
+
     deadline = time.time() + 120
     while True:
         try:
@@ -59,7 +79,6 @@ def cluster():
             break
         except BadInputError:
             if time.time() > deadline or head.poll() is not None:
-                head.kill()
                 pytest.fail("the Ray head did not come up in 120 s")
             time.sleep(0.5)
     log = tmp / "worker.log"
@@ -68,6 +87,7 @@ def cluster():
             [_ray_bin(), "start", f"--address={address}", *common],
             stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
+    worker_of[address] = worker
     import ray
 
     ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -77,22 +97,11 @@ def cluster():
         while len([n for n in ray.nodes() if n["Alive"]]) < 2:
             if worker.poll() is not None or time.time() > joined:
                 tail = log.read_text(errors="replace")[-2000:]
-                for p in (worker, head):
-                    if p.poll() is None:
-                        os.killpg(p.pid, signal.SIGTERM)
                 pytest.fail(f"the Ray worker node did not join (exit {worker.poll()}):\n{tail}")
             time.sleep(0.5)
     finally:
         ray.shutdown()
     yield address
-    for p in (worker, head):
-        os.killpg(p.pid, signal.SIGTERM)
-    for p in (worker, head):
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cfg(out: Path, address: str, trials: int, **kw):
