@@ -16,9 +16,7 @@ def distinct(*values: float, digits: int = 2, most: int = 6) -> list[str]:
     for d in range(digits, most + 1):
         text = [f"{v:.{d}f}" for v in values]
         if all(
-            a != b or values[i] == values[j]
-            for i, a in enumerate(text)
-            for j, b in enumerate(text)
+            a != b or values[i] == values[j] for i, a in enumerate(text) for j, b in enumerate(text)
         ):
             return text
     return [f"{v:.{most}f}" for v in values]
@@ -167,11 +165,8 @@ def hbar_plot(
     ax.set_yticks(list(ys), labels, fontsize=8)
     ax.invert_yaxis()
     if log:
-        from matplotlib.ticker import FuncFormatter, NullFormatter
-
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        plain_log_ticks(ax, "x")
     for y, v in zip(ys, values, strict=True):
         ax.annotate(f"{v:.3g}", (v, y), xytext=(4, -3), textcoords="offset points", fontsize=7)
     ax.set_xlabel(xlabel)
@@ -223,6 +218,16 @@ def heatmap(
         fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
     axes[-1, 0].set_xlabel(xlabel)
     return _png(fig, plt)
+
+
+def plain_log_ticks(ax: Any, axis: str = "x") -> None:
+    """A log axis with plain-number major labels and unlabelled minor ticks (no overlapping
+    "2x10^0 3x10^0 ..." strings)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    a.set_minor_formatter(NullFormatter())
 
 
 def _pyplot() -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelstm.profile import ProfileResult, comparison, table_rows
-from edgelstm.report import Plot, Report, Table
+from edgelstm.report import Plot, Report, Table, plain_log_ticks
 
 
 def _pyplot() -> Any:
@@ -53,20 +53,10 @@ def latency_plot(results: list[ProfileResult]) -> bytes | None:
     ax.set_yticks(range(1, len(ok) + 1), [r.label for r in ok], fontsize=8)
     ax.invert_yaxis()  # first row of the table on top
     ax.set_xscale("log")
-    _plain_log_ticks(ax, "x")
+    plain_log_ticks(ax, "x")
     ax.set_xlabel("invoke latency, µs (log; whiskers p1-p99)")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig, plt)
-
-
-def _plain_log_ticks(ax: Any, axis: str) -> None:
-    """Log axis with plain-number major labels and unlabelled minor ticks (no overlapping
-    "2x10^0 3x10^0 ..." strings)."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    a = ax.xaxis if axis == "x" else ax.yaxis
-    a.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-    a.set_minor_formatter(NullFormatter())
 
 
 _MARKERS = {"litert": "o", "tflite-runtime": "s", "tf": "^", "tflm": "D"}

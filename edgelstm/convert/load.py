@@ -94,32 +94,14 @@ def load_keras_model(path: str | Path, *, unsafe: bool = False) -> tuple[Any, st
         config = _keras3_config(path)
         if not unsafe:
             check_config_safe(config, str(path))
-        import_tf()
-        import keras
-
-        try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
-        except Exception as exc:
-            raise BadInputError(
-                f"{path}: could not load the model ({type(exc).__name__}: {_first_line(exc)})"
-            ) from None
-        return model, "keras3"
+        return _load_keras3(path, unsafe), "keras3"
     if suffix in (".h5", ".hdf5"):
         config, version = _h5_config(path)
         if not unsafe:
             check_config_safe(config, str(path))
         if version.startswith("3."):
             # Keras 3 writes .h5 too (legacy format); tf_keras cannot read its layer configs.
-            import_tf()
-            import keras
-
-            try:
-                model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
-            except Exception as exc:
-                raise BadInputError(
-                    f"{path}: could not load the model ({type(exc).__name__}: {_first_line(exc)})"
-                ) from None
-            return model, "keras3"
+            return _load_keras3(path, unsafe), "keras3"
         keras2 = import_tf_keras()
         try:
             model = keras2.models.load_model(path, compile=False, safe_mode=not unsafe)
@@ -160,3 +142,16 @@ def _load_savedmodel(path: Path, *, unsafe: bool) -> Any:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else ""
+
+
+def _load_keras3(path: Path, unsafe: bool) -> Any:
+    """A Keras 3 model file (.keras, or the .h5 Keras 3 writes), any load failure as exit 2."""
+    import_tf()
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+    except Exception as exc:
+        raise BadInputError(
+            f"{path}: could not load the model ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
