@@ -295,7 +295,10 @@ def read_trials(path: Path) -> list[dict[str, Any]]:
     for line in path.read_text().splitlines():
         if line.strip():
             t = json.loads(line)
-            seen[t["trial_id"]] = t
+            old = seen.get(t["trial_id"])
+            # a measured record beats a stub (a failed trial resumed); the first one is kept
+            if old is None or (old.get("status") and not t.get("status")):
+                seen[t["trial_id"]] = t
     return sorted(seen.values(), key=lambda t: t["trial_id"])
 
 
@@ -351,10 +354,16 @@ def _run(cfg: SearchConfig, recipe: Any, space: dict[str, Any], out: Path, state
         gpus = ray.cluster_resources().get("GPU", 0)
         resources = {"cpu": cfg.cpus_per_trial, **({"gpu": 1} if gpus else {})}
         higher = recipe.higher_is_better
+        # Tune's experiment state can lag the trial's last report: a trial whose record reached
+        # trials.jsonl just before an interrupt may be restored as unfinished. It is handed its
+        # record back and reports it again instead of training a second time.
+        finished = {t["trial_id"]: t for t in read_trials(out / "trials.jsonl")
+                    if cfg.resume and not t.get("status")}  # fmt: skip
         trainable = tune.with_resources(
             tune.with_parameters(
                 _trainable, recipe_name=cfg.recipe, outdir=str(out), budget=cfg.budget,
                 quick=cfg.quick, seed=cfg.seed, epochs=cfg.epochs, higher=higher,
+                finished=finished,
             ),
             resources,
         )  # fmt: skip
@@ -439,12 +448,16 @@ def _nothing_fits(trials: list[dict[str, Any]], budget: Budget) -> str:
 
 
 def _trainable(config: dict[str, Any], *, recipe_name: str, outdir: str, budget: Budget,
-               quick: bool, seed: int, epochs: int | None, higher: bool) -> None:  # fmt: skip
+               quick: bool, seed: int, epochs: int | None, higher: bool,
+               finished: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
     """One Ray Tune trial: per-epoch validation reports (for ASHA), then the measured record."""
     from ray import tune
 
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
+    if finished and trial_id in finished:  # recorded before an interrupt: never run twice
+        tune.report(_final_report(finished[trial_id], higher))
+        return
     trial_dir = Path(outdir) / "trials" / trial_id
 
     def epoch_end(logs: dict[str, Any]) -> None:
@@ -457,11 +470,19 @@ def _trainable(config: dict[str, Any], *, recipe_name: str, outdir: str, budget:
     record["trial_id"] = trial_id
     record["violations"] = budget.violations(record, higher)
     record["feasible"] = not record["violations"] and "measure_error" not in record
+    tune.report(_final_report(record, higher))
+
+
+def _final_report(record: dict[str, Any], higher: bool) -> dict[str, Any]:
+    """A trial's last report: its objectives for the searcher and its whole record."""
     m = record["metric"] if higher else -record["metric"]
-    tune.report(
-        {"val_score": m, "score": m if record["feasible"] else m - 1e6,
-         "flash": float(record.get("flash_bytes") or 1e12), "record": record, "final": True}
-    )  # fmt: skip
+    return {
+        "val_score": m,
+        "score": m if record["feasible"] else m - 1e6,
+        "flash": float(record.get("flash_bytes") or 1e12),
+        "record": record,
+        "final": True,
+    }
 
 
 def _stub(trial: Any, status: str, **extra: Any) -> dict[str, Any]:
@@ -499,6 +520,9 @@ class _TrialSink:
 
             def write(self, record: dict[str, Any]) -> None:
                 self.written.add(record["trial_id"])
+                if any(t["trial_id"] == record["trial_id"] and not t.get("status")
+                       for t in read_trials(path)):  # fmt: skip
+                    return  # a trial handed back its record on resume is already there
                 with open(path, "a") as f:
                     f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
                 c = record["config"]
