@@ -34,7 +34,7 @@ NOTE = "qemu counts instructions, not cycles (-icount shift=0); measured here"
 
 
 def _engine_row(row: Any, key: str, core: str, step: Path, manifest: dict) -> dict[str, Any]:
-    from edgelstm.export.cengine import bench
+    from benchmarks import cengine as bench
 
     r = row("mcu", key, f"edgelstm C engine int8 ({CORE_NAMES[core]})", runtime="qemu " + core)
     r["role"] = "engine_core"
@@ -95,7 +95,7 @@ def _peer_row(row: Any, key: str, tflite: Path, kind: str, steps: int, mine: int
 
 def rows(ctx: Any, row: Any) -> list[dict[str, Any]]:
     """Engine rows per core and cell kind, and the peer's rows on the Cortex-M4."""
-    from edgelstm.export.cengine import bench
+    from benchmarks import cengine as bench
 
     if ctx.quick:
         r = row("mcu", "cores", "edgelstm C engine int8 (M7, M33, M55; GRU, SimpleRNN, D=8)")

@@ -1,5 +1,5 @@
 """Native measurements: the machine's peak MAC rate (arithmetic floor) and edgelstm's C engine
-(host gcc -O3 latency; Cortex-M4 instructions under qemu), through edgelstm.export.cengine.bench."""
+(host gcc -O3 latency; Cortex-M4 instructions under qemu), through benchmarks.cengine."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def cengine_step(tflite: Path, manifest: Any, *, repeats: int, inner: int) -> di
 
     Returns median/min/max over `repeats` batches of `inner` steps, or {"error": ...}.
     """
-    from edgelstm.export.cengine import bench
+    from benchmarks import cengine as bench
 
     if shutil.which("gcc") is None:
         return {"error": "not measured: no gcc on PATH"}
@@ -96,7 +96,7 @@ def cengine_step(tflite: Path, manifest: Any, *, repeats: int, inner: int) -> di
 
 def cengine_qemu(tflite: Path, manifest: Any) -> dict[str, Any]:
     """Instructions per step and per MAC on the emulated Cortex-M4, flash, RAM, parity."""
-    from edgelstm.export.cengine import bench
+    from benchmarks import cengine as bench
 
     if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
         return {"error": "not measured: qemu-system-arm / arm-none-eabi-gcc missing"}
@@ -108,7 +108,7 @@ def cengine_qemu(tflite: Path, manifest: Any) -> dict[str, Any]:
 
 def lstm64_step(work: Path) -> tuple[Path, dict] | dict[str, Any]:
     """Issue #7's reference model: a seeded LSTM(64) over 64 inputs, int8 step + manifest."""
-    from edgelstm.export.cengine import bench
+    from benchmarks import cengine as bench
 
     try:
         return bench.make_lstm_step(work / "lstm64")

@@ -156,3 +156,41 @@ def dir_lock(directory: Path, on_wait: Callable[[], None] | None = None) -> Iter
 def no_space(exc: BaseException) -> bool:
     """Whether an OSError means the disk (or quota) is full."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _renumber_shared_ids(config: Any, ids: dict[int, int]) -> Any:
+    """Replace Keras' `shared_object_id`s (Python object ids) by 1, 2, ... in order of use."""
+    if isinstance(config, dict):
+        out = {}
+        for key, value in config.items():
+            if key == "shared_object_id" and isinstance(value, int):
+                value = ids.setdefault(value, len(ids) + 1)
+            out[key] = _renumber_shared_ids(value, ids)
+        return out
+    if isinstance(config, list):
+        return [_renumber_shared_ids(v, ids) for v in config]
+    return config
+
+
+def reproducible_keras_zip(path: Path) -> None:
+    """Rewrite a .keras zip so the same weights give the same bytes: Keras stamps the save time
+    into metadata.json and the zip, and object ids into config.json."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        entries = [(info.filename, zf.read(info)) for info in zf.infolist()]
+    fixed = []
+    for name, data in entries:
+        if name == "metadata.json":
+            meta = json.loads(data)
+            meta["date_saved"] = "1980-01-01@00:00:00"
+            data = json.dumps(meta).encode()
+        elif name == "config.json":
+            data = json.dumps(_renumber_shared_ids(json.loads(data), {})).encode()
+        fixed.append((name, data))
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in fixed:
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    os.replace(tmp, path)

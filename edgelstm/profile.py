@@ -355,7 +355,7 @@ def profile_model(
         res.memory["arena_given_bytes"] = backend.arena_size
         # The recording allocator's total leaves out kernel scratch that Prepare needs (fused LSTM),
         # so also bisect the smallest arena that actually runs, in child processes.
-        from edgelstm.export.tflm_arena import measure_arena
+        from edgelstm.runtime.tflm_arena import measure_arena
 
         progress(f"{res.label}: bisecting the minimum TFLite Micro arena")
         arena = measure_arena(Path(model).read_bytes())

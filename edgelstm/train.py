@@ -9,7 +9,6 @@ The saved model is the ordinary (stateless, fixed-length) architecture with the 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import numpy as np
 
 from edgelstm._tf import import_tf
 from edgelstm.errors import BadInputError
-from edgelstm.fsutil import publish
+from edgelstm.fsutil import publish, reproducible_keras_zip
 from edgelstm.zoo import Recipe
 from edgelstm.zoo import data as zdata
 from edgelstm.zoo.metrics import anomaly_scores, best_threshold, f1, get_metric
@@ -240,13 +239,6 @@ def _splits(recipe: Recipe, n: int, seed: int) -> dict[str, tuple[np.ndarray, np
     }
 
 
-def _fit_args(recipe: Recipe, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Targets and sample weights: unscored labels (< 0) get weight 0."""
-    if recipe.metric.endswith("after_delay"):
-        return np.maximum(y, 0), (y[..., 0] >= 0).astype(np.float32)
-    return y, None
-
-
 def train_recipe(
     recipe: Recipe,
     *,
@@ -316,7 +308,7 @@ def train_recipe(
             raise BadInputError(f"recipe '{recipe.name}': no stream generator for TBPTT")
         sx, sy = zdata.STREAMS[recipe.generator](batch, rows_len, seed, **recipe.generator_args)
         fx, fy = zdata.tbptt_layout(sx, recipe.seq_len), zdata.tbptt_layout(sy, recipe.seq_len)
-        ty, tw = _fit_args(recipe, fy)
+        ty, tw = recipe.fit_targets(fy)
         history = trainer.fit(
             fx,
             ty,
@@ -329,8 +321,8 @@ def train_recipe(
         )
         model.set_weights(trainer.get_weights())
     else:
-        ty, tw = _fit_args(recipe, y)
-        vy, vw = _fit_args(recipe, yv)
+        ty, tw = recipe.fit_targets(y)
+        vy, vw = recipe.fit_targets(yv)
         if trainer is not model:  # the cell-state view: its second target is "no excess" (0)
             units = int(trainer.outputs[1].shape[-1])
             ty, vy = (ty, np.zeros((len(x), units), np.float32)), (vy, np.zeros((len(xv), units)))
@@ -439,43 +431,6 @@ def _plain_copy(model: Any) -> Any:
     return clone
 
 
-def _renumber_shared_ids(config: Any, ids: dict[int, int]) -> Any:
-    """Replace Keras' `shared_object_id`s (Python object ids) by 1, 2, ... in order of use."""
-    if isinstance(config, dict):
-        out = {}
-        for key, value in config.items():
-            if key == "shared_object_id" and isinstance(value, int):
-                value = ids.setdefault(value, len(ids) + 1)
-            out[key] = _renumber_shared_ids(value, ids)
-        return out
-    if isinstance(config, list):
-        return [_renumber_shared_ids(v, ids) for v in config]
-    return config
-
-
-def _make_reproducible(path: Path) -> None:
-    """Rewrite a .keras zip so the same weights give the same bytes: Keras stamps the save time
-    into metadata.json and the zip, and object ids into config.json."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as zf:
-        entries = [(info.filename, zf.read(info)) for info in zf.infolist()]
-    fixed = []
-    for name, data in entries:
-        if name == "metadata.json":
-            meta = json.loads(data)
-            meta["date_saved"] = "1980-01-01@00:00:00"
-            data = json.dumps(meta).encode()
-        elif name == "config.json":
-            data = json.dumps(_renumber_shared_ids(json.loads(data), {})).encode()
-        fixed.append((name, data))
-    tmp = path.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in fixed:
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    os.replace(tmp, path)
-
-
 def save_training(result: TrainResult, outdir: Path) -> None:
     """model.keras, metrics.json, calibration.npz, eval.npz (+ extra files); written atomically."""
     outdir = Path(outdir)
@@ -483,7 +438,7 @@ def save_training(result: TrainResult, outdir: Path) -> None:
     stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     try:
         _plain_copy(result.model).save(stage / "model.keras")
-        _make_reproducible(stage / "model.keras")
+        reproducible_keras_zip(stage / "model.keras")
         (stage / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
         np.savez_compressed(stage / "calibration.npz", x=result.calibration)
         np.savez_compressed(

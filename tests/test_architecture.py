@@ -46,12 +46,6 @@ SIDES = {"convert|export", "train|quantize"}
 
 # importer -> imported: why it is still there (issue #20 tracks removing them)
 KNOWN_BACK_EDGES: dict[tuple[str, str], str] = {
-    ("edgelstm.export.cengine.bench", "edgelstm.convert.orchestrate"): "benchmark code inside "
-    "the library converts its models; it belongs in benchmarks/",
-    ("edgelstm.quantize.run", "edgelstm.train"): "QAT and pruning fine-tune with train's fit "
-    "settings",
-    ("edgelstm.runtime.backends", "edgelstm.export.tflm_arena"): "the TFLite Micro interpreter "
-    "factory (arena sizing) lives with the export",
     ("edgelstm.runtime.native", "edgelstm.export.cengine"): "the native runtime compiles the C "
     "engine that the exporter generates",
 }

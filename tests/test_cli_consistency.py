@@ -104,13 +104,13 @@ def test_int16x8_to_c_names_the_layer_and_what_to_export(
 
 
 def test_engine_benchmark_module_runs(run_cli) -> None:
-    """README cites `python -m edgelstm.export.cengine.bench`: it is a command, not a no-op."""
+    """README cites `python -m benchmarks.cengine`: it is a command, not a no-op."""
     import subprocess
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "edgelstm.export.cengine.bench", "--help"],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "benchmarks.cengine", "--help"],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     assert proc.returncode == 0 and "--units" in proc.stdout and "--core" in proc.stdout
 

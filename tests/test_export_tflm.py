@@ -15,14 +15,14 @@ import pytest
 from edgelstm.errors import BadInputError
 from edgelstm.export.cgen import c_float, c_identifier, check_identifier, format_bytes
 from edgelstm.export.tflm import export_tflm, plan_tflm
-from edgelstm.export.tflm_arena import (
+from edgelstm.export.tflm_ops import TFLM_ADD_METHODS
+from edgelstm.runtime.tflm_arena import (
     ArenaReport,
     arena_used,
     make_interpreter,
     probe,
     recommended_arena,
 )
-from edgelstm.export.tflm_ops import TFLM_ADD_METHODS
 from edgelstm.tflite_info import read_tflite
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,7 +39,7 @@ from edgelstm.export.tflm import (
     plan_tflm,
     write_export,
 )
-from edgelstm.export.tflm_arena import make_interpreter, measure_arena
+from edgelstm.runtime.tflm_arena import make_interpreter, measure_arena
 from edgelstm.tflite_info import read_tflite
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,8 @@
 Pure part: `plan_tflm(model, ...) -> TFLMExport` (metadata + every output file as text, in memory).
 Disk part: `write_export(files, outdir)` (atomic) and `export_tflm(path, outdir, ...)` that chains
 them. The flatbuffer is read with `edgelstm.tflite_info` (official schema bindings); the arena is
-measured with the tflite-micro interpreter (`tflm_arena`); templates live in firmware_export/tflm/.
+measured with the tflite-micro interpreter (`edgelstm.runtime.tflm_arena`); templates live in
+firmware_export/tflm/.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from typing import Any
 from edgelstm import __version__
 from edgelstm.errors import BadInputError, MissingDependencyError
 from edgelstm.export.cgen import align_macro, c_float, c_identifier, format_bytes
-from edgelstm.export.tflm_arena import ArenaReport, measure_arena
 from edgelstm.export.tflm_ops import resolver_methods
 from edgelstm.fsutil import publish
 from edgelstm.paths import bundled_dir
+from edgelstm.runtime.tflm_arena import ArenaReport, measure_arena
 from edgelstm.tflite_info import TFLiteInfo, read_tflite
 from edgelstm.types import STEP_INPUT, STEP_OUTPUT, Artifact, StateTensor, TensorInfo
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm.errors import BadInputError
-from edgelstm.fsutil import publish, write_atomic
+from edgelstm.fsutil import publish, reproducible_keras_zip, write_atomic
 from edgelstm.report import Report
 from edgelstm.types import ConvertConfig, Quantization, Variant
 
@@ -264,13 +264,12 @@ def _set_metric(r: Any, metric: str, f: float, q: float) -> None:
 
 def _recipe_train_data(rec: Any, n: int, seed: int) -> tuple[Any, Any, Any]:
     """n fresh training sequences from the recipe's generator: x, targets, sample weights."""
-    from edgelstm.train import _fit_args
     from edgelstm.zoo import data as zdata
 
     x, y = zdata.GENERATORS[rec.generator](
         n, rec.seq_len, seed + 1000, split="train", **rec.generator_args
     )
-    ty, tw = _fit_args(rec, y)
+    ty, tw = rec.fit_targets(y)
     return x, ty, tw
 
 
@@ -291,7 +290,6 @@ def _prune_finetune(
     (Keras, eval.npz) dense, pruned and fine-tuned. Rewrites `pruned` with the fine-tuned model."""
     from edgelstm.convert.load import load_keras_model
     from edgelstm.quantize.prune import finetune_pruned
-    from edgelstm.train import _make_reproducible
 
     if n < 1:
         raise BadInputError("--qat-samples must be at least 1")
@@ -328,7 +326,7 @@ def _prune_finetune(
     if ev is not None:
         out["metric_finetuned"] = keras_metric(model, ev["x"], ev["y"], rec.metric)
     model.save(pruned)
-    _make_reproducible(pruned)
+    reproducible_keras_zip(pruned)
     return out
 
 
@@ -383,7 +381,6 @@ def _run_qat(
     from edgelstm.quantize.qat import qat_finetune
     from edgelstm.quantize.report import compare_step_models
     from edgelstm.report import Table
-    from edgelstm.train import _make_reproducible
 
     if n < 1:
         raise BadInputError("--qat-samples must be at least 1")
@@ -403,7 +400,7 @@ def _run_qat(
     k_after = keras_metric(model, ev["x"], ev["y"], metric)
     qat_path = stage / f"{cfg.name}_qat.keras"
     model.save(qat_path)
-    _make_reproducible(qat_path)
+    reproducible_keras_zip(qat_path)
     progress("QAT: converting the fine-tuned model to int8")
     qcfg = dataclasses.replace(cfg, quantizations=[Quantization.INT8], name=f"{cfg.name}_qat")
     man = convert_model(qat_path, stage / "tflite_qat", qcfg, progress=progress)

@@ -361,7 +361,7 @@ class TFLMBackend(Backend):
 
     def _load(self) -> None:
         _import(Runtime.TFLM)
-        from edgelstm.export.tflm_arena import make_interpreter
+        from edgelstm.runtime.tflm_arena import make_interpreter
 
         if self.threads not in (None, 1):
             self.notes.append("TFLite Micro is single-threaded: --threads ignored")
@@ -396,7 +396,7 @@ class TFLMBackend(Backend):
 
     def arena_used(self) -> dict[str, int]:
         """Bytes of the arena in use (RecordingMicroAllocator: head + tail), after an invoke."""
-        from edgelstm.export.tflm_arena import arena_used
+        from edgelstm.runtime.tflm_arena import arena_used
 
         total, head, tail, _parts = arena_used(self.interp)
         return {"arena_used_bytes": total, "arena_head_bytes": head, "arena_tail_bytes": tail}

@@ -43,6 +43,14 @@ class Recipe:
     def dir(self) -> Path:
         return MODELS_DIR / self.name
 
+    def fit_targets(self, y: Any) -> tuple[Any, Any]:
+        """Targets and sample weights for fitting: unscored labels (< 0) get weight 0."""
+        import numpy as np
+
+        if self.metric.endswith("after_delay"):
+            return np.maximum(y, 0), (y[..., 0] >= 0).astype(np.float32)
+        return y, None
+
 
 def list_recipes() -> list[Recipe]:
     """Every recipe under models/, sorted by name."""

@@ -184,7 +184,7 @@ class _TflmRunner:
     """TFLite Micro's Python interpreter (reference kernels) behind LiteRT-style calls."""
 
     def __init__(self, model: bytes, positions: dict[int, int], out_positions: dict[int, int]):
-        from edgelstm.export.tflm_arena import make_interpreter
+        from edgelstm.runtime.tflm_arena import make_interpreter
 
         self.interp = make_interpreter(model, max(256 * 1024, 16 * len(model)))
         self.pos, self.out_pos = positions, out_positions

@@ -10,7 +10,7 @@ Two figures, both from the real interpreter (`tflite_micro` Python package, refe
 
 Why subprocesses: with an arena that is slightly too small, the TFLM Python wrapper does not
 always raise; it can segfault in the constructor or in Invoke(). Every probe therefore runs in a
-child process (`python -m edgelstm.export.tflm_arena MODEL SIZE`, ~0.15 s each) and a crash is
+child process (`python -m edgelstm.runtime.tflm_arena MODEL SIZE`, ~0.15 s each) and a crash is
 simply "this size does not work".
 """
 
@@ -180,7 +180,7 @@ def probe(model_path: Path, size: int, timeout: float = 60) -> dict[str, Any]:
     """Run one probe in a child process; a crash or timeout counts as a failure."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "edgelstm.export.tflm_arena", str(model_path), str(size)],
+            [sys.executable, "-m", "edgelstm.runtime.tflm_arena", str(model_path), str(size)],
             capture_output=True,
             text=True,
             timeout=timeout,

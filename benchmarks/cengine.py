@@ -1,4 +1,4 @@
-"""Benchmark helpers for the C engine (called by the benchmarks suite, not by timed tests).
+"""Benchmark helpers for the C engine (called by the benchmark suites, not by timed tests).
 
     make_lstm_step(outdir, units=64, features=64)        -> (int8 step .tflite, manifest)
     native_step_latency(step_tflite, manifest=...)       -> {"median_us": ..., ...}   (gcc -O3)
@@ -191,11 +191,11 @@ def median(values: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m edgelstm.export.cengine.bench [--units H] [--features D] [--cell K] [--core C]`:
+    """`python -m benchmarks.cengine [--units H] [--features D] [--cell K] [--core C]`:
     the README's measurement, an int8 step model on an emulated core, as JSON on stdout."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m edgelstm.export.cengine.bench")
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.cengine")
     ap.add_argument("--units", type=int, default=64)
     ap.add_argument("--features", type=int, default=64)
     ap.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
