@@ -250,40 +250,29 @@ def train_into(recipe: str, outdir: Path, *, epochs: int | None, seed: int, quic
 
 
 def export_all(manifest: Manifest, art_dir: Path, out: Path, progress: Progress) -> dict[str, Any]:
-    """TFLite Micro files for every int8/float artifact, and the C engine for step models."""
-    from edgelstm.export.tflm import export_tflm
+    """Every registered export target on every artifact it takes (TFLite Micro files for every
+    float/int8/int16x8 artifact, the C engine for float/int8 step models)."""
+    from edgelstm.errors import EdgeLSTMError
+    from edgelstm.export import TARGETS, export_artifact
 
     results: dict[str, Any] = {}
     manifest_dict = manifest.to_dict()
-    for art in manifest.artifacts:
-        if art.quantization not in (Quantization.FLOAT, Quantization.INT8, Quantization.INT16X8):
-            continue
-        stem = Path(art.file).stem
-        progress(f"exporting {art.file} for TFLite Micro")
-        results[f"tflm/{stem}"] = export_tflm(
-            art_dir / art.file, out / "tflm" / stem, name=stem, manifest=manifest_dict
-        )
-    for art in manifest.artifacts:
-        if art.variant != Variant.STEP or art.quantization not in (
-            Quantization.FLOAT,
-            Quantization.INT8,
-        ):
-            continue
-        stem = Path(art.file).stem
-        progress(f"exporting {art.file} as a standalone C engine (host gcc check vs LiteRT)")
-        results[f"c/{stem}"] = _export_c(art_dir / art.file, out / "c" / stem, stem, manifest_dict)
+    for target in TARGETS.values():
+        for art in manifest.artifacts:
+            if not target.accepts(art.variant.value, art.quantization.value):
+                continue
+            stem = Path(art.file).stem
+            progress(f"exporting {art.file} {target.pipeline_doing}".rstrip())
+            try:
+                results[f"{target.name}/{stem}"] = export_artifact(
+                    target.name, art_dir / art.file, out / target.name / stem, name=stem,
+                    manifest=manifest_dict, **dict(target.pipeline_options),
+                )  # fmt: skip
+            except EdgeLSTMError as exc:
+                if not target.pipeline_optional:
+                    raise
+                results[f"{target.name}/{stem}"] = {"error": str(exc)}
     return results
-
-
-def _export_c(step: Path, outdir: Path, name: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The C engine for one step model, verified on the host; a layer it lacks is a note."""
-    from edgelstm.errors import EdgeLSTMError
-    from edgelstm.export.cengine import export_c
-
-    try:
-        return export_c(step, outdir, name=name, verify=["host"], manifest=manifest)
-    except EdgeLSTMError as exc:  # unsupported op, missing gcc: the rest of the report stands
-        return {"error": str(exc)}
 
 
 def build_report(res: PipelineResult) -> Any:

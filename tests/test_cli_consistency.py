@@ -131,3 +131,25 @@ def test_convert_output_fits_120_columns_on_a_terminal(keras_model_file, tmp_pat
     lines = proc.stdout.replace("\r", "").splitlines()
     assert any(line.startswith("parity:") for line in lines), lines
     assert max(len(line) for line in lines) <= 120, max(lines, key=len)
+
+
+@pytest.mark.parametrize(
+    ("target", "option", "owner"),
+    [("tflm", ["--core", "m55"], "c"), ("tflm", ["--verify", "host"], "c"),
+     ("c", ["--progmem"], "tflm")],
+    ids=["tflm-core", "tflm-verify", "c-progmem"],
+)  # fmt: skip
+def test_export_option_of_another_target_is_refused(
+    run_cli, target: str, option: list[str], owner: str, tmp_path: Path
+) -> None:
+    """Export targets come from the registry: --target lists them, and an option that belongs
+    to another target is one line naming that target, exit 2, before anything is written."""
+    from edgelstm.export import TARGETS
+
+    code, out, _ = run_cli("export", "--help")
+    assert code == 0 and f"[{'|'.join(TARGETS)}]" in out
+    model = Path(__file__).parent / "data" / "tiny_step_int8.tflite"
+    code, _, err = run_cli("export", str(model), "--target", target, "-o", str(tmp_path / "o"),
+                           *option)  # fmt: skip
+    assert code == 2 and err.strip() == f"error: {option[0]} applies to --target {owner} only"
+    assert not (tmp_path / "o").exists()

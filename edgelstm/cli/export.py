@@ -1,4 +1,4 @@
-"""`edgelstm export MODEL.tflite --target tflm|c -o OUTDIR`."""
+"""`edgelstm export MODEL.tflite --target tflm|c -o OUTDIR` (targets from the export registry)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import click
 
 from edgelstm.cli._app import App
 from edgelstm.errors import BadInputError
+from edgelstm.export import TARGETS, export_artifact, resolve_target
 
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option(
     "--target",
-    type=click.Choice(["tflm", "c"]),
+    type=click.Choice(list(TARGETS)),
     required=True,
-    help="tflm: TFLite Micro sources + Arduino library + CMake project; c: standalone C engine.",
+    help="; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values()) + ".",
 )
 @click.option(
     "-o",
@@ -82,43 +83,24 @@ def export(
     c_name = c_identifier(name if name is not None else model.stem)
     manifest = _read_manifest(app, model)
 
+    # Only the options given are passed on: one that belongs to another target is an error.
+    given = {"progmem": progmem, "verify": list(verify), "rounding": rounding, "core": core}
+    defaults = {"progmem": False, "verify": [], "rounding": "tflm", "core": "m4"}
+    options = {k: v for k, v in given.items() if v != defaults[k]}
+    resolve_target(target, options)  # before anything runs
     if target == "tflm":
-        if verify:
-            raise BadInputError("--verify applies to --target c only")
-        from edgelstm.export.tflm import export_tflm
-
         app.info(f"[export] {model.name}: measuring the TFLite Micro arena ...")
-        result = export_tflm(model, outdir, name=c_name, progmem=progmem, manifest=manifest)
+    elif verify:
+        app.info(f"[export] {model.name}: building and checking the C engine ({', '.join(verify)})")
+    result = export_artifact(target, model, outdir, name=c_name, manifest=manifest, **options)
+    if target == "tflm":
         for note in result.get("notes", []):
             app.info(f"note: {note}")
-        if as_json:
-            app.out_json(result)
-        else:
-            app.out(format_tflm(result))
-        return
-
-    if progmem:
-        app.warn("--progmem applies to --target tflm only; ignored")
-    try:
-        from edgelstm.export.cengine import export_c
-    except ImportError as exc:
-        raise BadInputError(f"--target c is not available in this installation ({exc})") from exc
-
-    if verify:
-        app.info(f"[export] {model.name}: building and checking the C engine ({', '.join(verify)})")
-    result = export_c(
-        model,
-        outdir,
-        name=c_name,
-        verify=list(verify),
-        manifest=manifest,
-        rounding=rounding,
-        core=core,
-    )
+    formatter = {"tflm": format_tflm, "c": format_c}.get(target, _format_any)
     if as_json:
         app.out_json(result)
     else:
-        app.out(format_c(result))
+        app.out(formatter(result))
 
 
 def _check_model(model: Path) -> None:
@@ -222,3 +204,8 @@ def format_c(r: dict[str, Any]) -> str:
             )
     lines.append(f"  wrote {len(r['files'])} files (see README.md)")
     return "\n".join(lines)
+
+
+def _format_any(r: dict[str, Any]) -> str:
+    """A target without a report of its own: where its files went."""
+    return f"{r.get('source', '')} -> {r.get('outdir', '')}: wrote {len(r.get('files', []))} files"

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from edgelstm.cli._app import App
+from edgelstm.runtime.backends import Runtime
 
-RUNTIME_CHOICES = ["auto", "all", "litert", "tflite-runtime", "tf", "tflm", "native"]
+RUNTIME_CHOICES = ["auto", "all", *(r.value for r in Runtime)]
 
 
 @click.command()

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from edgelstm.cli._app import App
+from edgelstm.runtime.backends import Runtime
 
 # A sample: (where it came from, its values), or (where, None) for "reset here".
 Sample = tuple[str, Any]
@@ -75,7 +76,7 @@ def _samples(source: str) -> Iterator[Sample]:
 @click.option("--reset-every", type=click.IntRange(min=1), help="Reset the state every N samples.")
 @click.option(
     "--runtime",
-    type=click.Choice(["auto", "litert", "tflite-runtime", "tf", "tflm", "native"]),
+    type=click.Choice(["auto", *(r.value for r in Runtime)]),
     default="auto",
     show_default=True,
 )

@@ -323,8 +323,8 @@ def export_c(
     outdir: Path,
     *,
     name: str,
-    verify: list[str],
-    manifest: dict | None,
+    verify: list[str] | tuple[str, ...] = (),
+    manifest: dict | None = None,
     rounding: str = "tflm",
     core: str = "m4",
 ) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""The handler protocol and the registry: what every layer family module plugs into."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgelstm.errors import UnsupportedLayerError
+
+
+@dataclass
+class LayerSpec:
+    """A Keras layer, framework-neutral: its kind, settings and weights."""
+
+    kind: str
+    name: str
+    config: dict[str, Any]
+    weights: list[np.ndarray]
+    out_dim: int | None = None  # features per time step after this layer
+    blockers: list[str] = field(default_factory=list)  # why it cannot be streamed
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StateSpec:
+    """One state tensor a layer carries between steps (shape without the batch dim)."""
+
+    role: str
+    shape: tuple[int, ...]
+
+
+class Handler:
+    """Base class; subclasses register with @register("KerasClassName", ...)."""
+
+    kind: str = ""
+    recurrent: bool = False
+    per_step: bool = True  # applies to each time step independently (Dense, Dropout, ...)
+    args: str = ""  # the supported arguments, for the README table
+    stream: str = ""  # how it streams, when not obvious from recurrent/per_step
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        raise NotImplementedError
+
+    def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
+        """Apply the tf_keras rebuild of this layer to tensor x (sequence model)."""
+        raise NotImplementedError
+
+    def states(self, spec: LayerSpec) -> list[StateSpec]:
+        return []
+
+    def step(self, spec: LayerSpec, x: Any, states: list[Any], tf: Any) -> tuple[Any, list[Any]]:
+        """One time step with TF ops: x is [1, features]; returns (y, next states)."""
+        raise NotImplementedError
+
+    def step_numpy(self, spec: LayerSpec, x: np.ndarray, states: list[np.ndarray]):
+        """The same step in NumPy (float64), used to gather calibration states cheaply."""
+        raise NotImplementedError
+
+    def step_mask(self, spec: LayerSpec, x: Any, tf: Any | None) -> Any | None:
+        """A [1, 1] mask (1 = a real step, 0 = masked) when this layer starts a mask, else None.
+
+        tf=None: NumPy. Recurrent layers behind a mask keep their state and repeat their output
+        at a masked step, as Keras does."""
+        return None
+
+
+REGISTRY: dict[str, Handler] = {}
+
+
+def register(*class_names: str) -> Callable[[type[Handler]], type[Handler]]:
+    def wrap(cls: type[Handler]) -> type[Handler]:
+        inst = cls()
+        for name in class_names:
+            REGISTRY[name] = inst
+        return cls
+
+    return wrap
+
+
+def handler_for(class_name: str, layer_name: str) -> Handler:
+    """The handler for a Keras class, or UnsupportedLayerError naming the layer."""
+    try:
+        return REGISTRY[class_name]
+    except KeyError:
+        raise UnsupportedLayerError(
+            f"layer '{layer_name}' ({class_name}) is not supported; supported: "
+            + ", ".join(sorted(REGISTRY))
+        ) from None
+
+
+def supported_layers() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def support_table() -> str:
+    """The README's table of supported Keras layers, generated from the registry."""
+    rows = ["| Keras layer | arguments | step model |", "| --- | --- | --- |"]
+    for name in sorted(REGISTRY, key=str.lower):
+        h = REGISTRY[name]
+        stream = h.stream or (
+            "state as explicit I/O" if h.recurrent else "per step" if h.per_step else "-"
+        )
+        rows.append(f"| {name} | {h.args} | {stream} |")
+    from edgelstm.convert.layers.activations import ACTIVATIONS
+
+    acts = ", ".join(ACTIVATIONS[:-2]) + " (softmax, log_softmax: not as recurrent activations)"
+    return "\n".join(rows) + f"\n\nActivations: {acts}.\n"
+
+
+def _lambda_layer(keras: Any, fn: Callable[[Any], Any], name: str) -> Any:
+    """A tf_keras Lambda layer whose function runs as written: autograph would re-read this
+    file's source at trace time, and the functions are straight-line TF ops anyway."""
+    import tensorflow as tf
+
+    return keras.layers.Lambda(tf.autograph.experimental.do_not_convert(fn), name=name)
+
+
+def _framework(layer: Any) -> str:
+    return "tf_keras" if type(layer).__module__.startswith("tf_keras") else "keras3"
+
+
+def _cfg(layer: Any) -> dict[str, Any]:
+    return layer.get_config()

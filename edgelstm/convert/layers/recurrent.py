@@ -1,0 +1,382 @@
+"""Recurrent layers: LSTM, GRU, SimpleRNN, their RNN(cell) forms and Bidirectional."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgelstm.convert.layers.activations import (
+    activation_name,
+    fusable_activations,
+    keras_activation,
+    np_activation,
+    tf_activation,
+)
+from edgelstm.convert.layers.base import (
+    REGISTRY,
+    Handler,
+    LayerSpec,
+    StateSpec,
+    _cfg,
+    _framework,
+    _lambda_layer,
+    handler_for,
+    register,
+)
+from edgelstm.errors import UnsupportedLayerError
+
+# --- recurrent layers --------------------------------------------------------------------------
+
+
+class _Recurrent(Handler):
+    recurrent = True
+    per_step = False
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        return self.parse_config(layer, _cfg(layer), layer.get_weights(), in_dim)
+
+    def parse_config(
+        self, layer: Any, cfg: dict[str, Any], weights: list[Any], in_dim: int | None
+    ) -> LayerSpec:
+        """The spec from a layer config (an RNN(cell) passes the cell's merged with its own)."""
+        fw = _framework(layer)
+        name = layer.name
+        spec = LayerSpec(
+            kind=self.kind,
+            name=name,
+            config={
+                "units": int(cfg["units"]),
+                "activation": activation_name(
+                    cfg.get("activation", "tanh"), fw, name, "activation"
+                ),
+                "recurrent_activation": activation_name(
+                    cfg.get("recurrent_activation", "sigmoid"),
+                    fw,
+                    name,
+                    "recurrent_activation",
+                ),
+                "use_bias": bool(cfg.get("use_bias", True)),
+                "return_sequences": bool(cfg.get("return_sequences", False)),
+                "go_backwards": bool(cfg.get("go_backwards", False)),
+                "stateful": bool(cfg.get("stateful", False)),
+                "reset_after": bool(cfg.get("reset_after", True)),
+                "in_dim": in_dim,
+            },
+            weights=[np.asarray(w, np.float32) for w in weights],
+            out_dim=int(cfg["units"]),
+        )
+        if cfg.get("return_state"):
+            raise UnsupportedLayerError(
+                f"layer '{name}': return_state=True is not supported (the step model returns "
+                "the state explicitly; remove return_state from the deploy model)"
+            )
+        if cfg.get("time_major"):
+            raise UnsupportedLayerError(f"layer '{name}': time_major=True is not supported")
+        if spec.config["go_backwards"]:
+            spec.blockers.append(f"{name}: go_backwards=True reads the sequence from its end")
+            spec.notes.append(
+                f"{name}: go_backwards=True lowered as REVERSE_V2 + forward layer so the LSTM stays fused"
+            )
+        if self.kind == "LSTM" and not fusable_activations(spec.config):
+            spec.notes.append(
+                f"{name}: activation={spec.config['activation']}, recurrent_activation="
+                f"{spec.config['recurrent_activation']}: the fused LSTM op computes tanh/sigmoid "
+                "only, so the sequence model unrolls this layer into plain ops"
+            )
+        if spec.config["stateful"]:
+            spec.notes.append(
+                f"{name}: stateful=True: the sequence model starts each sequence from zero state; "
+                "use the step model to carry state across chunks"
+            )
+        if not spec.config["use_bias"]:
+            h = spec.config["units"]
+            spec.weights.append(np.zeros(self._bias_shape(h, spec.config), np.float32))
+        return spec
+
+    def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
+        raise NotImplementedError
+
+    def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
+        import tensorflow as tf
+
+        if spec.config["go_backwards"]:
+            x = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_reverse")(x)
+        unroll = (
+            self.kind != "LSTM"
+            or spec.config.get("masked", False)
+            or not fusable_activations(spec.config)
+        )
+        layer = self._keras_layer(spec, keras, tf, unroll)
+        y = layer(x)
+        layer.set_weights(self._keras_weights(spec))
+        return y
+
+    def _keras_weights(self, spec: LayerSpec) -> list[np.ndarray]:
+        return spec.weights
+
+
+@register("LSTM")
+class LSTMHandler(_Recurrent):
+    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation / recurrent_activation below (tanh/sigmoid fuse; others unroll)"
+    kind = "LSTM"
+
+    def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (4 * h,)
+
+    def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
+        c = spec.config
+        return keras.layers.LSTM(
+            c["units"],
+            activation=keras_activation(c["activation"], tf),
+            recurrent_activation=keras_activation(c["recurrent_activation"], tf),
+            use_bias=True,
+            return_sequences=c["return_sequences"],
+            unroll=unroll,
+            name=spec.name,
+        )
+
+    def states(self, spec: LayerSpec) -> list[StateSpec]:
+        h = spec.config["units"]
+        return [StateSpec("h", (h,)), StateSpec("c", (h,))]
+
+    def step(self, spec, x, states, tf):
+        kernel, rec, bias = spec.weights[:3]
+        h, c = states
+        act = tf_activation(spec.config["activation"], tf)
+        ract = tf_activation(spec.config["recurrent_activation"], tf)
+        # Two FULLY_CONNECTEDs (x.K + h.R), not one over concat([x, h]): in int8 a CONCATENATION
+        # forces x and h onto one scale, which starves h of resolution when x's range is wide.
+        z = tf.matmul(x, tf.constant(kernel)) + tf.constant(bias) + tf.matmul(h, tf.constant(rec))
+        i, f, g, o = tf.split(z, 4, axis=1)
+        c2 = ract(f) * c + ract(i) * act(g)
+        h2 = ract(o) * act(c2)
+        return h2, [h2, c2]
+
+    def step_numpy(self, spec, x, states):
+        kernel, rec, bias = spec.weights[:3]
+        h, c = states
+        act = np_activation(spec.config["activation"])
+        ract = np_activation(spec.config["recurrent_activation"])
+        z = x @ kernel + h @ rec + bias
+        i, f, g, o = np.split(z, 4, axis=1)
+        c2 = ract(f) * c + ract(i) * act(g)
+        h2 = ract(o) * act(c2)
+        return h2, [h2, c2]
+
+
+@register("GRU")
+class GRUHandler(_Recurrent):
+    args = "units, return_sequences, go_backwards, stateful, use_bias, reset_after both ways, every activation / recurrent_activation below"
+    kind = "GRU"
+
+    def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (2, 3 * h) if cfg["reset_after"] else (3 * h,)
+
+    def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
+        c = spec.config
+        return keras.layers.GRU(
+            c["units"],
+            activation=keras_activation(c["activation"], tf),
+            recurrent_activation=keras_activation(c["recurrent_activation"], tf),
+            use_bias=True,
+            reset_after=c["reset_after"],
+            return_sequences=c["return_sequences"],
+            unroll=unroll,
+            name=spec.name,
+        )
+
+    def states(self, spec: LayerSpec) -> list[StateSpec]:
+        return [StateSpec("h", (spec.config["units"],))]
+
+    def _step(self, spec, x, h, ops):
+        kernel, rec, bias = spec.weights[:3]
+        units = spec.config["units"]
+        act, ract, matmul, const, split = ops
+        if spec.config["reset_after"]:
+            xz = matmul(x, const(kernel)) + const(bias[0])
+            hz = matmul(h, const(rec)) + const(bias[1])
+            xz_z, xz_r, xz_h = split(xz)
+            hz_z, hz_r, hz_h = split(hz)
+            z = ract(xz_z + hz_z)
+            r = ract(xz_r + hz_r)
+            hh = act(xz_h + r * hz_h)
+        else:
+            xz = matmul(x, const(kernel)) + const(bias)
+            xz_z, xz_r, xz_h = split(xz)
+            hz = matmul(h, const(rec[:, : 2 * units]))
+            hz_z, hz_r = hz[:, :units], hz[:, units:]
+            z = ract(xz_z + hz_z)
+            r = ract(xz_r + hz_r)
+            hh = act(xz_h + matmul(r * h, const(rec[:, 2 * units :])))
+        h2 = z * h + (1.0 - z) * hh
+        return h2, [h2]
+
+    def step(self, spec, x, states, tf):
+        ops = (
+            tf_activation(spec.config["activation"], tf),
+            tf_activation(spec.config["recurrent_activation"], tf),
+            tf.matmul,
+            tf.constant,
+            lambda v: tf.split(v, 3, axis=1),
+        )
+        return self._step(spec, x, states[0], ops)
+
+    def step_numpy(self, spec, x, states):
+        ops = (
+            np_activation(spec.config["activation"]),
+            np_activation(spec.config["recurrent_activation"]),
+            np.matmul,
+            lambda v: v,
+            lambda v: np.split(v, 3, axis=1),
+        )
+        return self._step(spec, x, states[0], ops)
+
+
+@register("SimpleRNN")
+class SimpleRNNHandler(_Recurrent):
+    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation below"
+    kind = "SimpleRNN"
+
+    def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
+        return (h,)
+
+    def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
+        c = spec.config
+        return keras.layers.SimpleRNN(
+            c["units"],
+            activation=keras_activation(c["activation"], tf),
+            use_bias=True,
+            return_sequences=c["return_sequences"],
+            unroll=unroll,
+            name=spec.name,
+        )
+
+    def states(self, spec: LayerSpec) -> list[StateSpec]:
+        return [StateSpec("h", (spec.config["units"],))]
+
+    def step(self, spec, x, states, tf):
+        kernel, rec, bias = spec.weights[:3]
+        z = (
+            tf.matmul(x, tf.constant(kernel))
+            + tf.constant(bias)
+            + tf.matmul(states[0], tf.constant(rec))
+        )
+        h2 = tf_activation(spec.config["activation"], tf)(z)
+        return h2, [h2]
+
+    def step_numpy(self, spec, x, states):
+        kernel, rec, bias = spec.weights[:3]
+        h2 = np_activation(spec.config["activation"])(x @ kernel + states[0] @ rec + bias)
+        return h2, [h2]
+
+
+@register("Bidirectional")
+class BidirectionalHandler(Handler):
+    args = "merge_mode concat/sum/mul/ave around LSTM/GRU/SimpleRNN (not None)"
+    stream = "sequence model only"
+    kind = "Bidirectional"
+    recurrent = True
+    per_step = False
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        cfg = _cfg(layer)
+        fwd_layer = layer.forward_layer
+        bwd_layer = layer.backward_layer
+        fwd = handler_for(type(fwd_layer).__name__, fwd_layer.name).parse(fwd_layer, in_dim)
+        bwd = handler_for(type(bwd_layer).__name__, bwd_layer.name).parse(bwd_layer, in_dim)
+        merge = cfg.get("merge_mode", "concat")
+        if merge not in ("concat", "sum", "mul", "ave"):
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}': merge_mode={merge!r} is not supported"
+            )
+        units = fwd.config["units"]
+        spec = LayerSpec(
+            kind=self.kind,
+            name=layer.name,
+            config={
+                "merge_mode": merge,
+                "forward": fwd,
+                "backward": bwd,
+                "units": units,
+            },
+            weights=[],
+            out_dim=2 * units if merge == "concat" else units,
+        )
+        spec.blockers.append(
+            f"{layer.name}: Bidirectional needs the whole sequence (its backward half reads it from the end)"
+        )
+        return spec
+
+    def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
+        import tensorflow as tf
+
+        c = spec.config
+        fwd, bwd = c["forward"], c["backward"]
+        fh, bh = handler_for(fwd.kind, fwd.name), handler_for(bwd.kind, bwd.name)
+        # Each half keeps its own go_backwards (lowered as REVERSE_V2 + a forward layer, so both
+        # stay fused): with an explicit backward_layer the *forward* half may be the reversed one.
+        # As in Keras, the backward half's sequence output is flipped whatever its direction.
+        yf = fh.sequence(fwd, x, keras)
+        yb = bh.sequence(bwd, x, keras)
+        if bwd.config["return_sequences"]:
+            yb = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_unreverse")(
+                yb
+            )
+        merge = {
+            "concat": keras.layers.Concatenate(axis=-1, name=f"{spec.name}_concat"),
+            "sum": keras.layers.Add(name=f"{spec.name}_sum"),
+            "mul": keras.layers.Multiply(name=f"{spec.name}_mul"),
+            "ave": keras.layers.Average(name=f"{spec.name}_ave"),
+        }[c["merge_mode"]]
+        return merge([yf, yb])
+
+
+@register("RNN")
+class RNNHandler(Handler):
+    args = "RNN(LSTMCell/GRUCell/SimpleRNNCell) and RNN([cells]) with the layer arguments above"
+    """RNN(LSTMCell/GRUCell/SimpleRNNCell) and RNN([cells]): the same math as the layer
+    forms; a stack of cells becomes one recurrent layer per cell."""
+
+    kind = "RNN"
+    recurrent = True
+    per_step = False
+    _CELLS: ClassVar[dict[str, str]] = {
+        "LSTMCell": "LSTM",
+        "GRUCell": "GRU",
+        "SimpleRNNCell": "SimpleRNN",
+    }
+
+    def parse_many(self, layer: Any, in_dim: int | None) -> list[tuple[Handler, LayerSpec]]:
+        cfg = _cfg(layer)
+        cell = layer.cell
+        cells = list(cell.cells) if type(cell).__name__ == "StackedRNNCells" else [cell]
+        out: list[tuple[Handler, LayerSpec]] = []
+        dim = in_dim
+        for i, c in enumerate(cells):
+            kind = self._CELLS.get(type(c).__name__)
+            if kind is None:
+                raise UnsupportedLayerError(
+                    f"layer '{layer.name}': RNN({type(c).__name__}) is not supported "
+                    f"(cells: {', '.join(self._CELLS)})"
+                )
+            last = i == len(cells) - 1
+            merged = {
+                **c.get_config(),
+                "return_sequences": cfg.get("return_sequences", False) if last else True,
+                "return_state": cfg.get("return_state", False),
+                "go_backwards": cfg.get("go_backwards", False) and i == 0,
+                "stateful": cfg.get("stateful", False),
+                "time_major": cfg.get("time_major", False),
+            }
+            h = REGISTRY[kind]
+            assert isinstance(h, _Recurrent)
+            spec = h.parse_config(layer, merged, c.get_weights(), dim)
+            if len(cells) > 1:
+                spec.name = f"{layer.name}_cell{i}"
+            out.append((h, spec))
+            dim = spec.out_dim
+        return out
