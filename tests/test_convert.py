@@ -378,3 +378,26 @@ def test_last_layer_lstm_sequences_and_int8_cell_saturation_note(tmp_path: Path)
     assert step.parity is not None and step.parity.passed
     seq8 = by[(Variant.SEQUENCE, Quantization.INT8)]
     assert any("saturates" in n for n in seq8.notes), seq8.notes
+
+
+def test_convert_is_pure_and_save_publishes(keras_model_file, tmp_path: Path) -> None:
+    """`convert` returns the artifacts' bytes and the manifest and writes nothing; `save`
+    publishes them; `convert_model` is the two chained (same bytes, same manifest)."""
+    from edgelstm.convert.orchestrate import ConversionResult, convert
+
+    before = set(tmp_path.iterdir())
+    cfg = ConvertConfig(quantizations=FLOAT, verify_samples=2)
+    res = convert(keras_model_file("lstm"), cfg)
+    assert isinstance(res, ConversionResult) and res.failed is None
+    assert set(tmp_path.iterdir()) == before  # nothing written outside its work dir
+    assert set(res.files) == {a.file for a in res.manifest.artifacts}
+    assert all(read_tflite(data).size_bytes == len(data) for data in res.files.values())
+    saved = res.save(tmp_path / "a")
+    for name, data in res.files.items():
+        assert (tmp_path / "a" / name).read_bytes() == data
+    on_disk = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert on_disk == saved.to_dict() == res.manifest.to_dict()
+    chained = convert_model(keras_model_file("lstm"), tmp_path / "b", cfg)
+    assert chained.to_dict() == saved.to_dict()
+    for name, data in res.files.items():
+        assert (tmp_path / "b" / name).read_bytes() == data

@@ -92,11 +92,11 @@ def _worker(proc: subprocess.Popen) -> int | None:
 @pytest.mark.parametrize(
     ("sig", "point"),
     [
-        (signal.SIGTERM, "staging"),  # staging dir just created, before the worker
+        (signal.SIGTERM, "workdir"),  # work dir just created, before the worker
         (signal.SIGHUP, "worker"),  # while the converter worker runs
         (signal.SIGKILL, "worker"),  # no cleanup possible: the worker must still die
     ],
-    ids=["term-staging", "hup-worker", "kill-worker"],
+    ids=["term-workdir", "hup-worker", "kill-worker"],
 )
 def test_killed_convert_leaves_no_orphan_and_no_debris(
     sig: signal.Signals, point: str, keras_model_file, tmp_path: Path
@@ -106,8 +106,8 @@ def test_killed_convert_leaves_no_orphan_and_no_debris(
     tmp.mkdir()
     out = tmp_path / "out"
     proc = _start(model, out, tmp)
-    if point == "staging":
-        _wait_for(lambda: any(p.name.startswith(".out.") for p in tmp_path.iterdir()), proc)
+    if point == "workdir":
+        _wait_for(lambda: any(p.name.startswith("edgelstm-work") for p in tmp.iterdir()), proc)
         worker = None
     else:
         worker = _wait_for(lambda: _worker(proc), proc)

@@ -1,7 +1,11 @@
-"""`convert_model`: load -> parse -> build -> convert (isolated) -> check fusion -> verify -> write.
+"""Conversion: load -> parse -> build -> convert (isolated) -> check fusion -> verify.
 
-Everything is produced in a temporary directory and moved into OUTDIR only when the whole run
-succeeded, so a failure never leaves half-written artifacts behind.
+`convert(model, cfg)` is the stage itself: it returns a `ConversionResult` that owns every
+artifact's bytes and the manifest, and writes nothing but its own temporary work directory.
+`ConversionResult.save(outdir)` publishes it (merging with the manifest already there, under the
+directory's lock); `convert_model(model, outdir, cfg)` chains the two for the CLI and the other
+stages, with the output-directory checks and signal handling. Files move into OUTDIR only when
+the whole run succeeded, so a failure never leaves half-written artifacts behind.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import hashlib
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,33 @@ from edgelstm.types import (
 )
 
 Progress = Callable[[str], None]
+# (source info, sequence length or None) -> None; raises BadInputError to stop a conversion early
+SourceCheck = Callable[[dict[str, Any], "int | None"], None]
+
+
+@dataclass
+class ConversionResult:
+    """What a conversion made, in memory: the manifest and the bytes of every artifact in it.
+
+    `failed` is the error for artifacts that did not pass verification (they are not in
+    `files`); `save` writes the rest, and `convert_model` raises it after saving."""
+
+    manifest: Manifest
+    files: dict[str, bytes] = field(default_factory=dict)
+    failed: VerificationError | None = None
+
+    def save(self, outdir: str | Path, on_wait: Callable[[], None] | None = None) -> Manifest:
+        """Publish into `outdir` (merged with the artifacts of earlier runs of the same model
+        there, under its lock); returns the manifest as written."""
+        outdir = Path(outdir)
+        stage = outdir_mod.new_stage(outdir)
+        try:
+            for name, data in self.files.items():
+                write_atomic(stage / name, data)
+            merged = outdir_mod.publish_run(stage, outdir, self.manifest.to_dict(), on_wait)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return manifest_from_dict(merged)
 
 
 def load_calibration(path: str | Path, ms: ModelSpec, what: str = "calibration") -> np.ndarray:
@@ -156,7 +188,7 @@ def _cell_range_notes(ms: ModelSpec, info: TFLiteInfo, cal_x: np.ndarray) -> lis
 
 
 def _artifact(
-    path: Path, info: TFLiteInfo, variant: Variant, quant: Quantization, ms: ModelSpec
+    file: str, info: TFLiteInfo, variant: Variant, quant: Quantization, ms: ModelSpec
 ) -> Artifact:
     states = info.states()
     layout = [(k, spec) for k, spec, _ in ms.state_layout()]
@@ -164,7 +196,7 @@ def _artifact(
         k = int(st.layer[len("state") :])
         st.layer = layout[k][1].name if k < len(layout) else st.layer
     return Artifact(
-        file=path.name,
+        file=file,
         variant=variant,
         quantization=quant,
         ops=info.op_set,
@@ -353,7 +385,18 @@ def convert_model(
     try:
         with signals_as_interrupt():
             outdir_mod.clean_leftovers(outdir)
-            return _convert_model(model_path, outdir, cfg, progress)
+            res = convert(
+                model_path, cfg, progress,
+                check=lambda source, seq_len: outdir_mod.check_compatible(outdir, source, seq_len),
+            )  # fmt: skip
+            manifest = res.save(
+                outdir,
+                on_wait=lambda: progress(f"waiting for another convert writing into {outdir}"),
+            )
+            if res.failed is not None:
+                res.failed.manifest = manifest  # type: ignore[attr-defined]  # what was written
+                raise res.failed
+            return manifest
     except OSError as exc:
         if no_space(exc):
             raise BadInputError(
@@ -418,9 +461,17 @@ def _step_only_length(model: Any, cfg: ConvertConfig) -> tuple[int | None, str]:
     )
 
 
-def _convert_model(
-    model_path: Path, outdir: Path, cfg: ConvertConfig, progress: Progress
-) -> Manifest:
+def convert(
+    model_path: str | Path,
+    cfg: ConvertConfig,
+    progress: Progress = lambda _msg: None,
+    check: SourceCheck = lambda _source, _seq_len: None,
+) -> ConversionResult:
+    """Convert a model file into verified .tflite artifacts, in memory (see ConversionResult).
+
+    `check(source, seq_len)` runs as soon as the source is known (before the slow load) and again
+    with the deploy length: `convert_model` refuses another model's output directory there."""
+    model_path = Path(model_path)
     if cfg.calibration_samples < 1 or cfg.verify_samples < 1:
         raise BadInputError("--calibration-samples and --verify-samples must be at least 1")
     if cfg.seed < 0:
@@ -435,7 +486,7 @@ def _convert_model(
     # Refuse another model's -o before the slow load (a missing file: the loader says so).
     source = _source_info(model_path, "") if model_path.exists() else None
     if source is not None:
-        outdir_mod.check_compatible(outdir, source, cfg.seq_len)
+        check(source, cfg.seq_len)
     onnx_ref = None  # an .onnx source is verified against onnxruntime, not its Keras rebuild
     if model_path.suffix.lower() in (".onnx", ".pt", ".pth"):
         from edgelstm.convert.onnx_import import load_model_file
@@ -451,7 +502,7 @@ def _convert_model(
     if onnx_ref is not None:
         ms.notes[:0] = imported.notes
     source = source or _source_info(model_path, "")
-    outdir_mod.check_compatible(outdir, source, ms.seq_len)
+    check(source, ms.seq_len)
     source["framework"] = framework
     _check_memory(ms, cfg)
     calib_file = load_calibration(cfg.calibration, ms) if cfg.calibration else None
@@ -485,7 +536,6 @@ def _convert_model(
         plan.stream_reference = verify.float_stream_reference(ms, plan.stream)
 
     stem = _stem(cfg, model_path)
-    stage = outdir_mod.new_stage(outdir)
     work = outdir_mod.new_workdir()
     try:
         jobs: list[isolate.ConvertJob] = []
@@ -519,7 +569,7 @@ def _convert_model(
                     isolate.ConvertJob(
                         id=f"{variant.value}/{quant.value}",
                         saved_model=str(saved),
-                        out=str(work / f"int8_for_{name}") if via_int8 else str(stage / name),
+                        out=str(work / (f"int8_for_{name}" if via_int8 else name)),
                         quantization="int8" if via_int8 else quant.value,
                         calibration=str(cal_file) if cal_file else None,
                         float_io=cfg.float_io,
@@ -528,9 +578,10 @@ def _convert_model(
         progress(f"converting {len(jobs)} artifact(s) in an isolated process")
         results = isolate.run_jobs(jobs, work)
         if any(isolate.NO_SPACE_MESSAGE in r.message for r in results.values()):
-            raise BadInputError(f"no space left on device while writing artifacts beside {outdir}")
+            raise BadInputError(f"no space left on device while converting (in {work})")
 
         artifacts: list[Artifact] = []
+        files: dict[str, bytes] = {}
         failures: list[str] = []
         for job in jobs:
             variant, quant = Variant(job.id.split("/")[0]), Quantization(job.id.split("/")[1])
@@ -538,34 +589,28 @@ def _convert_model(
             if not res.ok:
                 failures.append(f"{job.id}: {res.message}")
                 continue
-            path = Path(job.out)
-            data = path.read_bytes()
+            data = Path(job.out).read_bytes()
+            file = f"{stem}_{variant.value}_{quant.value}.tflite"
             tie_notes: list[str] = []
             via_int8 = _int16_via_int8(variant, quant, ms)
             if via_int8:
-                path = stage / f"{stem}_{variant.value}_{quant.value}.tflite"
                 try:
                     data, tie_notes = _requantize_int16(data, ms, calib, cfg)
                 except UnsupportedLayerError as exc:
                     failures.append(f"{job.id}: {exc}")
                     continue
-                write_atomic(path, data)
             # Every FC gets an explicit (zero) bias: tflite-runtime's ARM kernels crash without.
-            data, bias_fcs = add_fc_bias(data)
-            if bias_fcs:
-                write_atomic(path, data)
+            data, _bias_fcs = add_fc_bias(data)
             info = read_tflite(data)
             if variant == Variant.STEP and quant.is_integer:
                 data, tie_notes = tie_state_quantization(
                     data, [(s.input, s.output) for s in info.states()]
                 )
                 if tie_notes:
-                    write_atomic(path, data)
                     info = read_tflite(data)
             if variant == Variant.SEQUENCE and info.variable_tensors:
                 data, clip_notes = remove_lstm_cell_clip(data)
                 if clip_notes:
-                    write_atomic(path, data)
                     info = read_tflite(data)
                     tie_notes.extend(clip_notes)
             # (via_int8: the requantizer sized the cell from the float cell's range itself, and
@@ -577,13 +622,13 @@ def _convert_model(
                 and not via_int8
             ):
                 tie_notes.extend(_cell_range_notes(ms, info, calib[: cfg.calibration_samples]))
-            art = _artifact(path, info, variant, quant, ms)
+            art = _artifact(file, info, variant, quant, ms)
             art.notes.extend(tie_notes)
             if quant == Quantization.DYNAMIC:
                 art.notes.extend(_dynamic_note(info))
             if variant == Variant.SEQUENCE and quant == Quantization.FLOAT:
                 art.notes.extend(_fusion_check(ms, info, cfg.allow_unfused))
-            progress(f"verifying {path.name} in {'TFLite Micro' if via_int8 else 'LiteRT'}")
+            progress(f"verifying {file} in {'TFLite Micro' if via_int8 else 'LiteRT'}")
             run: Callable[[np.ndarray], np.ndarray]
             run_stream = None
             if via_int8:
@@ -623,6 +668,7 @@ def _convert_model(
                     "(TFLite Micro: interpreter.Reset()) before each new sequence"
                 )
             artifacts.append(art)
+            files[file] = data
 
         if failures:
             ok_keys = {(a.variant, a.quantization) for a in artifacts}
@@ -649,7 +695,7 @@ def _convert_model(
                 raise VerificationError(f"{why} (pass --no-verify-fail to keep it)")
             # Keep what passed: write those (and their manifest), then fail naming the rest.
             for a in bad:
-                (stage / a.file).unlink(missing_ok=True)
+                files.pop(a.file, None)
             notes.append(f"not written: {why}")
             artifacts = good
             # Where the other variant of a failed quantization passed, point the user at it.
@@ -664,7 +710,7 @@ def _convert_model(
             hint = f" (its {alt[0]} model passed: use --variant {alt[0]})" if len(alt) == 1 else ""
             partial = VerificationError(
                 f"{why}, so it was not written; wrote the {len(good)} artifact(s) that passed "
-                f"({', '.join(a.file for a in good)}) to {outdir}{hint}; "
+                f"({', '.join(a.file for a in good)}){hint}; "
                 "pass --no-verify-fail to keep the failing one too"
             )
 
@@ -675,20 +721,9 @@ def _convert_model(
             artifacts=artifacts,
             notes=notes,
         )
-        merged = outdir_mod.publish_run(
-            stage,
-            outdir,
-            manifest.to_dict(),
-            on_wait=lambda: progress(f"waiting for another convert writing into {outdir}"),
-        )
-        manifest = manifest_from_dict(merged)
-        if partial is not None:
-            partial.manifest = manifest  # type: ignore[attr-defined]  # what was written
-            raise partial
-        return manifest
+        return ConversionResult(manifest, files, partial)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _int16_via_int8(variant: Variant, quant: Quantization, ms: ModelSpec) -> bool:
