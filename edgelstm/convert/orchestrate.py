@@ -49,7 +49,7 @@ from edgelstm.types import (
 
 Progress = Callable[[str], None]
 # (source info, sequence length or None) -> None; raises BadInputError to stop a conversion early
-SourceCheck = Callable[[dict[str, Any], "int | None"], None]
+SourceCheck = Callable[[dict[str, Any], int | None], None]
 
 
 @dataclass
