@@ -7,6 +7,8 @@ Two build configurations (`CONFIGS`):
   `qemu-system-arm -M mps2-an386 -cpu cortex-m4 -icount shift=0 -semihosting` (our own startup,
   linker script and semihosting argv; firmware_export/tflm/probe/).
 
+`BENCH_CONFIGS` adds `cmsis-nn-m4-release` (the same with -DNDEBUG) for the benchmarks' peer rows.
+
 The TFLM library is compiled once per (tree content, compiler, flags) and cached as a static
 library under `cache_dir()` (`$EDGELSTM_CACHE_DIR`, default ~/.cache/edgelstm), behind a file lock
 so parallel test workers build it once. Per model, `build_probe()` compiles a small harness
@@ -34,7 +36,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,28 @@ CONFIGS: dict[str, Config] = {
     ),
 }
 
+# Benchmarks only (no export measures its arena on it): the CMSIS-NN build with TFLM's debug
+# checks compiled out, as release firmware is built. Without -DNDEBUG a fused int8 LSTM aborts in
+# CMSIS-NN's FULLY_CONNECTED (`TFLITE_DCHECK_GE(buffer_conv_1x1_idx, 4)`), so the peer's fastest
+# configuration could not be measured at all.
+CMSIS_NN_M4_RELEASE = "cmsis-nn-m4-release"
+BENCH_CONFIGS: dict[str, Config] = {
+    CMSIS_NN_M4_RELEASE: replace(
+        CONFIGS[CMSIS_NN_M4],
+        name=CMSIS_NN_M4_RELEASE,
+        defines=(*CONFIGS[CMSIS_NN_M4].defines, "-DNDEBUG"),
+        description="Cortex-M4F (qemu mps2-an386), TFLite Micro + CMSIS-NN kernels, "
+        "arm-none-eabi-g++ -O2 -DNDEBUG (debug checks compiled out, as in a release build)",
+    )
+}
+TREE_ENV[CMSIS_NN_M4_RELEASE] = TREE_ENV[CMSIS_NN_M4]
+_DEFAULT_TREE[CMSIS_NN_M4_RELEASE] = _DEFAULT_TREE[CMSIS_NN_M4]
+
+
+def _config(name: str) -> Config:
+    """A build configuration by name (CONFIGS, or a benchmark-only one)."""
+    return CONFIGS.get(name) or BENCH_CONFIGS[name]
+
 
 def cache_dir() -> Path:
     """$EDGELSTM_CACHE_DIR or ~/.cache/edgelstm."""
@@ -137,7 +161,7 @@ def find_tree(config: str, default: bool = True) -> Path | None:
 
 def missing_tools(config: str) -> list[str]:
     """Programs `config` needs that are not on PATH."""
-    cfg = CONFIGS[config]
+    cfg = _config(config)
     need = [cfg.cc, cfg.cxx] + (["qemu-system-arm"] if cfg.emulated else [])
     return [p for p in need if shutil.which(p) is None]
 
@@ -216,7 +240,7 @@ def _run(cmd: list[str], timeout: float = 600, cwd: Path | None = None) -> None:
 
 
 def compile_flags(config: str, tree: Path, cxx: bool) -> list[str]:
-    cfg = CONFIGS[config]
+    cfg = _config(config)
     lang = _CXX_FLAGS if cxx else ["-std=c11"]
     return [*lang, *cfg.flags, *cfg.defines, *include_dirs(tree)]
 
@@ -227,7 +251,7 @@ def build_library(config: str, tree: Path, ops: list[str] | None = None, jobs: i
     Every object is compiled once and cached under cache_dir()/tflm/<config>-<key>/ (key: the
     tree's content hash, the compiler's version and the flags); a model with a new op compiles
     only that op's kernel. The archive of a given object set is cached too."""
-    cfg = CONFIGS[config]
+    cfg = _config(config)
     if missing := missing_tools(config):
         raise MissingDependencyError(" and ".join(missing), f"building TFLite Micro ({config})")
     tree = Path(tree).resolve()
@@ -293,7 +317,7 @@ def build_probe(
     harness for `config`; `ctx` is the export's template context (tflm.build_context)."""
     from edgelstm.export.tflm import render_template
 
-    cfg = CONFIGS[config]
+    cfg = _config(config)
     tree = tree or find_tree(config)
     if tree is None:
         raise MissingDependencyError(
@@ -388,7 +412,7 @@ def run_probe(
         inp.write_bytes(data.tobytes())
         outp = tmpd / "out.bin"
         args = [str(arena), "in.bin", "out.bin", str(steps), "1" if reset_each else "0"]
-        if CONFIGS[probe.config].emulated:
+        if _config(probe.config).emulated:
             cmd = [*QEMU, "-kernel", str(probe.exe), "-append", " ".join(args)]
         else:
             cmd = [str(probe.exe), *args]
@@ -468,24 +492,29 @@ def measure_arena_on(probe: Probe, start: int, align: int = 16) -> tuple[int, in
 
 
 def m4_instructions_per_invoke(
-    tflite: Path, steps: int = 20, workdir: Path | None = None, tree: Path | None = None
+    tflite: Path,
+    steps: int = 20,
+    workdir: Path | None = None,
+    tree: Path | None = None,
+    release: bool = False,
 ) -> dict[str, Any]:
     """TFLite Micro + CMSIS-NN on a Cortex-M4 (qemu mps2-an386, -icount shift=0): qemu
     instructions (not cycles) per Invoke() of `tflite`, over `steps` invokes of zero input,
-    state carried for step models. For benchmarks: {'median', 'min', 'max', 'per_invoke',
-    'arena_bytes', 'config'}."""
+    state carried for step models; `release`: the -DNDEBUG build. For benchmarks: {'median',
+    'min', 'max', 'per_invoke', 'arena_bytes', 'config'}."""
+    build = CMSIS_NN_M4_RELEASE if release else CMSIS_NN_M4
     from edgelstm.export.tflm import export_for_build
 
     with tempfile.TemporaryDirectory(prefix="edgelstm-m4-") as tmp:
         root = Path(workdir) if workdir else Path(tmp)
         exp, ctx = export_for_build(Path(tflite).read_bytes(), root / "export")
-        probe = build_probe(CMSIS_NN_M4, exp, ctx, root / "m4", tree=tree)
+        probe = build_probe(build, exp, ctx, root / "m4", tree=tree)
         arena = probe.arena_cap
         run = run_probe(probe, arena, steps=steps)
         if not run.ok:
             raise RuntimeError(f"the M4 run failed ({run.status}): {run.log[-500:]}")
     return {
-        "config": CONFIGS[CMSIS_NN_M4].description,
+        "config": _config(build).description,
         "unit": "qemu instructions (-icount shift=0), not cycles",
         "median": round(statistics.median(run.instructions)),
         "min": round(min(run.instructions)),
