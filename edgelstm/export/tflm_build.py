@@ -48,10 +48,20 @@ from edgelstm.paths import bundled_dir
 PROBE_DIR = bundled_dir("firmware_export") / "tflm" / "probe"
 REF_X86_64 = "ref-x86_64"
 CMSIS_NN_M4 = "cmsis-nn-m4"
-TREE_ENV = {REF_X86_64: "EDGELSTM_TFLM_TREE", CMSIS_NN_M4: "EDGELSTM_TFLM_CMSIS_NN_TREE"}
+CMSIS_NN_M4_RELEASE = "cmsis-nn-m4-release"  # benchmarks only: BENCH_CONFIGS
+_CMSIS_ENV = "EDGELSTM_TFLM_CMSIS_NN_TREE"
+TREE_ENV = {
+    REF_X86_64: "EDGELSTM_TFLM_TREE",
+    CMSIS_NN_M4: _CMSIS_ENV,
+    CMSIS_NN_M4_RELEASE: _CMSIS_ENV,
+}
 # Where a checkout finds the team's shared trees when the variables are unset (tests, CI).
 _SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "third_party" / "tflite-micro"
-_DEFAULT_TREE = {REF_X86_64: _SHARED / "host", CMSIS_NN_M4: _SHARED / "cortex-m4-cmsis-nn"}
+_DEFAULT_TREE = {
+    REF_X86_64: _SHARED / "host",
+    CMSIS_NN_M4: _SHARED / "cortex-m4-cmsis-nn",
+    CMSIS_NN_M4_RELEASE: _SHARED / "cortex-m4-cmsis-nn",
+}
 QEMU = [
     "qemu-system-arm",
     "-M",
@@ -120,7 +130,6 @@ CONFIGS: dict[str, Config] = {
 # checks compiled out, as release firmware is built. Without -DNDEBUG a fused int8 LSTM aborts in
 # CMSIS-NN's FULLY_CONNECTED (`TFLITE_DCHECK_GE(buffer_conv_1x1_idx, 4)`), so the peer's fastest
 # configuration could not be measured at all.
-CMSIS_NN_M4_RELEASE = "cmsis-nn-m4-release"
 BENCH_CONFIGS: dict[str, Config] = {
     CMSIS_NN_M4_RELEASE: replace(
         CONFIGS[CMSIS_NN_M4],
@@ -130,8 +139,6 @@ BENCH_CONFIGS: dict[str, Config] = {
         "arm-none-eabi-g++ -O2 -DNDEBUG (debug checks compiled out, as in a release build)",
     )
 }
-TREE_ENV[CMSIS_NN_M4_RELEASE] = TREE_ENV[CMSIS_NN_M4]
-_DEFAULT_TREE[CMSIS_NN_M4_RELEASE] = _DEFAULT_TREE[CMSIS_NN_M4]
 
 
 def _config(name: str) -> Config:
