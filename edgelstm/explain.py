@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.arrays import load_array, load_xy
 from edgelstm.errors import BadInputError
 from edgelstm.report import Html, Plot, Report, Table, heatmap, line_plot
 from edgelstm.tflite_info import TFLiteInfo
@@ -495,13 +496,9 @@ def load_input(
             raise BadInputError(f"{path}: no such file")
         suf = path.suffix.lower()
         if suf == ".npy":
-            x = np.load(path, allow_pickle=False)
-            return x[:steps], None, None
+            return load_array(path, "--input")[:steps], None, None
         if suf == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if "x" not in z:
-                    raise BadInputError(f"{path}: no array 'x'")
-                x, y = z["x"], z.get("y")
+            x, y = load_xy(path, "--input")
             if x.ndim == 3 or (x.ndim == 2 and x.dtype.kind in "iu"):  # sequences: the first
                 y = y[0] if y is not None and len(y) == len(x) else None
                 x = x[0]
@@ -524,8 +521,7 @@ def load_input(
     ev = MODELS_DIR / recipe / "eval.npz"
     if not ev.is_file():
         raise BadInputError(f"recipe {recipe} has no committed eval.npz")
-    with np.load(ev, allow_pickle=False) as z:
-        x, y = z["x"], z["y"]
+    x, y = load_xy(ev, "eval")
     if x.dtype.kind in "iu":  # tokens: concatenate windows into a longer text
         flat = x.reshape(-1)[:steps]
         voc = vocab or _recipe_vocab(recipe)

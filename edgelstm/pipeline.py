@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.arrays import load_arrays
 from edgelstm.types import ConvertConfig, Manifest, OutputKind, Quantization, Variant
 
 Progress = Callable[[str], None]
@@ -141,8 +142,8 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
         if (src_dir / "metrics.json").exists()
         else {}
     )
-    with np.load(src_dir / "eval.npz") as ev:
-        eval_x, eval_y = ev["x"], ev["y"]
+    ev = load_arrays(src_dir / "eval.npz", "eval")
+    eval_x, eval_y = ev["x"], ev["y"]
 
     t = time.perf_counter()
     progress("converting (sequence + step, " + ", ".join(q.value for q in cfg.quantizations) + ")")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.arrays import load_xy
 from edgelstm.errors import BadInputError, EdgeLSTMError
 from edgelstm.runtime.backends import Runtime, TFLMBackend, resolve_runtime
 from edgelstm.runtime.stream import (
@@ -128,19 +129,7 @@ class ProfileConfig:
 
 def load_data(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(x, y or None) from .npz (keys `x`, optional `y`) or .npy (x only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise BadInputError(f"{path}: not a readable .npz/.npy ({type(exc).__name__})") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded, None
-    with loaded:
-        if "x" not in loaded.files:
-            raise BadInputError(f"{path}: needs an array named 'x' (has {loaded.files})")
-        return loaded["x"], (loaded["y"] if "y" in loaded.files else None)
+    return load_xy(path, "--data")
 
 
 def sequence_shape(info: TFLiteInfo, variant: Variant, seq_len: int | None) -> tuple[int, ...]:

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "edgelstm",  # the package root: __version__ only
             "edgelstm.errors",
+            "edgelstm.arrays",
             "edgelstm.types",
             "edgelstm.fsutil",
             "edgelstm.paths",

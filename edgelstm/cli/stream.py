@@ -21,19 +21,11 @@ CHUNK = 256  # samples per push_many call when reading a file
 
 def _samples(source: str) -> Iterator[Sample]:
     """Samples from .npy ([N, D] or [N]), CSV or stdin lines; None = reset (a blank text line)."""
-    import numpy as np
-
+    from edgelstm.arrays import load_array
     from edgelstm.errors import BadInputError
 
     if source.endswith(".npy"):
-        if not Path(source).is_file():
-            raise BadInputError(f"{source}: no such file")
-        try:
-            arr = np.load(source, allow_pickle=False)
-        except Exception as exc:
-            raise BadInputError(
-                f"{source}: not a readable .npy file ({type(exc).__name__})"
-            ) from None
+        arr = load_array(source, "samples")
         if arr.ndim not in (1, 2):
             raise BadInputError(
                 f"{source}: samples must be shaped [N, D] (or [N]), got {list(arr.shape)}"

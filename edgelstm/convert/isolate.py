@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgelstm.arrays import load_arrays
 from edgelstm.fsutil import die_with_parent
 
 CRASH_EXIT_HINT = "the TensorFlow converter crashed"
@@ -192,7 +193,6 @@ def _describe_exit(code: int) -> str:
 
 
 def _convert(job: ConvertJob) -> bytes:
-    import numpy as np
     import tensorflow as tf
 
     if job.source_kind == "keras_file":
@@ -208,7 +208,7 @@ def _convert(job: ConvertJob) -> bytes:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     elif quant in ("int8", "int16x8"):
-        data = dict(np.load(job.calibration))
+        data = load_arrays(job.calibration, "calibration")
         names = sorted(data)
         count = len(data[names[0]])
 

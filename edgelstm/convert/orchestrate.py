@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm import __version__
+from edgelstm.arrays import load_array
 from edgelstm.convert import build, isolate, verify
 from edgelstm.convert import int16x8 as int16
 from edgelstm.convert import outdir as outdir_mod
@@ -80,24 +81,7 @@ class ConversionResult:
 def load_calibration(path: str | Path, ms: ModelSpec, what: str = "calibration") -> np.ndarray:
     """Calibration sequences from .npy or .npz (key `x`), checked against the model's input."""
     path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"{path}: {what} file not found")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path) as data:
-                if "x" not in data:
-                    raise BadInputError(
-                        f"{path}: .npz has no array 'x' (keys: {', '.join(data.files)})"
-                    )
-                x = data["x"]
-        else:
-            x = np.load(path, allow_pickle=False)
-    except BadInputError:
-        raise
-    except Exception as exc:
-        raise BadInputError(
-            f"{path}: not a readable .npy/.npz file ({type(exc).__name__})"
-        ) from None
+    x = load_array(path, what)
     want = (ms.seq_len,) if ms.token_input else (ms.seq_len, ms.in_dim)
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
         raise BadInputError(
@@ -324,18 +308,7 @@ def _plan_verification(
 def _load_stream(path: str | Path, ms: ModelSpec) -> np.ndarray:
     """--calibration-stream: one long stream [L, D] (floats) or [L] (token ids)."""
     path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"{path}: calibration stream file not found")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path) as data:
-                x = data[data.files[0]] if "x" not in data else data["x"]
-        else:
-            x = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise BadInputError(
-            f"{path}: not a readable .npy/.npz file ({type(exc).__name__})"
-        ) from None
+    x = load_array(path, "calibration stream", first_if_missing=True)
     want = 1 if ms.token_input else 2
     if x.ndim != want or (not ms.token_input and x.shape[1] != ms.in_dim) or len(x) == 0:
         need = "(L,) token ids" if ms.token_input else f"(L, {ms.in_dim})"
@@ -449,11 +422,10 @@ def _step_only_length(model: Any, cfg: ConvertConfig) -> tuple[int | None, str]:
     length, where = 32, "the default 32 steps"
     if cfg.calibration:
         try:
-            data = np.load(cfg.calibration, allow_pickle=False, mmap_mode="r")
-            x = data["x"] if hasattr(data, "files") else data
-            if getattr(x, "ndim", 0) >= 2 and x.shape[1] > 0:
+            x = load_array(cfg.calibration)
+            if x.ndim >= 2 and x.shape[1] > 0:
                 length, where = int(x.shape[1]), "the calibration windows' length"
-        except (OSError, ValueError, KeyError):
+        except BadInputError:
             pass  # load_calibration names the problem with the file
     return length, (
         f"the model's sequence length is None: the step model has none; verified over "

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm._tf import import_tf
+from edgelstm.convert.layers import cells as cell_defs
 from edgelstm.errors import BadInputError, UnsupportedLayerError
 
 SUPPORTED = ("InputLayer", "Embedding", "LSTM", "GRU", "SimpleRNN", "Dense", "Dropout")
@@ -39,6 +40,10 @@ class QATResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _no_split(_v: Any, _n: int) -> Any:
+    raise AssertionError("the input projection does not split")
 
 
 def _weights_fq(tf: Any, w: Any) -> Any:
@@ -185,60 +190,24 @@ class _Net:
             return tf.quantization.fake_quant_with_min_max_vars(t, lo, hi, num_bits=8)
 
         zero = tf.zeros([batch, units])
-        if kind == "LSTM":
-            b = bias if bias is not None else tf.zeros([4 * units])
-            xk_all = tf.tensordot(xs, kernel, 1) + b
+        reset_after = bool(cfg.get("reset_after", True))
+        if bias is None:
+            shape = {"LSTM": [4 * units], "GRU": [2, 3 * units] if reset_after else [3 * units]}
+            bias = tf.zeros(shape.get(kind, [units]))
+        weights = (kernel, rec, bias)
+        # the input projection for the whole sequence at once; the cell runs per step in tf.scan
+        seq_ops = cell_defs.CellOps(lambda a, b: tf.tensordot(a, b, 1), lambda v: v, _no_split)
+        xk_all = cell_defs.input_projection(kind, seq_ops, weights, xs, reset_after)
+        ops = cell_defs.CellOps(
+            tf.matmul, lambda v: v, lambda v, n: tf.split(v, n, axis=1), q=q, fixed=fixed
+        )
+        cell = cell_defs.CELLS[kind]
 
-            def step(carry: Any, xk: Any) -> Any:
-                h, c = carry
-                xk = q("xk", xk)
-                z = q("z", xk + q("hr", tf.matmul(h, rec)))
-                i, f, g, o = tf.split(z, 4, axis=1)
-                i, f, o = (fixed(ract(v), 0.0, 1.0) for v in (i, f, o))
-                g = fixed(act(g), -1.0, 1.0)
-                c2 = q("c", q("fc", f * c) + q("ig", i * g))
-                h2 = q("h", o * fixed(act(c2), -1.0, 1.0))
-                return (h2, c2), dict(inner)
+        def step(carry: Any, xk: Any) -> Any:
+            _, states = cell(ops, weights, xk, list(carry), act, ract, reset_after)
+            return tuple(states), dict(inner)
 
-            init = (zero, zero)
-        elif kind == "GRU":
-            reset_after = bool(cfg.get("reset_after", True))
-            if bias is None:
-                bias = tf.zeros([2, 3 * units] if reset_after else [3 * units])
-            b_in = bias[0] if reset_after else bias
-            xk_all = tf.tensordot(xs, kernel, 1) + b_in
-
-            def step(carry: Any, xk: Any) -> Any:
-                (h,) = carry
-                xk = q("xk", xk)
-                x_z, x_r, x_h = tf.split(xk, 3, axis=1)
-                if reset_after:
-                    hr = q("hr", tf.matmul(h, rec) + bias[1])
-                    h_z, h_r, h_h = tf.split(hr, 3, axis=1)
-                    zg = fixed(ract(q("zsum", x_z + h_z)), 0.0, 1.0)
-                    rg = fixed(ract(q("rsum", x_r + h_r)), 0.0, 1.0)
-                    cand = x_h + q("rh", rg * h_h)
-                else:
-                    hr = q("hr", tf.matmul(h, rec[:, : 2 * units]))
-                    zg = fixed(ract(q("zsum", x_z + hr[:, :units])), 0.0, 1.0)
-                    rg = fixed(ract(q("rsum", x_r + hr[:, units:])), 0.0, 1.0)
-                    cand = x_h + q("rh", tf.matmul(q("rhin", rg * h), rec[:, 2 * units :]))
-                hh = fixed(act(q("hsum", cand)), -1.0, 1.0)
-                h2 = q("h", q("zh", zg * h) + q("zhh", (1.0 - zg) * hh))
-                return (h2,), dict(inner)
-
-            init = (zero,)
-        else:  # SimpleRNN
-            b = bias if bias is not None else tf.zeros([units])
-            xk_all = tf.tensordot(xs, kernel, 1) + b
-
-            def step(carry: Any, xk: Any) -> Any:
-                (h,) = carry
-                z = q("z", q("xk", xk) + q("hr", tf.matmul(h, rec)))
-                h2 = q("h", act(z))
-                return (h2,), dict(inner)
-
-            init = (zero,)
+        init = (zero, zero) if kind == "LSTM" else (zero,)
 
         def scan_fn(acc: Any, xk: Any) -> Any:
             return step(acc[0], xk)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.arrays import load_array, load_arrays
 from edgelstm.errors import BadInputError
 from edgelstm.fsutil import publish, reproducible_keras_zip, write_atomic
 from edgelstm.report import Report
@@ -20,8 +21,7 @@ from edgelstm.types import ConvertConfig, Quantization, Variant
 def _stream(calibration: str | None, length: int, ms_input: Any, seed: int) -> np.ndarray:
     """A long stream for the drift table: calibration sequences end to end, else seeded noise."""
     if calibration:
-        x = np.load(calibration)
-        x = x["x"] if isinstance(x, np.lib.npyio.NpzFile) else x
+        x = load_array(calibration, "calibration")
         flat = x.reshape(-1, *x.shape[2:]) if x.ndim >= 2 else x
         reps = -(-length // len(flat))
         return np.concatenate([flat] * reps)[:length]
@@ -138,11 +138,11 @@ def run_quantize(
         labels = None
         ev = None
         if eval_file:
-            ev = dict(np.load(eval_file))
+            ev = load_arrays(eval_file, "--eval")
             if "x" not in ev or "y" not in ev:
                 raise BadInputError(f"--eval {eval_file}: needs keys 'x' and 'y'")
         elif rec is not None and (rec.dir / "eval.npz").exists():
-            ev = dict(np.load(rec.dir / "eval.npz"))
+            ev = load_arrays(rec.dir / "eval.npz", "eval")
         metric = rec.metric if rec is not None else None
         if ev is not None and metric is None:
             stream, labels = ev["x"], ev["y"]
@@ -294,7 +294,7 @@ def _prune_finetune(
     if n < 1:
         raise BadInputError("--qat-samples must be at least 1")
     evp = rec.dir / "eval.npz"
-    ev = dict(np.load(evp)) if evp.exists() else None
+    ev = load_arrays(evp, "eval") if evp.exists() else None
     out: dict[str, Any] = {"metric": rec.metric}
     model, _ = load_keras_model(pruned)
     if ev is not None:

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgelstm.convert.layers import cells
 from edgelstm.convert.layers.activations import (
     activation_name,
     fusable_activations,
@@ -118,6 +119,21 @@ class _Recurrent(Handler):
     def _keras_weights(self, spec: LayerSpec) -> list[np.ndarray]:
         return spec.weights
 
+    def _cell_step(
+        self, spec: LayerSpec, x: Any, states: list[Any], ops: cells.CellOps, activation: Any
+    ) -> Any:
+        c = spec.config
+        reset_after = bool(c.get("reset_after", True))
+        xk = cells.input_projection(self.kind, ops, spec.weights, x, reset_after)
+        act, ract = activation(c["activation"]), activation(c["recurrent_activation"])
+        return cells.CELLS[self.kind](ops, spec.weights, xk, states, act, ract, reset_after)
+
+    def step(self, spec, x, states, tf):
+        return self._cell_step(spec, x, states, cells.tf_ops(tf), lambda n: tf_activation(n, tf))
+
+    def step_numpy(self, spec, x, states):
+        return self._cell_step(spec, x, states, cells.NUMPY_OPS, np_activation)
+
 
 @register("LSTM")
 class LSTMHandler(_Recurrent):
@@ -142,30 +158,6 @@ class LSTMHandler(_Recurrent):
     def states(self, spec: LayerSpec) -> list[StateSpec]:
         h = spec.config["units"]
         return [StateSpec("h", (h,)), StateSpec("c", (h,))]
-
-    def step(self, spec, x, states, tf):
-        kernel, rec, bias = spec.weights[:3]
-        h, c = states
-        act = tf_activation(spec.config["activation"], tf)
-        ract = tf_activation(spec.config["recurrent_activation"], tf)
-        # Two FULLY_CONNECTEDs (x.K + h.R), not one over concat([x, h]): in int8 a CONCATENATION
-        # forces x and h onto one scale, which starves h of resolution when x's range is wide.
-        z = tf.matmul(x, tf.constant(kernel)) + tf.constant(bias) + tf.matmul(h, tf.constant(rec))
-        i, f, g, o = tf.split(z, 4, axis=1)
-        c2 = ract(f) * c + ract(i) * act(g)
-        h2 = ract(o) * act(c2)
-        return h2, [h2, c2]
-
-    def step_numpy(self, spec, x, states):
-        kernel, rec, bias = spec.weights[:3]
-        h, c = states
-        act = np_activation(spec.config["activation"])
-        ract = np_activation(spec.config["recurrent_activation"])
-        z = x @ kernel + h @ rec + bias
-        i, f, g, o = np.split(z, 4, axis=1)
-        c2 = ract(f) * c + ract(i) * act(g)
-        h2 = ract(o) * act(c2)
-        return h2, [h2, c2]
 
 
 @register("GRU")
@@ -192,49 +184,6 @@ class GRUHandler(_Recurrent):
     def states(self, spec: LayerSpec) -> list[StateSpec]:
         return [StateSpec("h", (spec.config["units"],))]
 
-    def _step(self, spec, x, h, ops):
-        kernel, rec, bias = spec.weights[:3]
-        units = spec.config["units"]
-        act, ract, matmul, const, split = ops
-        if spec.config["reset_after"]:
-            xz = matmul(x, const(kernel)) + const(bias[0])
-            hz = matmul(h, const(rec)) + const(bias[1])
-            xz_z, xz_r, xz_h = split(xz)
-            hz_z, hz_r, hz_h = split(hz)
-            z = ract(xz_z + hz_z)
-            r = ract(xz_r + hz_r)
-            hh = act(xz_h + r * hz_h)
-        else:
-            xz = matmul(x, const(kernel)) + const(bias)
-            xz_z, xz_r, xz_h = split(xz)
-            hz = matmul(h, const(rec[:, : 2 * units]))
-            hz_z, hz_r = hz[:, :units], hz[:, units:]
-            z = ract(xz_z + hz_z)
-            r = ract(xz_r + hz_r)
-            hh = act(xz_h + matmul(r * h, const(rec[:, 2 * units :])))
-        h2 = z * h + (1.0 - z) * hh
-        return h2, [h2]
-
-    def step(self, spec, x, states, tf):
-        ops = (
-            tf_activation(spec.config["activation"], tf),
-            tf_activation(spec.config["recurrent_activation"], tf),
-            tf.matmul,
-            tf.constant,
-            lambda v: tf.split(v, 3, axis=1),
-        )
-        return self._step(spec, x, states[0], ops)
-
-    def step_numpy(self, spec, x, states):
-        ops = (
-            np_activation(spec.config["activation"]),
-            np_activation(spec.config["recurrent_activation"]),
-            np.matmul,
-            lambda v: v,
-            lambda v: np.split(v, 3, axis=1),
-        )
-        return self._step(spec, x, states[0], ops)
-
 
 @register("SimpleRNN")
 class SimpleRNNHandler(_Recurrent):
@@ -257,21 +206,6 @@ class SimpleRNNHandler(_Recurrent):
 
     def states(self, spec: LayerSpec) -> list[StateSpec]:
         return [StateSpec("h", (spec.config["units"],))]
-
-    def step(self, spec, x, states, tf):
-        kernel, rec, bias = spec.weights[:3]
-        z = (
-            tf.matmul(x, tf.constant(kernel))
-            + tf.constant(bias)
-            + tf.matmul(states[0], tf.constant(rec))
-        )
-        h2 = tf_activation(spec.config["activation"], tf)(z)
-        return h2, [h2]
-
-    def step_numpy(self, spec, x, states):
-        kernel, rec, bias = spec.weights[:3]
-        h2 = np_activation(spec.config["activation"])(x @ kernel + states[0] @ rec + bias)
-        return h2, [h2]
 
 
 @register("Bidirectional")
