@@ -216,7 +216,7 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
             for sub in ("forward", "backward"):
                 if sub in spec.config:
                     spec.config[sub].config["masked"] = True
-        if spec.kind == "Masking" or (spec.kind == "Embedding" and spec.config.get("mask_zero")):
+        if h.starts_mask(spec):
             masked = True
         specs.append(spec)
         handlers.append(h)
@@ -237,11 +237,8 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
     for spec, h in zip(specs, handlers, strict=True):
         if seen_last and not h.per_step:
             spec.blockers.append(f"{spec.name}: follows a layer with return_sequences=False")
-        if (
-            h.recurrent
-            and spec.kind != "Bidirectional"
-            and not spec.config.get("return_sequences", True)
-        ):
+        # (a Bidirectional's config has no return_sequences: it blocks streaming on its own)
+        if h.recurrent and not spec.config.get("return_sequences", True):
             seen_last = True
     for spec in specs:
         spec_model.notes.extend(spec.notes)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.convert.layers import handler_for
 from edgelstm.tflite.int16x8 import (
     CELL_HEADROOM,
     PATH_NOTE,
@@ -26,7 +27,9 @@ def lstm_state_ranges(ms: Any, xs: np.ndarray) -> list[LstmRange] | None:
     from edgelstm.convert import build
 
     layout = [(k, spec) for k, spec, _ in ms.state_layout()]
-    if any(spec.kind != "LSTM" for _, spec in layout) or not layout:
+    if not layout or any(
+        handler_for(spec.kind, spec.name).state_roles != ("h", "c") for _, spec in layout
+    ):
         return None
     try:
         m = build.state_abs_max(ms, xs)

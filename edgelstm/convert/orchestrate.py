@@ -26,7 +26,7 @@ from edgelstm.convert import build, isolate, verify
 from edgelstm.convert import int16x8 as int16
 from edgelstm.convert import outdir as outdir_mod
 from edgelstm.convert.graph import ModelSpec, parse_model
-from edgelstm.convert.layers import fusable_activations
+from edgelstm.convert.layers import fusable_activations, handler_for
 from edgelstm.convert.load import load_keras_model
 from edgelstm.convert.verify import VerifyPlan, keras_reference, run_sequence, run_step
 from edgelstm.errors import (
@@ -198,12 +198,11 @@ def _artifact(
 def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[str]:
     """Fail when a sequence model with LSTMs kept WHILE/TensorList/Flex ops, naming the layer."""
     notes = []
-    lstms = [s for s in ms.layers if s.kind == "LSTM"] + [
-        s.config[p]
-        for s in ms.layers
-        if s.kind == "Bidirectional"
-        for p in ("forward", "backward")
-        if s.config[p].kind == "LSTM"
+    lstms = [
+        cell
+        for spec, handler in zip(ms.layers, ms.handlers, strict=True)
+        for cell in handler.cells(spec)
+        if handler_for(cell.kind, cell.name).fusable
     ]
     fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
     unfused_lstms = [

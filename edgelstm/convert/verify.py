@@ -144,14 +144,9 @@ MIN_SPLIT = 8
 def input_mask(ms: Any, xs: np.ndarray) -> np.ndarray | None:
     """[N, T] True where a step is *not* masked, for Embedding(mask_zero=True) or a leading
     Masking layer; None when the model masks nothing."""
-    first = ms.layers[0] if ms.layers else None
-    if first is None:
+    if not ms.layers or not ms.handlers[0].starts_mask(ms.layers[0]):
         return None
-    if first.kind == "Embedding" and first.config.get("mask_zero"):
-        return np.asarray(xs) != 0
-    if first.kind == "Masking":
-        return np.any(np.asarray(xs) != first.config["mask_value"], axis=-1)
-    return None
+    return ms.handlers[0].step_mask(ms.layers[0], np.asarray(xs), None)[..., 0] != 0
 
 
 def matched_inputs(ms: Any, like: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgelstm._tf import import_tf
 from edgelstm.convert.layers import cells as cell_defs
+from edgelstm.convert.layers.base import REGISTRY
 from edgelstm.errors import BadInputError, UnsupportedLayerError
 
 SUPPORTED = ("InputLayer", "Embedding", "LSTM", "GRU", "SimpleRNN", "Dense", "Dropout")
@@ -191,9 +192,9 @@ class _Net:
 
         zero = tf.zeros([batch, units])
         reset_after = bool(cfg.get("reset_after", True))
+        handler = REGISTRY[kind]
         if bias is None:
-            shape = {"LSTM": [4 * units], "GRU": [2, 3 * units] if reset_after else [3 * units]}
-            bias = tf.zeros(shape.get(kind, [units]))
+            bias = tf.zeros(list(handler.bias_shape(units, reset_after)))
         weights = (kernel, rec, bias)
         # the input projection for the whole sequence at once; the cell runs per step in tf.scan
         seq_ops = cell_defs.CellOps(lambda a, b: tf.tensordot(a, b, 1), lambda v: v, _no_split)
@@ -207,7 +208,7 @@ class _Net:
             _, states = cell(ops, weights, xk, list(carry), act, ract, reset_after)
             return tuple(states), dict(inner)
 
-        init = (zero, zero) if kind == "LSTM" else (zero,)
+        init = tuple(zero for _ in handler.state_roles)
 
         def scan_fn(acc: Any, xk: Any) -> Any:
             return step(acc[0], xk)
@@ -219,7 +220,7 @@ class _Net:
         hs = obs[f"{name}/h"]  # [T, B, H]
         for k, v in obs.items():
             seen[k] = v
-        if kind == "LSTM":
+        if "c" in handler.state_roles:
             cells.append(obs[f"{name}/c"][-1])
         if cfg.get("return_sequences"):
             y = tf.transpose(hs, [1, 0, 2])

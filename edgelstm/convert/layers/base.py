@@ -40,6 +40,8 @@ class Handler:
     per_step: bool = True  # applies to each time step independently (Dense, Dropout, ...)
     args: str = ""  # the supported arguments, for the README table
     stream: str = ""  # how it streams, when not obvious from recurrent/per_step
+    fusable: bool = False  # its sequence form may become the fused UNIDIRECTIONAL_SEQUENCE_LSTM
+    state_roles: tuple[str, ...] = ()  # the step model's state inputs per layer, in order
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
         raise NotImplementedError
@@ -50,6 +52,14 @@ class Handler:
 
     def states(self, spec: LayerSpec) -> list[StateSpec]:
         return []
+
+    def cells(self, spec: LayerSpec) -> list[LayerSpec]:
+        """The recurrent layers this layer runs (itself, or a wrapper's halves)."""
+        return [spec] if self.recurrent else []
+
+    def starts_mask(self, spec: LayerSpec) -> bool:
+        """Whether the layers after this one see a Keras mask it computes (see step_mask)."""
+        return False
 
     def step(self, spec: LayerSpec, x: Any, states: list[Any], tf: Any) -> tuple[Any, list[Any]]:
         """One time step with TF ops: x is [1, features]; returns (y, next states)."""

@@ -52,6 +52,9 @@ class EmbeddingHandler(Handler):
     def step_numpy(self, spec, x, states):
         return spec.weights[0][np.asarray(x, np.int64)], []
 
+    def starts_mask(self, spec: LayerSpec) -> bool:
+        return bool(spec.config["mask_zero"])
+
     def step_mask(self, spec, x, tf):
         if not spec.config["mask_zero"]:
             return None
@@ -93,6 +96,9 @@ class MaskingHandler(Handler):
 
     def step_numpy(self, spec, x, states):
         return x, []
+
+    def starts_mask(self, spec: LayerSpec) -> bool:
+        return True
 
     def step_mask(self, spec, x, tf):
         # 1 unless every feature equals mask_value, exactly as Keras tests it (NOT_EQUAL + ANY +

@@ -98,6 +98,13 @@ class _Recurrent(Handler):
     def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
         raise NotImplementedError
 
+    def bias_shape(self, units: int, reset_after: bool = True) -> tuple[int, ...]:
+        """The bias a layer without one gets (zeros), e.g. for use_bias=False."""
+        return self._bias_shape(units, {"reset_after": reset_after})
+
+    def states(self, spec: LayerSpec) -> list[StateSpec]:
+        return [StateSpec(role, (spec.config["units"],)) for role in self.state_roles]
+
     def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
         raise NotImplementedError
 
@@ -107,7 +114,7 @@ class _Recurrent(Handler):
         if spec.config["go_backwards"]:
             x = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_reverse")(x)
         unroll = (
-            self.kind != "LSTM"
+            not self.fusable
             or spec.config.get("masked", False)
             or not fusable_activations(spec.config)
         )
@@ -139,6 +146,8 @@ class _Recurrent(Handler):
 class LSTMHandler(_Recurrent):
     args = "units, return_sequences, go_backwards, stateful, use_bias, every activation / recurrent_activation below (tanh/sigmoid fuse; others unroll)"
     kind = "LSTM"
+    fusable = True
+    state_roles = ("h", "c")
 
     def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
         return (4 * h,)
@@ -155,15 +164,12 @@ class LSTMHandler(_Recurrent):
             name=spec.name,
         )
 
-    def states(self, spec: LayerSpec) -> list[StateSpec]:
-        h = spec.config["units"]
-        return [StateSpec("h", (h,)), StateSpec("c", (h,))]
-
 
 @register("GRU")
 class GRUHandler(_Recurrent):
     args = "units, return_sequences, go_backwards, stateful, use_bias, reset_after both ways, every activation / recurrent_activation below"
     kind = "GRU"
+    state_roles = ("h",)
 
     def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
         return (2, 3 * h) if cfg["reset_after"] else (3 * h,)
@@ -181,14 +187,12 @@ class GRUHandler(_Recurrent):
             name=spec.name,
         )
 
-    def states(self, spec: LayerSpec) -> list[StateSpec]:
-        return [StateSpec("h", (spec.config["units"],))]
-
 
 @register("SimpleRNN")
 class SimpleRNNHandler(_Recurrent):
     args = "units, return_sequences, go_backwards, stateful, use_bias, every activation below"
     kind = "SimpleRNN"
+    state_roles = ("h",)
 
     def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
         return (h,)
@@ -203,9 +207,6 @@ class SimpleRNNHandler(_Recurrent):
             unroll=unroll,
             name=spec.name,
         )
-
-    def states(self, spec: LayerSpec) -> list[StateSpec]:
-        return [StateSpec("h", (spec.config["units"],))]
 
 
 @register("Bidirectional")
@@ -244,6 +245,9 @@ class BidirectionalHandler(Handler):
             f"{layer.name}: Bidirectional needs the whole sequence (its backward half reads it from the end)"
         )
         return spec
+
+    def cells(self, spec: LayerSpec) -> list[LayerSpec]:
+        return [spec.config["forward"], spec.config["backward"]]
 
     def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
         import tensorflow as tf
