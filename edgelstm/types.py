@@ -251,3 +251,22 @@ class ConvertConfig:
     verify_data: str | None = None  # held-out sequences for the parity check (.npy/.npz)
     calibration_stream: str | None = None  # one long stream [L, D] / [L] for step-state ranges
     example_input_shape: tuple[int, ...] | None = None  # .pt sources: the shape to export with
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Options of `edgelstm quantize` (the CLI maps its flags onto this one-to-one)."""
+
+    quantizations: tuple[Quantization, ...]  # float is always made: the reference
+    calibration: str | None = None  # .npy, or .npz with key `x` (else the recipe's)
+    samples: int = 128  # calibration sequences
+    prune: float | None = None  # target sparsity (tensorflow-model-optimization)
+    eval_file: str | None = None  # labelled eval data (.npz with x and y)
+    stream_len: int = 512  # steps of the drift stream
+    seed: int = 0
+    recipe: str | None = None  # zoo recipe: calibration, eval data, metric, QAT data
+    qat: bool = False  # quantization-aware fine-tuning (needs recipe)
+    qat_epochs: int = 2
+    qat_samples: int = 2048
+    qat_lr: float | None = None
+    qat_max_steps: int | None = None

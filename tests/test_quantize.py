@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -431,3 +432,34 @@ def test_recipe_calibration_from_file_or_generator(tmp_path):
     (tmp_path / "b").mkdir()
     again = np.load(recipe_calibration(fresh, 40, 3, tmp_path / "b")[0])["x"]
     assert np.array_equal(x, again)
+
+
+def test_quantize_is_pure_and_save_publishes(keras_model_file, calibration_file, tmp_path):
+    """`quantize` returns report.json's content and every file's bytes and writes nothing;
+    `save` publishes exactly those files; a bad option is refused before any work."""
+    from edgelstm.quantize.run import QuantizeResult, quantize, run_quantize
+    from edgelstm.types import Quantization, QuantizeConfig
+
+    cfg = QuantizeConfig(
+        quantizations=(Quantization.INT8,), calibration=str(calibration_file), samples=8,
+        stream_len=32,
+    )  # fmt: skip
+    before = set(tmp_path.iterdir())
+    res = quantize(keras_model_file("lstm"), cfg)
+    assert isinstance(res, QuantizeResult)
+    assert set(tmp_path.iterdir()) == before  # nothing written outside its work dir
+    assert {"report.json", "report.md", "report.html"} <= set(res.files)
+    assert {n for n in res.files if n.startswith("tflite/") and n.endswith(".tflite")} == {
+        f"tflite/{a['file']}" for a in res.report["manifest"]["artifacts"]
+    }
+    assert json.loads(res.files["report.json"]) == json.loads(json.dumps(res.report))
+    res.save(tmp_path / "q")
+    on_disk = {
+        str(p.relative_to(tmp_path / "q")) for p in (tmp_path / "q").rglob("*") if p.is_file()
+    }
+    assert on_disk == set(res.files)
+    for name, data in res.files.items():
+        assert (tmp_path / "q" / name).read_bytes() == data
+    with pytest.raises(BadInputError, match="--stream-len must be at least 1"):
+        run_quantize(keras_model_file("lstm"), tmp_path / "bad", replace(cfg, stream_len=0))
+    assert not (tmp_path / "bad").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgelstm.cli._app import App, comma_list
-from edgelstm.types import Quantization
+from edgelstm.types import Quantization, QuantizeConfig
 
 
 @click.command()
@@ -92,11 +92,8 @@ def quantize(
     """
     from edgelstm.quantize.run import run_quantize
 
-    names = list(quantize)
-    out = run_quantize(
-        model,
-        outdir,
-        quantizations=[Quantization(n) for n in dict.fromkeys(names)],
+    cfg = QuantizeConfig(
+        quantizations=tuple(Quantization(n) for n in dict.fromkeys(quantize)),
         calibration=str(calibration) if calibration else None,
         samples=samples,
         prune=prune,
@@ -109,8 +106,8 @@ def quantize(
         qat_samples=qat_samples,
         qat_lr=lr,
         qat_max_steps=max_steps,
-        progress=lambda m: app.info(f"[quantize] {m}"),
     )
+    out = run_quantize(model, outdir, cfg, progress=lambda m: app.info(f"[quantize] {m}"))
     if as_json:
         app.out_json(out)
         return

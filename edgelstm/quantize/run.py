@@ -6,6 +6,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from edgelstm.arrays import load_array, load_arrays
 from edgelstm.errors import BadInputError
 from edgelstm.fsutil import publish, reproducible_keras_zip, write_atomic
 from edgelstm.report import Report
-from edgelstm.types import ConvertConfig, Quantization, Variant
+from edgelstm.types import ConvertConfig, Quantization, QuantizeConfig, Variant
 
 
 def _stream(calibration: str | None, length: int, ms_input: Any, seed: int) -> np.ndarray:
@@ -29,66 +30,105 @@ def _stream(calibration: str | None, length: int, ms_input: Any, seed: int) -> n
     return rng.standard_normal((length, ms_input)).astype(np.float32)
 
 
-def run_quantize(
-    model: str | Path,
-    outdir: str | Path,
-    *,
-    quantizations: list[Quantization],
-    calibration: str | None,
-    samples: int = 128,
-    prune: float | None = None,
-    eval_file: str | None = None,
-    stream_len: int = 512,
-    seed: int = 0,
-    recipe: str | None = None,
-    qat: bool = False,
-    qat_epochs: int = 2,
-    qat_samples: int = 2048,
-    qat_lr: float | None = None,
-    qat_max_steps: int | None = None,
-    progress: Callable[[str], None] = lambda _m: None,
-) -> dict[str, Any]:
-    """Prune (optional), convert float + each quantization, report errors; returns report.json.
+@dataclass
+class QuantizeResult:
+    """What `quantize` made, in memory: report.json's content and the bytes of every output file
+    (relative path -> bytes: the step models, the reports, plots, a pruned or QAT model)."""
 
-    recipe supplies calibration (its calibration.npz, else `samples` from its generator), eval
-    data with its metric, and, with qat, the fine-tuning data for quantization-aware training.
-    """
-    from edgelstm.convert.orchestrate import check_outdir, convert_model
-    from edgelstm.quantize.prune import SIZE_NOTE, check_sparsity, prune_file, size_report
-    from edgelstm.quantize.report import compare_step_models, quantization_section
+    report: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
 
-    outdir = Path(outdir)
-    if prune is not None:
-        check_sparsity(prune)
-    rec = None
-    if recipe:
-        from edgelstm.zoo import load_recipe
+    def save(self, outdir: str | Path) -> None:
+        """Publish into `outdir` at once (a private staging dir beside it, then renames)."""
+        from edgelstm.convert.orchestrate import check_outdir
 
-        rec = load_recipe(recipe)
-    if qat and rec is None:
+        outdir = Path(outdir)
+        check_outdir(outdir)
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+        try:
+            for rel, data in sorted(self.files.items()):
+                write_atomic(stage / rel, data)
+            publish(stage, outdir)
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+
+
+def check_config(cfg: QuantizeConfig) -> None:
+    """Refuse inconsistent options before any work (BadInputError naming the option)."""
+    from edgelstm.quantize.prune import check_sparsity
+
+    if cfg.prune is not None:
+        check_sparsity(cfg.prune)
+    if cfg.qat and cfg.recipe is None:
         raise BadInputError("--qat needs --recipe NAME (the fine-tuning data and its metric)")
-    if samples < 1:
+    if cfg.samples < 1:
         raise BadInputError("--samples must be at least 1")
-    if qat and qat_epochs < 1:
+    if cfg.qat and cfg.qat_epochs < 1:
         raise BadInputError("--epochs must be at least 1")
-    if qat and qat_samples < 1:
+    if cfg.qat and cfg.qat_samples < 1:
         raise BadInputError("--qat-samples must be at least 1")
-    quants = [q for q in quantizations if q != Quantization.FLOAT]
-    if qat and Quantization.INT8 not in quants:
-        quants.append(Quantization.INT8)  # QAT is measured against post-training int8
-    if not quants and prune is None:
+    quants = [q for q in cfg.quantizations if q != Quantization.FLOAT]
+    if not quants and cfg.prune is None and not cfg.qat:
         raise BadInputError("--quantize needs at least one of int8, int16x8, dynamic, float16")
     missing = [q for q in quants if q.needs_calibration]
-    if missing and not calibration and rec is None:
+    if missing and not cfg.calibration and cfg.recipe is None:
         raise BadInputError(
             f"--quantize {missing[0].value} needs --calibration FILE (.npy or .npz with key 'x') "
             "or --recipe NAME"
         )
-    if stream_len < 1:
+    if cfg.stream_len < 1:
         raise BadInputError("--stream-len must be at least 1")
-    check_outdir(outdir)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+
+
+def run_quantize(
+    model: str | Path,
+    outdir: str | Path,
+    cfg: QuantizeConfig,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """`quantize` then `QuantizeResult.save(outdir)`; returns report.json's content."""
+    from edgelstm.convert.orchestrate import check_outdir
+
+    check_config(cfg)
+    check_outdir(Path(outdir))
+    result = quantize(model, cfg, progress)
+    result.save(outdir)
+    return result.report
+
+
+def quantize(
+    model: str | Path,
+    cfg: QuantizeConfig,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> QuantizeResult:
+    """Prune (optional), convert float + each quantization, report errors; writes nothing
+    outside its own work dir.
+
+    The recipe supplies calibration (its calibration.npz, else `samples` from its generator), eval
+    data with its metric, and, with qat, the fine-tuning data for quantization-aware training.
+    """
+    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.fsutil import owned_tempdir
+    from edgelstm.quantize.prune import SIZE_NOTE, prune_file, size_report
+    from edgelstm.quantize.report import compare_step_models, quantization_section
+
+    check_config(cfg)
+    calibration, samples, prune, seed = cfg.calibration, cfg.samples, cfg.prune, cfg.seed
+    qat, qat_epochs, qat_samples = cfg.qat, cfg.qat_epochs, cfg.qat_samples
+    qat_lr, qat_max_steps, stream_len, eval_file = (
+        cfg.qat_lr, cfg.qat_max_steps, cfg.stream_len, cfg.eval_file
+    )  # fmt: skip
+    rec = None
+    if cfg.recipe:
+        from edgelstm.zoo import load_recipe
+
+        rec = load_recipe(cfg.recipe)
+    quants = [q for q in cfg.quantizations if q != Quantization.FLOAT]
+    if qat and Quantization.INT8 not in quants:
+        quants.append(Quantization.INT8)  # QAT is measured against post-training int8
+    stage = owned_tempdir(Path(tempfile.gettempdir()), "quantize")
     try:
         out: dict[str, Any] = {"model": str(model), "notes": []}
         if rec is not None and not calibration:
@@ -114,7 +154,7 @@ def run_quantize(
                     )
                 )  # fmt: skip
         name = Path(model).stem.replace(".", "_")
-        cfg = ConvertConfig(
+        conv_cfg = ConvertConfig(
             variants=[Variant.STEP],
             quantizations=[Quantization.FLOAT, *quants],
             calibration=calibration,
@@ -124,7 +164,7 @@ def run_quantize(
             name=name,
         )
         progress("converting")
-        manifest = convert_model(src, stage / "tflite", cfg, progress=progress)
+        manifest = convert_model(src, stage / "tflite", conv_cfg, progress=progress)
         out["manifest"] = manifest.to_dict()
         arts = {a.quantization: stage / "tflite" / a.file for a in manifest.artifacts}
         fpath = arts[Quantization.FLOAT]
@@ -178,7 +218,7 @@ def run_quantize(
             if rec is None or ev is None or not scores:
                 raise BadInputError("--qat needs eval data: the recipe's eval.npz or --eval FILE")
             q_out = _run_qat(
-                src, rec, stage, cfg, ev, scores, fpath, stream,
+                src, rec, stage, conv_cfg, ev, scores, fpath, stream,
                 epochs=qat_epochs, n=qat_samples, lr=qat_lr, seed=seed,
                 max_steps=qat_max_steps, progress=progress,
             )  # fmt: skip
@@ -205,11 +245,14 @@ def run_quantize(
             (stage / plots[sec.title]).write_bytes(sec.png)
         write_atomic(stage / "report.md", rep.to_markdown(plots))
         write_atomic(stage / "report.html", rep.to_html())
-        publish(stage, outdir)
+        files = {
+            str(p.relative_to(stage)): p.read_bytes()
+            for p in sorted(stage.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        }
     finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
-    return out
+        shutil.rmtree(stage, ignore_errors=True)
+    return QuantizeResult(out, files)
 
 
 def recipe_calibration(rec: Any, samples: int, seed: int, stage: Path) -> tuple[str, str]:
