@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgelstm.arrays import load_arrays
-from edgelstm.types import ConvertConfig, Manifest, OutputKind, Quantization, Variant
+from edgelstm.evaluate import evaluate, score
+from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
 
 Progress = Callable[[str], None]
 DEFAULT_RECIPE = "echo"
@@ -57,34 +58,6 @@ class PipelineResult:
     notes: list[str] = field(default_factory=list)
     quant_sections: list[Any] = field(default_factory=list)  # edgelstm.quantize report sections
     explain_sections: list[Any] = field(default_factory=list)  # edgelstm.explain, step int8
-
-
-def _metric(name: str, pred: np.ndarray, y: np.ndarray) -> float:
-    """The recipe's metric over predictions and labels (the registry `edgelstm train` uses)."""
-    from edgelstm.zoo.metrics import metric_value
-
-    return metric_value(name, pred, y)
-
-
-def evaluate_artifacts(
-    manifest: Manifest, outdir: Path, eval_x: np.ndarray, eval_y: np.ndarray, metric: str
-) -> dict[str, float]:
-    """The metric of every artifact, run in LiteRT over the eval data."""
-    from edgelstm.convert.verify import run_sequence, run_step
-    from edgelstm.tflite_info import read_tflite
-
-    scores = {}
-    for art in manifest.artifacts:
-        data = (outdir / art.file).read_bytes()
-        info = read_tflite(data)
-        if art.variant == Variant.SEQUENCE:
-            pred = run_sequence(data, info, eval_x)
-        else:
-            pred = run_step(data, info, eval_x, manifest.model.token_input)
-            if manifest.model.output_kind == OutputKind.MANY_TO_ONE:
-                pred = pred[:, -1]
-        scores[art.file] = _metric(metric, pred, eval_y)
-    return scores
 
 
 def time_invoke(model: bytes, runs: int, warmup: int = 20) -> dict[str, float]:
@@ -171,13 +144,13 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
 
     t = time.perf_counter()
     progress(f"measuring {info['metric']} on {len(eval_x)} held-out sequences")
-    accuracy = evaluate_artifacts(manifest, art_dir, eval_x, eval_y, info["metric"])
+    accuracy = evaluate(manifest, art_dir, eval_x, eval_y, info["metric"])
     keras_acc = None
     try:
         from edgelstm.convert.load import load_keras_model
 
         model, _ = load_keras_model(model_path)
-        keras_acc = _metric(info["metric"], np.asarray(model.predict(eval_x, verbose=0)), eval_y)
+        keras_acc = score(info["metric"], np.asarray(model.predict(eval_x, verbose=0)), eval_y)
     except Exception as exc:  # the report still stands without the Keras column
         notes.append(f"Keras metric not measured: {exc}")
     stage["accuracy"] = time.perf_counter() - t
@@ -257,7 +230,6 @@ def export_all(manifest: Manifest, art_dir: Path, out: Path, progress: Progress)
     from edgelstm.export import TARGETS, export_artifact
 
     results: dict[str, Any] = {}
-    manifest_dict = manifest.to_dict()
     for target in TARGETS.values():
         for art in manifest.artifacts:
             if not target.accepts(art.variant.value, art.quantization.value):
@@ -267,7 +239,7 @@ def export_all(manifest: Manifest, art_dir: Path, out: Path, progress: Progress)
             try:
                 results[f"{target.name}/{stem}"] = export_artifact(
                     target.name, art_dir / art.file, out / target.name / stem, name=stem,
-                    manifest=manifest_dict, **dict(target.pipeline_options),
+                    manifest=manifest, **dict(target.pipeline_options),
                 )  # fmt: skip
             except EdgeLSTMError as exc:
                 if not target.pipeline_optional:

@@ -163,7 +163,7 @@ def run_trial(
 ) -> dict[str, Any]:
     """Train, convert, quantize, verify, export and measure one configuration (all real)."""
     from edgelstm.convert.orchestrate import convert_model
-    from edgelstm.quantize.run import step_metric
+    from edgelstm.evaluate import evaluate_step
     from edgelstm.train import save_training, train_recipe
     from edgelstm.types import ConvertConfig, Quantization, Variant
     from edgelstm.zoo import load_recipe
@@ -192,7 +192,7 @@ def run_trial(
     out["artifact"] = str(trial_dir / "artifacts" / art.file)
     out["parity_max_abs"] = art.parity.max_abs if art.parity else None
     out["parity_ok"] = bool(art.parity.passed) if art.parity else None
-    out["metric"] = float(step_metric(Path(out["artifact"]), res.eval_x, res.eval_y, base.metric))
+    out["metric"] = float(evaluate_step(Path(out["artifact"]), res.eval_x, res.eval_y, base.metric))
     out.update(measure(Path(out["artifact"]), manifest.to_dict(), trial_dir / "c", budget))
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out

@@ -165,8 +165,10 @@ def _strategy(tf: Any, single: bool = False) -> tuple[Any, str]:
 
 
 def evaluate(recipe: Recipe, predictions: np.ndarray, y: np.ndarray) -> float:
-    """The recipe's metric (the same registry the pipeline uses)."""
-    return get_metric(recipe.metric)(predictions, y)
+    """The recipe's metric, scored as every stage scores it (edgelstm.evaluate)."""
+    from edgelstm.evaluate import score
+
+    return score(recipe.metric, predictions, y)
 
 
 def _progress_callback(total_epochs: int, stream: Any = None) -> Any:

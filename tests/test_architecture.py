@@ -35,7 +35,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("convert|export", ("edgelstm.convert", "edgelstm.export")),
     (
         "zoo|profile",
-        ("edgelstm.zoo", "edgelstm.profile", "edgelstm.report_html", "edgelstm.explain"),
+        (
+            "edgelstm.zoo",
+            "edgelstm.profile",
+            "edgelstm.report_html",
+            "edgelstm.explain",
+            "edgelstm.evaluate",
+        ),
     ),
     ("train|quantize", ("edgelstm.train", "edgelstm.quantize")),
     ("pipeline", ("edgelstm.pipeline", "edgelstm.search")),

@@ -22,13 +22,13 @@ def test_echo_generator_targets_are_the_delayed_input() -> None:
     np.testing.assert_array_equal(x[0, -3:, 0], echo(4, 16, seed=3, delay=3)[0][0, -3:, 0])
 
 
-def test_recipes_load_and_list(run_cli) -> None:
+def test_recipes_load_and_list(run_cli, tmp_path: Path) -> None:
     names = [r.name for r in list_recipes()]
     assert "echo" in names
     code, out, err = run_cli("zoo", "list", "--json")
     assert code == 0, err
     assert {r["name"] for r in json.loads(out)} == set(names)
-    code, _, err = run_cli("train", "no-such-recipe", "-o", "/tmp/x")
+    code, _, err = run_cli("train", "no-such-recipe", "-o", str(tmp_path / "x"))
     assert code == 2 and "unknown recipe 'no-such-recipe'" in err
 
 

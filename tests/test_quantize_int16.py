@@ -240,3 +240,24 @@ def test_front_ends_conv_and_embedding(kind, keras_model_file, calibration_file,
         # Untrained: near-uniform softmax over 20 tokens, so argmax is noise; the probabilities
         # agree closely (measured 2e-5; int8 is off by 1.5e-3 on the same data).
         assert art.parity.max_abs < 2e-4
+
+
+def test_evaluate_runs_each_artifact_where_its_parity_was_measured(
+    keras_model_file, lstm_seq_artifacts
+) -> None:
+    """edgelstm.evaluate scores the int16x8 fused model in TFLite Micro, as its manifest says
+    (LiteRT has no int16 fused LSTM kernel: the pipeline's own copy used to run it there)."""
+    from edgelstm.evaluate import evaluate, predict
+
+    out, man = lstm_seq_artifacts
+    xs, ref = _keras_and_inputs(keras_model_file("lstm_seq"), n=8, seed=3)
+    scores = evaluate(man, out, xs, ref, "mae")  # the error against Keras, per artifact
+    assert set(scores) == {a.file for a in man.artifacts}
+    mae16, mae8 = (
+        scores["lstm_seq_sequence_int16x8.tflite"],
+        scores["lstm_seq_sequence_int8.tflite"],
+    )
+    assert mae16 <= 0.005 * float(ref.max() - ref.min()) and mae16 < mae8, (mae16, mae8)
+    data = (out / "lstm_seq_sequence_int16x8.tflite").read_bytes()
+    with pytest.raises(BadInputError, match=r"UNIDIRECTIONAL_SEQUENCE_LSTM.*failed to prepare"):
+        predict(data, xs, variant=Variant.SEQUENCE, runtime="litert")

@@ -122,13 +122,13 @@ def test_metrics_registry_values() -> None:
 
 
 def test_pipeline_and_training_use_the_same_metric() -> None:
-    from edgelstm.pipeline import _metric
+    from edgelstm.evaluate import score
     from edgelstm.train import evaluate
 
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(64), size=(4, 64))
     ids = rng.integers(0, 64, size=(4, 64))
-    assert _metric("bits_per_char", probs, ids) == evaluate(load_recipe("char-lm"), probs, ids)
+    assert score("bits_per_char", probs, ids) == evaluate(load_recipe("char-lm"), probs, ids)
 
 
 # --- recipes, committed models --------------------------------------------------------------

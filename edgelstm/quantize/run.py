@@ -14,6 +14,7 @@ import numpy as np
 
 from edgelstm.arrays import load_array, load_arrays
 from edgelstm.errors import BadInputError
+from edgelstm.evaluate import evaluate_step
 from edgelstm.fsutil import publish, reproducible_keras_zip, write_atomic
 from edgelstm.report import Report
 from edgelstm.types import ConvertConfig, Quantization, QuantizeConfig, Variant
@@ -201,7 +202,7 @@ def quantize(
         if ev is not None and metric is not None:
             progress(f"measuring {metric} of each step model on {len(ev['x'])} eval sequences")
             for q, p in arts.items():
-                scores[q.value] = step_metric(p, ev["x"], ev["y"], metric)
+                scores[q.value] = evaluate_step(p, ev["x"], ev["y"], metric)
         rep = Report(title=f"Quantization report: {Path(model).name}")
         out["reports"] = []
         all_reps: list[Any] = []
@@ -270,24 +271,10 @@ def recipe_calibration(rec: Any, samples: int, seed: int, stage: Path) -> tuple[
     return str(dst), f"recipe {rec.name}: {samples} sequences from generator '{rec.generator}'"
 
 
-def step_metric(path: Path, x: np.ndarray, y: np.ndarray, metric: str) -> float:
-    """The recipe metric of a step model on eval sequences (state reset per sequence, LiteRT);
-    many-to-one models are scored on their last step."""
-    from edgelstm.convert.verify import run_step
-    from edgelstm.tflite_info import read_tflite
-    from edgelstm.zoo.metrics import metric_value
-
-    data = Path(path).read_bytes()
-    pred = run_step(data, read_tflite(data), x, token_input=x.ndim == 2)
-    if (pred.ndim == 3 and y.ndim == 1) or (y.ndim == 2 and pred.shape[:2] != y.shape):
-        pred = pred[:, -1]
-    return metric_value(metric, pred, y)
-
-
 def keras_metric(model: Any, x: np.ndarray, y: np.ndarray, metric: str) -> float:
-    from edgelstm.zoo.metrics import metric_value
+    from edgelstm.evaluate import score
 
-    return metric_value(metric, np.asarray(model.predict(x, batch_size=256, verbose=0)), y)
+    return score(metric, np.asarray(model.predict(x, batch_size=256, verbose=0)), y)
 
 
 PERCENT_METRICS = ("accuracy", "per_step_accuracy_after_delay")
@@ -448,7 +435,7 @@ def _run_qat(
     qcfg = dataclasses.replace(cfg, quantizations=[Quantization.INT8], name=f"{cfg.name}_qat")
     man = convert_model(qat_path, stage / "tflite_qat", qcfg, progress=progress)
     qpath = stage / "tflite_qat" / man.artifacts[0].file
-    q_score = step_metric(qpath, ev["x"], ev["y"], metric)
+    q_score = evaluate_step(qpath, ev["x"], ev["y"], metric)
     rep = compare_step_models(fpath, qpath, stream)
     _set_metric(rep, metric, scores["float"], q_score)
     scale = 100.0 if metric in PERCENT_METRICS else 1.0
