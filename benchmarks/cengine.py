@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelstm.export.cengine import generate, verify_engine
+from edgelstm.types import ManifestLike
 
 TARGET_INSTR_PER_MAC = 1.5
 FLASH_SLACK = 8 * 1024
@@ -86,7 +87,7 @@ def make_lstm_step(
 
 
 def _materialize(
-    step_tflite: Path, manifest: dict | None, name: str, isa: str = "dsp"
+    step_tflite: Path, manifest: ManifestLike, name: str, isa: str = "dsp"
 ) -> tuple[Any, Path]:
     eng = generate(Path(step_tflite), name=name, manifest=manifest, isa=isa)
     src = Path(tempfile.mkdtemp(prefix="edgelstm-c-"))
@@ -98,7 +99,7 @@ def _materialize(
 def native_step_latency(
     step_tflite: Path,
     *,
-    manifest: dict | None = None,
+    manifest: ManifestLike = None,
     repeats: int = 200,
     inner: int = 50,
     opt: str = "-O3",
@@ -140,7 +141,7 @@ def native_step_latency(
 
 
 def qemu_step_cost(
-    step_tflite: Path, *, manifest: dict | None = None, core: str = "m4"
+    step_tflite: Path, *, manifest: ManifestLike = None, core: str = "m4"
 ) -> dict[str, Any]:
     """Instructions per step / per MAC on an emulated core (verify.CORES), sizes, and parity."""
     # a Helium core gets the engine exported for it (export_c does the same for --core m55)

@@ -67,12 +67,6 @@ def _numpy_peak(quick: bool) -> Peak:
 # ---------------------------------------------------------------- C engine
 
 
-def _manifest_dict(manifest: Any) -> dict | None:
-    if manifest is None or isinstance(manifest, dict):
-        return manifest
-    return manifest.to_dict()
-
-
 def cengine_step(tflite: Path, manifest: Any, *, repeats: int, inner: int) -> dict[str, Any]:
     """The step model exported as C, compiled with gcc -O3, timed natively (µs per step).
 
@@ -85,7 +79,7 @@ def cengine_step(tflite: Path, manifest: Any, *, repeats: int, inner: int) -> di
     try:
         return bench.native_step_latency(
             Path(tflite),
-            manifest=_manifest_dict(manifest),
+            manifest=manifest,
             repeats=repeats,
             inner=inner,
             opt="-O3 -march=native",  # as the peak-MAC loops that set the floor
@@ -101,7 +95,7 @@ def cengine_qemu(tflite: Path, manifest: Any) -> dict[str, Any]:
     if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
         return {"error": "not measured: qemu-system-arm / arm-none-eabi-gcc missing"}
     try:
-        return bench.qemu_step_cost(Path(tflite), manifest=_manifest_dict(manifest))
+        return bench.qemu_step_cost(Path(tflite), manifest=manifest)
     except Exception as exc:
         return {"error": f"not measured: qemu run failed ({type(exc).__name__}: {str(exc)[:200]})"}
 

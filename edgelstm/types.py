@@ -270,3 +270,19 @@ class QuantizeConfig:
     qat_samples: int = 2048
     qat_lr: float | None = None
     qat_max_steps: int | None = None
+
+
+def as_manifest(manifest: Manifest | dict[str, Any] | None) -> Manifest | None:
+    """A Manifest from a Manifest, its JSON form (a manifest.json beside a model), or None; a
+    dict that is not a whole manifest (hand-edited, or from an older edgelstm) gives None, so
+    metadata then comes from the flatbuffer."""
+    if manifest is None or isinstance(manifest, Manifest):
+        return manifest
+    try:
+        return manifest_from_dict(manifest)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+# What exporters take for a model's manifest: the object, its JSON form, or nothing.
+ManifestLike = Manifest | dict[str, Any] | None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelstm.errors import BadInputError
+from edgelstm.types import ManifestLike
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def export_artifact(
     outdir: Path,
     *,
     name: str,
-    manifest: dict[str, Any] | None = None,
+    manifest: ManifestLike = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Export one .tflite with the registered `target` and the `options` it takes."""

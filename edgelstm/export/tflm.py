@@ -26,7 +26,15 @@ from edgelstm.fsutil import publish
 from edgelstm.paths import bundled_dir
 from edgelstm.runtime.tflm_arena import ArenaReport, measure_arena
 from edgelstm.tflite_info import TFLiteInfo, read_tflite
-from edgelstm.types import STEP_INPUT, STEP_OUTPUT, Artifact, StateTensor, TensorInfo
+from edgelstm.types import (
+    STEP_INPUT,
+    STEP_OUTPUT,
+    Artifact,
+    ManifestLike,
+    StateTensor,
+    TensorInfo,
+    as_manifest,
+)
 
 TEMPLATE_DIR = bundled_dir("firmware_export") / "tflm"
 # Measured by tests/test_tflm_build.py (TFLM 90b983c, Cortex-M4 build, qemu): the CMSIS-NN
@@ -89,18 +97,12 @@ def _macro_names(tensors: list[TensorInfo], kind: str) -> list[str]:
     return [f"{kind}{t.index}" if m in dupes else m for m, t in zip(names, tensors, strict=True)]
 
 
-def _manifest_artifact(manifest: dict | None, file_name: str, size: int) -> Artifact | None:
+def _manifest_artifact(manifest: ManifestLike, file_name: str, size: int) -> Artifact | None:
     """The manifest's record of this very file (same name and size), else None."""
-    if not manifest:
-        return None
-    from edgelstm.types import manifest_from_dict
-
-    try:
-        for art in manifest_from_dict(manifest).artifacts:
-            if art.file == file_name and (not art.size_bytes or art.size_bytes == size):
-                return art
-    except (KeyError, TypeError, ValueError):
-        return None
+    m = as_manifest(manifest)
+    for art in m.artifacts if m else []:
+        if art.file == file_name and (not art.size_bytes or art.size_bytes == size):
+            return art
     return None
 
 
@@ -200,7 +202,7 @@ def build_context(
     *,
     name: str,
     progmem: bool = False,
-    manifest: dict | None = None,
+    manifest: ManifestLike = None,
     source_file: str = "model.tflite",
     arena: ArenaReport | None = None,
 ) -> dict[str, Any]:
@@ -381,7 +383,7 @@ def plan_tflm(
     *,
     name: str,
     progmem: bool = False,
-    manifest: dict | None = None,
+    manifest: ManifestLike = None,
     source_file: str = "model.tflite",
     arena: ArenaReport | None = None,
 ) -> TFLMExport:
@@ -444,7 +446,7 @@ def export_tflm(
     *,
     name: str | None = None,
     progmem: bool = False,
-    manifest: dict | None = None,
+    manifest: ManifestLike = None,
     real_builds: list[str] | None = None,
 ) -> dict[str, Any]:
     """Export `tflite_path` for TFLite Micro into `outdir`; returns the JSON summary.

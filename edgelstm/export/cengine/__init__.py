@@ -29,6 +29,15 @@ from edgelstm.export.cengine.emit import (
 from edgelstm.export.cengine.graph import Graph, load_graph
 from edgelstm.export.cengine.lower import ROUNDINGS, Program, lower
 from edgelstm.export.cgen import check_identifier
+from edgelstm.types import (
+    Artifact,
+    Manifest,
+    ManifestLike,
+    OutputKind,
+    Quantization,
+    Variant,
+    as_manifest,
+)
 
 __all__ = ["GeneratedEngine", "export_c", "generate"]
 
@@ -60,19 +69,16 @@ class GeneratedEngine:
         return 0
 
 
-def _artifact(manifest: dict | None, file_name: str) -> dict | None:
-    if not manifest:
-        return None
-    for a in manifest.get("artifacts", []):
-        if isinstance(a, dict) and a.get("file") == file_name:
-            return a
-    return None
+def _artifact(manifest: Manifest | None, file_name: str) -> Artifact | None:
+    return next((a for a in manifest.artifacts if a.file == file_name), None) if manifest else None
 
 
-def _resolve_step(path: Path, manifest: dict | None) -> tuple[Path, dict | None, dict | None]:
+def _resolve_step(
+    path: Path, manifest: Manifest | None
+) -> tuple[Path, Artifact | None, dict[str, Any] | None]:
     """(step .tflite, its manifest entry, sequence info or None)."""
     art = _artifact(manifest, path.name)
-    if art is None or art.get("variant") != "sequence":
+    if manifest is None or art is None or art.variant != Variant.SEQUENCE:
         if art is None:
             ops = load_graph(path).info.op_set
             if "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops:
@@ -81,34 +87,29 @@ def _resolve_step(path: Path, manifest: dict | None) -> tuple[Path, dict | None,
                     "export the *_step_*.tflite written by `edgelstm convert`"
                 )
         return path, art, None
-    q = art.get("quantization")
+    q = art.quantization
     sibling = next(
-        (
-            a
-            for a in manifest.get("artifacts", [])  # type: ignore[union-attr]
-            if a.get("variant") == "step" and a.get("quantization") == q
-        ),
+        (a for a in manifest.artifacts if a.variant == Variant.STEP and a.quantization == q),
         None,
     )
-    if sibling is None or not (path.parent / sibling["file"]).is_file():
+    if sibling is None or not (path.parent / sibling.file).is_file():
         raise BadInputError(
-            f"{path.name} is a sequence model without a {q} step model beside it; convert with "
-            "--variants step (the C engine runs step models, sequences as a loop over steps)"
+            f"{path.name} is a sequence model without a {q.value} step model beside it; convert "
+            "with --variants step (the C engine runs step models, sequences as a loop over steps)"
         )
-    model = manifest.get("model", {})  # type: ignore[union-attr]
     seq = {
-        "steps": int(model.get("seq_len") or 1),
-        "many_to_many": model.get("output_kind") == "many_to_many",
+        "steps": int(manifest.model.seq_len or 1),
+        "many_to_many": manifest.model.output_kind == OutputKind.MANY_TO_MANY,
         "sequence_model": path.name,
     }
-    return path.parent / sibling["file"], sibling, seq
+    return path.parent / sibling.file, sibling, seq
 
 
 def generate(
     tflite_path: Path,
     *,
     name: str,
-    manifest: dict | None = None,
+    manifest: ManifestLike = None,
     rounding: str = "tflm",
     isa: str = "dsp",
 ) -> GeneratedEngine:
@@ -120,9 +121,10 @@ def generate(
     if rounding not in ROUNDINGS:
         raise BadInputError(f"unknown rounding '{rounding}' ({', '.join(ROUNDINGS)})")
     tflite_path = Path(tflite_path)
-    step, art, seq = _resolve_step(tflite_path, manifest)
+    m = as_manifest(manifest)
+    step, art, seq = _resolve_step(tflite_path, m)
     graph = load_graph(step)
-    if (art or {}).get("quantization") == "int16x8" or any(
+    if (art and art.quantization == Quantization.INT16X8) or any(
         t.dtype == "int16" for t in graph.tensors
     ):
         sibling = step.name.replace("int16x8", "int8")
@@ -131,19 +133,19 @@ def generate(
             f"activations); export {sibling if sibling != step.name else 'the int8 artifact'} "
             "instead, or use --target tflm (TFLite Micro has int16x8 kernels)"
         )
-    layers = [
-        layer
-        for layer in ((manifest or {}).get("model", {}) or {}).get("layers", [])
-        if isinstance(layer, dict) and layer.get("name")
-    ]
+    layers = [layer for layer in m.model.layers if layer.name] if m else []
     prog = lower(graph, name, layers, rounding, isa)
-    resets = {s["input"]: float(s.get("reset_value", 0.0)) for s in (art or {}).get("states", [])}
+    resets = {s.input: float(s.reset_value) for s in art.states} if art else {}
     ifc = build_interface(graph, name, resets, seq)
-    quantization = (art or {}).get("quantization") or (
-        "int8"
-        if graph.tensors[graph.inputs["x"]].dtype in ("int8",)
-        or any(t.dtype == "int8" for t in graph.tensors)
-        else "float"
+    quantization = (
+        art.quantization.value
+        if art
+        else (
+            "int8"
+            if graph.tensors[graph.inputs["x"]].dtype in ("int8",)
+            or any(t.dtype == "int8" for t in graph.tensors)
+            else "float"
+        )
     )
     files = {
         f"{name}_model.h": model_header(ifc, prog, step.name, quantization),
@@ -324,7 +326,7 @@ def export_c(
     *,
     name: str,
     verify: list[str] | tuple[str, ...] = (),
-    manifest: dict | None = None,
+    manifest: ManifestLike = None,
     rounding: str = "tflm",
     core: str = "m4",
 ) -> dict[str, Any]:

@@ -1,0 +1,363 @@
+"""Lower a step .tflite to a static schedule of C kernel calls.
+
+`lower(graph, name, layers)` walks the operators in order; a handler per TFLite builtin op
+precomputes the kernel parameters (fixed-point multipliers, folded biases, activation tables,
+re-ordered weights) and returns C statements. Layout-only ops (RESHAPE, a SPLIT along the outer
+axis) become views of their input, so they cost nothing. Activations live in one static arena
+planned by liveness (first fit); the recurrent state lives in the caller's struct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from edgelstm.errors import BadInputError, UnsupportedLayerError
+from edgelstm.export.cengine.graph import Graph, Op, Tensor
+from edgelstm.export.cengine.lower import elementwise, fc, layout
+from edgelstm.export.cengine.lower.program import (
+    ALIAS_OPS,
+    ARENA_ALIGN,
+    INPLACE_OPS,
+    Program,
+    _c_float_list,
+    _c_int_list,
+    _is_int8,
+)
+from edgelstm.types import LayerSummary
+
+
+class Lowering:
+    """State of one lowering pass (see module docstring)."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        name: str,
+        layers: Sequence[LayerSummary],
+        rounding: str = "tflm",
+        isa: str = "dsp",
+    ) -> None:
+        self.g = graph
+        # int8 FC weight layout: "dsp" (row pairs for SMLAD, portable C elsewhere) or "mve"
+        # (16-column row tiles for Helium's VMLADAVA; also runs as portable C)
+        self.isa = isa
+        # int8 FULLY_CONNECTED requantization: "tflm" = TFLite Micro's reference kernels
+        # (MultiplyByQuantizedMultiplier, two roundings), "litert-ref" = LiteRT BUILTIN_REF (one)
+        self.single_round = rounding == "litert-ref"
+        self.name = name
+        self.layers = layers
+        self.prog = Program()
+        self.views: dict[int, tuple[int, int]] = {}  # tensor -> (root tensor, byte offset)
+        self.arena_off: dict[int, int] = {}
+        self.const_names: dict[int, str] = {}
+        self.dedup: dict[tuple[str, str, bytes], str] = {}
+        self.x_index = graph.inputs.get("x", -1)
+        self.state_inputs = {
+            idx: nm for nm, idx in graph.inputs.items() if nm != "x" and nm.startswith("state")
+        }
+        # int8 ADD -> SPLIT -> one in-place LOGISTIC/TANH per part (an LSTM's gates): the ADD
+        # applies the tables as it writes, the activation ops become no-ops
+        self.lut_after: dict[int, list[Op]] = {}
+        self.lut_fused: set[int] = set()
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def layer_of(self, op: Op) -> str:
+        """Best guess of the Keras layer an op belongs to (tensor names carry layer names)."""
+        names = [self.g.tensors[i].name for i in op.outputs + op.inputs if i >= 0]
+        layer_names = [x.name for x in self.layers if x.name]
+        for layer in sorted(layer_names, key=len, reverse=True):
+            for n in names:
+                parts = n.replace(";", "/").replace(":", "/").split("/")
+                if layer in parts:
+                    return layer
+        # converted tensor names rarely keep layer names: match an activation op to the layer
+        # whose (recurrent) activation it implements
+        act = op.name.lower()
+        hits = [
+            x.name
+            for x in self.layers
+            if act in {str(v).lower() for k, v in (x.details or {}).items() if "activation" in k}
+            or x.kind.lower() == act
+        ]
+        return ", ".join(hits)
+
+    def unsupported(self, op: Op, why: str = "") -> UnsupportedLayerError:
+        layer = self.layer_of(op)
+        out = self.g.tensors[op.outputs[0]].name if op.outputs else "?"
+        where = f"layer '{layer}' (tensor '{out}')" if layer else f"output tensor '{out}'"
+        detail = f" ({why})" if why else ""
+        return UnsupportedLayerError(
+            f"the C engine has no kernel for TFLite op {op.name}{detail} in {where}"
+        )
+
+    # -- tensors ------------------------------------------------------------------------------
+
+    def t(self, idx: int) -> Tensor:
+        return self.g.tensors[idx]
+
+    def root(self, idx: int) -> tuple[int, int]:
+        off = 0
+        while idx in self.views:
+            idx, o = self.views[idx]
+            off += o
+        return idx, off
+
+    def const_ref(self, idx: int) -> str:
+        """A constant tensor as a C array (emitted once, in its own dtype)."""
+        if idx not in self.const_names:
+            t = self.t(idx)
+            assert t.data is not None
+            cname = f"{self.name}_c{idx}"
+            self.add_const(t.ctype, cname, t.data, f"'{t.name}' {t.shape}")
+            self.const_names[idx] = cname
+        return self.const_names[idx]
+
+    def add_const(self, ctype: str, cname: str, values: np.ndarray, comment: str = "") -> str:
+        arr = np.asarray(values).reshape(-1)
+        key = (ctype, arr.dtype.str, arr.tobytes())
+        if key in self.dedup:  # e.g. the LOGISTIC tables of one layer's gates are identical
+            return self.dedup[key]
+        self.dedup[key] = cname
+        body = _c_float_list(arr) if ctype == "float" else _c_int_list(arr)
+        note = f"/* {comment} */\n" if comment else ""
+        align = f"{self.name.upper()}_ALIGN "
+        self.prog.consts.append(
+            f"{note}{align}static const {ctype} {cname}[{max(arr.size, 1)}] = {{\n    {body}\n}};"
+        )
+        itemsize = 4 if ctype in ("float", "int32_t") else 2 if ctype == "int16_t" else 1
+        self.prog.const_bytes += arr.size * itemsize
+        return cname
+
+    def ref(self, idx: int, const: bool = False) -> str:
+        """C expression for a typed pointer to tensor `idx`'s data."""
+        t = self.t(idx)
+        root, off = self.root(idx)
+        rt = self.t(root)
+        if off % t.itemsize:
+            raise BadInputError(f"tensor '{t.name}' is misaligned in its buffer")
+        elem = off // t.itemsize
+        qual = "const " if const else ""
+        if rt.data is not None:
+            base = self.const_ref(root)
+            return f"({base} + {elem})" if elem else base
+        if root == self.x_index:
+            return f"(x + {elem})" if elem else "x"
+        if root in self.state_inputs:
+            field_ = self.state_inputs[root]
+            return f"(st->{field_} + {elem})" if elem else f"st->{field_}"
+        if root not in self.arena_off:
+            raise BadInputError(f"tensor '{rt.name}' is read before it is written")
+        byte = self.arena_off[root] + off
+        return f"(({qual}{t.ctype} *)({self.name}_arena + {byte}))"
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def plan_views(self) -> None:
+        for op in self.g.ops:
+            if op.name in ALIAS_OPS and self.t(op.outputs[0]).dtype == self.t(op.inputs[0]).dtype:
+                self.views[op.outputs[0]] = (op.inputs[0], 0)
+            elif op.name == "SPLIT":
+                self._split_views(op, self.t(op.inputs[0]), op.inputs[1])
+            elif op.name == "SPLIT_V":
+                self._split_views(op, self.t(op.inputs[2]), op.inputs[0])
+        self._inplace_views()
+
+    def _inplace_views(self) -> None:
+        """Let an elementwise op write over an input that dies with it (same size and dtype)."""
+        n_ops = len(self.g.ops)
+        last: dict[int, int] = {}
+
+        def touch(idx: int, when: int) -> None:
+            while True:  # a use of a view is a use of everything it views
+                last[idx] = max(last.get(idx, -1), when)
+                if idx not in self.views:
+                    return
+                idx = self.views[idx][0]
+
+        for op in self.g.ops:
+            for i in op.inputs:
+                if i >= 0:
+                    touch(i, op.index)
+        for idx in self.g.outputs.values():
+            touch(idx, n_ops)
+        for op in self.g.ops:
+            if op.name not in INPLACE_OPS or not op.outputs or op.outputs[0] in self.views:
+                continue
+            y = self.t(op.outputs[0])
+            for i in op.inputs:
+                if i < 0:
+                    continue
+                t = self.t(i)
+                root, _ = self.root(i)
+                if (
+                    t.dtype != y.dtype
+                    or t.numel != y.numel
+                    or last.get(i) != op.index
+                    or self.t(root).data is not None
+                    or root == self.x_index
+                    or root in self.state_inputs
+                ):
+                    continue
+                self.views[op.outputs[0]] = (i, 0)
+                # the output's later uses now keep the input's buffer alive
+                break
+
+    def _split_views(self, op: Op, axis_t: Tensor, data_idx: int) -> None:
+        data = self.t(data_idx)
+        if axis_t.data is None:
+            raise self.unsupported(op, "non-constant axis")
+        axis = int(np.asarray(axis_t.data).reshape(-1)[0]) % max(len(data.shape), 1)
+        outer = int(np.prod([max(d, 1) for d in data.shape[:axis]], dtype=np.int64))
+        if outer != 1:
+            return  # copied by the handler instead
+        off = 0
+        for o in op.outputs:
+            self.views[o] = (data_idx, off)
+            off += self.t(o).nbytes
+
+    def plan_arena(self) -> None:
+        """First-fit allocation of every non-view, non-input, non-constant tensor by liveness."""
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        n_ops = len(self.g.ops)
+        for op in self.g.ops:
+            for i in op.outputs:
+                r, _ = self.root(i)
+                first.setdefault(r, op.index)
+                last[r] = max(last.get(r, op.index), op.index)
+            for i in op.inputs:
+                if i >= 0:
+                    r, _ = self.root(i)
+                    last[r] = max(last.get(r, op.index), op.index)
+        for idx in self.g.outputs.values():  # copied out after the last op
+            r, _ = self.root(idx)
+            last[r] = n_ops
+        roots = [
+            r
+            for r in first
+            if self.t(r).data is None and r != self.x_index and r not in self.state_inputs
+        ]
+        roots.sort(key=lambda r: (-self.t(r).nbytes, first[r], r))
+        placed: list[tuple[int, int, int, int]] = []  # (start, end, first, last)
+        top = 0
+        for r in roots:
+            size = -(-self.t(r).nbytes // ARENA_ALIGN) * ARENA_ALIGN
+            busy = sorted((s, e) for s, e, f, la in placed if not (la < first[r] or last[r] < f))
+            pos = 0
+            for s, e in busy:
+                if pos + size <= s:
+                    break
+                pos = max(pos, e)
+            self.arena_off[r] = pos
+            placed.append((pos, pos + size, first[r], last[r]))
+            top = max(top, pos + size)
+        self.prog.arena_bytes = top
+
+    # -- emission -----------------------------------------------------------------------------
+
+    def plan_lut_fusion(self) -> None:
+        """Find ADD -> SPLIT (views) -> LOGISTIC/TANH (in place) chains (see __init__)."""
+        users: dict[int, list[Op]] = {}
+        for op in self.g.ops:
+            for i in op.inputs:
+                if i >= 0:
+                    users.setdefault(i, []).append(op)
+        outputs = set(self.g.outputs.values())
+        for op in self.g.ops:
+            if op.name != "ADD" or not _is_int8(self.t(op.outputs[0])):
+                continue
+            y = op.outputs[0]
+            split = users.get(y, [])
+            if len(split) != 1 or split[0].name not in ("SPLIT", "SPLIT_V") or y in outputs:
+                continue
+            parts = split[0].outputs
+            if not all(self.views.get(o, (None,))[0] == y for o in parts):
+                continue
+            parts = sorted(parts, key=lambda o: self.views[o][1])
+            sizes = {self.t(o).numel for o in parts}
+            offsets = [self.views[o][1] for o in parts]
+            if len(sizes) != 1 or offsets != [
+                k * self.t(parts[0]).nbytes for k in range(len(parts))
+            ]:
+                continue
+            acts = []
+            for o in parts:
+                u = users.get(o, [])
+                if (
+                    len(u) != 1
+                    or u[0].name not in ("LOGISTIC", "TANH")
+                    or o in outputs
+                    or self.views.get(u[0].outputs[0]) != (o, 0)
+                    or not _is_int8(self.t(u[0].outputs[0]))
+                ):
+                    break
+                acts.append(u[0])
+            else:
+                self.lut_after[op.index] = acts
+                self.lut_fused.update(a.index for a in acts)
+
+    def run(self) -> Program:
+        self.plan_views()
+        self.plan_lut_fusion()
+        for op in self.g.ops:  # check every op before any work, so errors come first
+            if op.name not in HANDLERS:
+                raise self.unsupported(op)
+        self.plan_arena()
+        for op in self.g.ops:
+            self.prog.kernels.append(op.name)
+            out = self.t(op.outputs[0]) if op.outputs else None
+            self.prog.body.append(f"/* {op.index}: {op.name} -> '{out.name if out else ''}' */")
+            self.prog.body.extend(HANDLERS[op.name](self, op))
+            self.prog.body.append(f"EL_PROFILE({op.index});")
+            fused = op.index in self.lut_fused
+            self.prog.ops.append((op.index, op.name, self.layer_of(op), fused))
+        for idx in self.g.outputs.values():
+            self.prog.refs[idx] = self.ref(idx, True)
+        self.prog.weight_bytes = sum(t.nbytes for t in self.g.tensors if t.data is not None)
+        return self.prog
+
+
+# ---- handlers ------------------------------------------------------------------------------
+
+
+HANDLERS: dict[str, Callable[[Lowering, Op], list[str]]] = {
+    "FULLY_CONNECTED": fc._fc,
+    "ADD": elementwise._binary,
+    "SUB": elementwise._binary,
+    "MUL": elementwise._binary,
+    "LOGISTIC": elementwise._activation,
+    "TANH": elementwise._activation,
+    "RELU": elementwise._relu,
+    "RELU6": elementwise._relu,
+    "RELU_N1_TO_1": elementwise._relu,
+    "SOFTMAX": elementwise._softmax,
+    "QUANTIZE": elementwise._quantize,
+    "DEQUANTIZE": elementwise._dequantize,
+    "SPLIT": layout._split,
+    "SPLIT_V": layout._split,
+    "CONCATENATION": layout._concat,
+    "RESHAPE": layout._alias,
+    "SQUEEZE": layout._alias,
+    "EXPAND_DIMS": layout._alias,
+    "STRIDED_SLICE": layout._strided_slice,
+    "GATHER": layout._gather,
+}
+
+
+ROUNDINGS = ("tflm", "litert-ref")
+
+
+def lower(
+    graph: Graph,
+    name: str,
+    layers: Sequence[LayerSummary] | None = None,
+    rounding: str = "tflm",
+    isa: str = "dsp",
+) -> Program:
+    """Lower `graph` (a step model) to a Program; UnsupportedLayerError names a missing kernel.
+    `rounding` picks whose int8 FULLY_CONNECTED rounding to reproduce (ROUNDINGS), `isa` the
+    int8 FC weight layout ("dsp" or "mve")."""
+    return Lowering(graph, name, layers or [], rounding, isa).run()

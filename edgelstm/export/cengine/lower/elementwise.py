@@ -1,0 +1,203 @@
+"""Elementwise ops: ADD/SUB/MUL, LOGISTIC/TANH tables, RELU*, SOFTMAX, QUANTIZE/DEQUANTIZE."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgelstm.export.cengine import quant
+from edgelstm.export.cengine.graph import Op
+from edgelstm.export.cengine.lower.program import (
+    _act,
+    _is_int8,
+)
+from edgelstm.export.cgen import c_float
+
+if TYPE_CHECKING:
+    from edgelstm.export.cengine.lower.core import Lowering
+
+
+def _broadcast(lw: Lowering, op: Op) -> tuple[int, int, int]:
+    a, b, y = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    n = y.numel
+    sa = 1 if a.numel == n else 0 if a.numel == 1 else -1
+    sb = 1 if b.numel == n else 0 if b.numel == 1 else -1
+    if sa < 0 or sb < 0:
+        raise lw.unsupported(op, f"broadcast {a.shape} with {b.shape}")
+    return sa, sb, n
+
+
+def _binary(lw: Lowering, op: Op) -> list[str]:
+    sa, sb, n = _broadcast(lw, op)
+    a, b, y = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    act = _act(op)
+    ra, rb, ry = lw.ref(op.inputs[0], True), lw.ref(op.inputs[1], True), lw.ref(op.outputs[0])
+    if y.dtype == "float32":
+        code = {"ADD": 0, "SUB": 1, "MUL": 2}[op.name]
+        return [f"el_binary_f32({code}, {ra}, {sa}, {rb}, {sb}, {ry}, {n}, {act});"]
+    if not (_is_int8(a) and _is_int8(b) and _is_int8(y)):
+        raise lw.unsupported(op, f"{a.dtype}/{b.dtype} -> {y.dtype}")
+    if act not in (0, 1, 2, 3):
+        raise lw.unsupported(op, f"fused activation {act}")
+    lo, hi = quant.activation_range_s8(act, y.scale, y.zp)
+    pn = f"{lw.name}_p{op.index}"
+    if op.name == "MUL":
+        m, s = quant.quantize_multiplier(a.scale * b.scale / y.scale)
+        if (lo, hi) == (-128, 127) and s <= -1:
+            vals = [-2 * a.zp, -b.zp, m, -s - 1, 1 + 2 * y.zp]
+            lw.prog.consts.append(
+                f"static const el_mul_fast_t {pn} = {{{', '.join(map(str, vals))}}};"
+            )
+            lw.prog.const_bytes += 20
+            return [f"el_mul_s8_fast(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+        vals = [-a.zp, -b.zp, y.zp, m, s, lo, hi]
+        lw.prog.consts.append(f"static const el_mul_s8_t {pn} = {{{', '.join(map(str, vals))}}};")
+        lw.prog.const_bytes += 28
+        return [f"el_mul_s8(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+    prm = quant.addsub_params(a.scale, a.zp, b.scale, b.zp, y.scale, y.zp)
+    keys = [
+        "in1_off",
+        "in1_mult",
+        "in1_shift",
+        "in2_off",
+        "in2_mult",
+        "in2_shift",
+        "out_off",
+        "out_mult",
+        "out_shift",
+        "left_shift",
+    ]
+    sign = 1 if op.name == "ADD" else -1
+    fast = _add_fast(prm, sign, lo, hi)
+    if fast is None and sign > 0:  # ADD commutes: try the inputs the other way round
+        swapped = {
+            **{k.replace("in1", "in2"): v for k, v in prm.items() if k.startswith("in1")},
+            **{k.replace("in2", "in1"): v for k, v in prm.items() if k.startswith("in2")},
+        }
+        fast = _add_fast({**prm, **swapped}, sign, lo, hi)
+        if fast is not None:
+            ra, sa, rb, sb = rb, sb, ra, sa
+    acts = lw.lut_after.get(op.index, [])
+    fuse = fast is not None and bool(acts) and sa == 1 and sb == 1
+    tables = [_lut_table(lw, a, centred=fuse) for a in acts]
+    if fast is not None:
+        lw.prog.consts.append(f"static const el_add_fast_t {pn} = {{{', '.join(map(str, fast))}}};")
+        lw.prog.const_bytes += 32
+        if fuse:
+            lw.prog.consts.append(
+                f"static const int8_t *const {pn}_luts[{len(tables)}] = {{{', '.join(tables)}}};"
+            )
+            lw.prog.const_bytes += 4 * len(tables)
+            seg = n // len(tables)
+            return [
+                f"el_add_s8_fast_lut(&{pn}, {ra}, {rb}, {ry}, {seg}, {len(tables)}, {pn}_luts);"
+            ]
+        lines = [f"el_add_s8_fast(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+    else:
+        vals = [prm[k] for k in keys] + [lo, hi]
+        lw.prog.consts.append(
+            f"static const el_addsub_s8_t {pn} = {{{', '.join(map(str, vals))}}};"
+        )
+        lw.prog.const_bytes += 48
+        lines = [f"el_addsub_s8(&{pn}, {sign}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+    for a, tn in zip(acts, tables, strict=True):  # not fused: the tables as separate passes
+        ref = lw.ref(a.inputs[0])
+        lines.append(f"el_lut_s8({tn}, {ref}, {ref}, {lw.t(a.inputs[0]).numel});")
+    return lines
+
+
+def _lut_table(lw: Lowering, op: Op, centred: bool = False) -> str:
+    """The activation's 256-entry table: indexed by (uint8_t)v, or by v + 128 when centred."""
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    table = quant.lut_s8(op.name, x.scale, x.zp, y.scale, y.zp)
+    if centred:
+        return lw.add_const(
+            "int8_t", f"{lw.name}_clut{op.index}", np.roll(table, 128), f"{op.name} table, centred"
+        )
+    return lw.add_const("int8_t", f"{lw.name}_lut{op.index}", table, f"{op.name} table")
+
+
+def _add_fast(prm: dict[str, int], sign: int, lo: int, hi: int) -> list[int] | None:
+    """el_add_fast_t values when el_add_s8_fast reproduces el_addsub_s8 (see the header)."""
+    half = (1 << 30, 0)
+    if (lo, hi) != (-128, 127) or prm["left_shift"] != 20 or prm["out_shift"] > -1:
+        return None
+    if (prm["in1_mult"], prm["in1_shift"]) != half:
+        return None
+    if (prm["in2_mult"], prm["in2_shift"]) == half:
+        # SMMULR(2X, 2^31 - 1) = X for |X| < 2^30; e2 = 0 then halves the even X exactly
+        m2, e2 = (1 << 31) - 1, 0
+    elif prm["in2_shift"] <= -1:
+        m2, e2 = prm["in2_mult"], -prm["in2_shift"] - 1
+    else:
+        return None
+    c1 = prm["in1_off"] * (1 << 19)
+    c2 = prm["in2_off"] * (1 << 21)
+    mo, eo, k = prm["out_mult"], -prm["out_shift"] - 1, 1 + 2 * prm["out_off"]
+    return [c1, c2, m2, e2, sign, mo, eo, k]
+
+
+def _activation(lw: Lowering, op: Op) -> list[str]:
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    rx, ry = lw.ref(op.inputs[0], True), lw.ref(op.outputs[0])
+    if y.dtype == "float32":
+        fn = "el_logistic_f32" if op.name == "LOGISTIC" else "el_tanh_f32"
+        return [f"{fn}({rx}, {ry}, {y.numel});"]
+    if not (_is_int8(x) and _is_int8(y)):
+        raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+    if op.index in lw.lut_fused:
+        return ["/* applied by the ADD that produced the input */"]
+    return [f"el_lut_s8({_lut_table(lw, op)}, {rx}, {ry}, {y.numel});"]
+
+
+def _relu(lw: Lowering, op: Op) -> list[str]:
+    y = lw.t(op.outputs[0])
+    if y.dtype != "float32":
+        raise lw.unsupported(op, f"{y.dtype} (only float32 RELU is lowered)")
+    lo, hi = {"RELU": (0.0, 3.0e38), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[op.name]
+    return [
+        f"el_relu_f32({lw.ref(op.inputs[0], True)}, {lw.ref(op.outputs[0])}, {y.numel}, "
+        f"{c_float(lo)}, {c_float(hi)});"
+    ]
+
+
+def _softmax(lw: Lowering, op: Op) -> list[str]:
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    beta = float(getattr(op.options, "beta", 1.0) or 1.0)
+    n = x.shape[-1] if x.shape else 1
+    outer = x.numel // max(n, 1)
+    rx, ry = lw.ref(op.inputs[0], True), lw.ref(op.outputs[0])
+    if y.dtype == "float32":
+        return [f"el_softmax_f32({rx}, {ry}, {outer}, {n}, {c_float(beta)});"]
+    if not (_is_int8(x) and _is_int8(y)):
+        raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+    tn = lw.add_const(
+        "float", f"{lw.name}_exp{op.index}", quant.softmax_table(x.scale, beta), "softmax exp table"
+    )
+    return [f"el_softmax_s8({tn}, {c_float(y.scale)}, {y.zp}, {rx}, {ry}, {outer}, {n});"]
+
+
+def _quantize(lw: Lowering, op: Op) -> list[str]:
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    rx, ry = lw.ref(op.inputs[0], True), lw.ref(op.outputs[0])
+    if _is_int8(x) and _is_int8(y):
+        m, s = quant.quantize_multiplier(x.scale / y.scale)
+        if y.numel >= 32:  # a 256-byte table beats per-element fixed-point math
+            table = quant.requant_table(x.zp, y.zp, m, s)
+            tn = lw.add_const("int8_t", f"{lw.name}_rq{op.index}", table, "requantize table")
+            return [f"el_lut_s8({tn}, {rx}, {ry}, {y.numel});"]
+        return [f"el_requant_s8({rx}, {x.zp}, {m}, {s}, {y.zp}, {ry}, {y.numel});"]
+    if x.dtype == "float32" and _is_int8(y):
+        return [f"el_quantize_f32_s8({rx}, {c_float(y.scale)}, {y.zp}, {ry}, {y.numel});"]
+    raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+
+
+def _dequantize(lw: Lowering, op: Op) -> list[str]:
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    if not (_is_int8(x) and y.dtype == "float32"):
+        raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+    return [
+        f"el_dequantize_s8_f32({lw.ref(op.inputs[0], True)}, {c_float(x.scale)}, {x.zp}, "
+        f"{lw.ref(op.outputs[0])}, {y.numel});"
+    ]

@@ -1,0 +1,162 @@
+"""FULLY_CONNECTED: float and int8 kernels, the int8 weight streams (DSP row pairs, Helium tiles)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgelstm.export.cengine import quant
+from edgelstm.export.cengine.graph import Op
+from edgelstm.export.cengine.lower.program import (
+    _act,
+    _is_int8,
+)
+
+if TYPE_CHECKING:
+    from edgelstm.export.cengine.lower.core import Lowering
+
+
+def _fc(lw: Lowering, op: Op) -> list[str]:
+    x, w = lw.t(op.inputs[0]), lw.t(op.inputs[1])
+    b = lw.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    y = lw.t(op.outputs[0])
+    if w.data is None or len(w.shape) != 2:
+        raise lw.unsupported(op, "non-constant or non-2-D weights")
+    rows, cols = w.shape
+    if x.numel != cols:
+        raise lw.unsupported(op, f"batched input {x.shape}")
+    act = _act(op)
+    lw.prog.macs += rows * cols
+    k = op.index
+    p = lw.name
+    if x.dtype == "float32" and w.dtype == "float32" and y.dtype == "float32":
+        if act not in (0, 1, 2, 3, 4):
+            raise lw.unsupported(op, f"fused activation {act}")
+        wn = lw.add_const("float", f"{p}_w{k}", w.data, f"'{w.name}' {w.shape}")
+        bn = lw.add_const("float", f"{p}_b{k}", b.data, f"'{b.name}'") if b is not None else "0"
+        return [
+            f"el_fc_f32({lw.ref(op.inputs[0], True)}, {cols}, {wn}, {bn}, {rows}, {act}, "
+            f"{lw.ref(op.outputs[0])});"
+        ]
+    if not (_is_int8(x) and _is_int8(w) and _is_int8(y)):
+        if x.dtype == "int16" or y.dtype == "int16":  # an int16x8 step model
+            raise lw.unsupported(
+                op, "int16 activations: the engine runs float and int8 step models; export the "
+                "int8 (or float) artifact"
+            )  # fmt: skip
+        raise lw.unsupported(
+            op, f"{x.dtype} input with {w.dtype} weights (dynamic-range quantization): export "
+            "the int8 or float artifact"
+        )  # fmt: skip
+    if act not in (0, 1, 2, 3):
+        raise lw.unsupported(op, f"fused activation {act}")
+    if any(z != 0 for z in w.zero_points):
+        raise lw.unsupported(op, "asymmetric int8 weights")
+    wq = w.data.astype(np.int64)
+    bias = (b.data.astype(np.int64) if b is not None else np.zeros(rows, np.int64)).reshape(-1)
+    folded = bias + (-x.zp) * wq.sum(axis=1)  # input zero point folded into the bias offline
+    if np.abs(folded).max(initial=0) >= 2**31:
+        raise lw.unsupported(op, "bias overflows int32 after folding the zero point")
+    scales = w.scales if len(w.scales) == rows else [w.scale] * rows
+    mults, shifts = zip(
+        *(quant.quantize_multiplier(x.scale * s / y.scale) for s in scales), strict=True
+    )
+    # 4 rows x 8 columns (Helium: 16-column tiles, the last one may be 8 wide)
+    rp, cp = -(-rows // 4) * 4, -(-cols // 8) * 8
+    wpad = np.zeros((rp, cp), np.int8)
+    wpad[:rows, :cols] = w.data
+    bpad = np.zeros(rp, np.int64)
+    bpad[:rows] = folded
+    pad = [0] * (rp - rows)  # the kernel reads whole 4-row blocks
+    lo, hi = quant.activation_range_s8(act, y.scale, y.zp)
+    lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
+    # worst-case |accumulator| per row: the int8 input is at most 128 in magnitude
+    bound = 128 * np.abs(wpad.astype(np.int64)).sum(axis=1) + np.abs(bpad)
+    flags = []
+    if bound[1::2].max(initial=0) < 2**23:
+        flags.append("EL_FC_PAIRED_DSP")
+    fast_rq = bound.max(initial=0) < 2**30 and max(shifts) <= -1 and (lo, hi) == (-128, 127)
+    if fast_rq:
+        flags.append("EL_FC_FAST_RQ")
+        shifts = tuple(-s - 1 for s in shifts)  # the kernel's fast path wants e - 1
+    if fast_rq and lw.isa == "mve":  # no paired-row bound: plain signed weights
+        stream = fc_rows_stream(wpad, bpad, np.array([*mults, *pad]), np.array([*shifts, *pad]))
+        sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc row tiles")
+        return [
+            f"el_fc_s8_rows({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {y.zp}, "
+            f"{p}_xs, {lw.ref(op.outputs[0])}, {int(lw.single_round)});"
+        ]
+    if len(flags) == 2:  # one stream: per block bias, weights, multipliers, e - 1
+        stream = fc_stream(wpad, bpad, np.array([*mults, *pad]), np.array([*shifts, *pad]))
+        sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc stream")
+        fn = "el_fc_s8_fast_sr" if lw.single_round else "el_fc_s8_fast"
+        return [
+            f"{fn}({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {y.zp}, "
+            f"{p}_xs, {lw.ref(op.outputs[0])});"
+        ]
+    if lw.single_round:
+        flags.append("EL_FC_SINGLE_ROUND")
+    wn = lw.add_const("int8_t", f"{p}_w{k}", _paired_layout(wpad), f"'{w.name}' {w.shape} paired")
+    bn = lw.add_const("int32_t", f"{p}_b{k}", bpad, "bias with the input zero point folded in")
+    mn = lw.add_const("int32_t", f"{p}_m{k}", np.array([*mults, *pad]), "requantize multipliers")
+    what = "requantize e - 1" if fast_rq else "requantize shifts"
+    sn = lw.add_const("int8_t", f"{p}_s{k}", np.array([*shifts, *pad]), what)
+    return [
+        f"el_fc_s8({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {wn}, {bn}, {rows}, {mn}, "
+        f"{sn}, {y.zp}, {lo}, {hi}, {' | '.join(flags) or '0'}, {p}_xs, "
+        f"{lw.ref(op.outputs[0])});"
+    ]
+
+
+def fc_stream(wpad: np.ndarray, bias: np.ndarray, mult: np.ndarray, e1: np.ndarray) -> np.ndarray:
+    """el_fc_s8_fast's byte stream: per 4-row block the bias (int32 LE), the paired weights
+    (columns c0 c2 c1 c3 per group of 4), the multipliers (int32 LE) and e - 1 (int8). All
+    arguments padded to whole 4-row blocks."""
+    rp, cp = wpad.shape
+    # columns in the order the kernel expands x: c0 c2 c1 c3 per group of 4
+    order = (np.arange(cp).reshape(-1, 4)[:, [0, 2, 1, 3]]).reshape(-1)
+    paired = _paired_layout(wpad[:, order])
+    parts = []
+    for blk in range(rp // 4):
+        rows = slice(4 * blk, 4 * blk + 4)
+        parts += [
+            np.asarray(bias[rows], np.int64).astype("<i4").view(np.int8),
+            paired[blk * 4 * cp : (blk + 1) * 4 * cp],
+            np.asarray(mult[rows], np.int64).astype("<i4").view(np.int8),
+            np.asarray(e1[rows], np.int64).astype(np.int8),
+        ]
+    return np.concatenate(parts)
+
+
+def fc_rows_stream(
+    wpad: np.ndarray, bias: np.ndarray, mult: np.ndarray, e1: np.ndarray
+) -> np.ndarray:
+    """el_fc_s8_rows' byte stream (Helium): per 4-row block the bias (int32 LE), per 16 columns
+    the 4 rows' 16 int8 weights (a last tile of 8 columns when C % 16 == 8), the multipliers
+    (int32 LE) and e - 1 (int8). wpad [R, C] with R % 4 == 0 and C % 8 == 0."""
+    rp, cp = wpad.shape
+    w8 = wpad.astype(np.int8)
+    parts = []
+    for blk in range(rp // 4):
+        rows = slice(4 * blk, 4 * blk + 4)
+        # 16-column tiles, the last one 8 wide when cp % 16 == 8: row-major within a tile
+        tiles = [w8[rows, c : c + 16].reshape(-1) for c in range(0, cp, 16)]
+        parts += [
+            np.asarray(bias[rows], np.int64).astype("<i4").view(np.int8),
+            *tiles,
+            np.asarray(mult[rows], np.int64).astype("<i4").view(np.int8),
+            np.asarray(e1[rows], np.int64).astype(np.int8),
+        ]
+    return np.concatenate(parts)
+
+
+def _paired_layout(wpad: np.ndarray) -> np.ndarray:
+    """int8 [R, C] (R % 4 == 0, C % 4 == 0) -> the kernel's paired byte order: per 4-row block and
+    4-column group, row pair 0 then 1, columns 0-1 then 2-3, per column (w_a + 128, w_b)."""
+    rp, cp = wpad.shape
+    w4 = wpad.astype(np.int16).reshape(rp // 4, 2, 2, cp // 4, 2, 2)  # blk, pair, row, g, j, c
+    ua = (w4[:, :, 0] + 128).astype(np.uint8).view(np.int8)  # blk, pair, g, j, c
+    wb = w4[:, :, 1].astype(np.int8)
+    out = np.stack([ua, wb], axis=-1)  # blk, pair, g, j, c, byte
+    return np.ascontiguousarray(out.transpose(0, 2, 1, 3, 4, 5)).reshape(-1)
