@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from edgelstm.convert.layers.base import (
+    FormulaHandler,
     Handler,
     LayerSpec,
     _cfg,
     _framework,
-    _lambda_layer,
     register,
 )
 from edgelstm.errors import UnsupportedLayerError
@@ -199,7 +199,7 @@ class ActivationHandler(Handler):
 
 
 @register("LeakyReLU", "ELU", "PReLU")
-class ParamActivationHandler(Handler):
+class ParamActivationHandler(FormulaHandler):
     args = "LeakyReLU(negative_slope), ELU(alpha), PReLU(shared_axes=[1])"
     """Activation layers with a parameter: LeakyReLU(negative_slope), ELU(alpha), PReLU(alpha)."""
 
@@ -231,13 +231,11 @@ class ParamActivationHandler(Handler):
             out_dim=in_dim,
         )
 
-    def _apply(self, spec: LayerSpec, x: Any, lib: Any) -> Any:
+    def _apply(self, spec: LayerSpec, x: Any, tf: Any | None) -> Any:
         alpha = spec.weights[0]
-        if lib is np:
+        if tf is None:
             neg = alpha * (np.expm1(np.minimum(x, 0)) if spec.config["op"] == "elu" else x)
             return np.where(x > 0, x, neg)
-        import tensorflow as tf
-
         if spec.config["op"] == "elu":
             if np.all(alpha == 1.0):
                 return tf.nn.elu(x)
@@ -245,12 +243,3 @@ class ParamActivationHandler(Handler):
         # (1 - alpha) * relu(x) + alpha * x: RELU/MUL/ADD, ops every runtime (and the C engine)
         # has; no NEG, no LEAKY_RELU/PRELU.
         return tf.constant(1.0 - alpha) * tf.nn.relu(x) + tf.constant(alpha) * x
-
-    def sequence(self, spec, x, keras):
-        return _lambda_layer(keras, lambda v: self._apply(spec, v, None), spec.name)(x)
-
-    def step(self, spec, x, states, tf):
-        return self._apply(spec, x, tf), []
-
-    def step_numpy(self, spec, x, states):
-        return self._apply(spec, x, np), []

@@ -77,6 +77,25 @@ class Handler:
         return None
 
 
+class FormulaHandler(Handler):
+    """A per-step layer written once as `_apply(spec, x, tf)` (tf=None: the NumPy form): the
+    sequence model wraps it in a Lambda, the step model calls it on one step."""
+
+    def _apply(self, spec: LayerSpec, x: Any, tf: Any | None) -> Any:
+        raise NotImplementedError
+
+    def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
+        import tensorflow as tf
+
+        return _lambda_layer(keras, lambda v: self._apply(spec, v, tf), spec.name)(x)
+
+    def step(self, spec: LayerSpec, x: Any, states: list[Any], tf: Any) -> tuple[Any, list[Any]]:
+        return self._apply(spec, x, tf), []
+
+    def step_numpy(self, spec: LayerSpec, x: np.ndarray, states: list[np.ndarray]):
+        return self._apply(spec, x, None), []
+
+
 REGISTRY: dict[str, Handler] = {}
 
 

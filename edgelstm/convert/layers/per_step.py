@@ -14,6 +14,7 @@ from edgelstm.convert.layers.activations import (
 )
 from edgelstm.convert.layers.base import (
     REGISTRY,
+    FormulaHandler,
     Handler,
     LayerSpec,
     _cfg,
@@ -188,7 +189,7 @@ class BatchNormHandler(Handler):
 
 
 @register("LayerNormalization")
-class LayerNormHandler(Handler):
+class LayerNormHandler(FormulaHandler):
     args = "axis -1, epsilon, center, scale (not rms_scaling)"
     """LayerNormalization over the feature axis: per step, so streamable."""
 
@@ -230,14 +231,3 @@ class LayerNormHandler(Handler):
         d = x - mean
         var = tf.reduce_mean(d * d, axis=-1, keepdims=True)
         return d * tf.math.rsqrt(var + eps) * tf.constant(gamma) + tf.constant(beta)
-
-    def sequence(self, spec, x, keras):
-        import tensorflow as tf
-
-        return _lambda_layer(keras, lambda v: self._apply(spec, v, tf), spec.name)(x)
-
-    def step(self, spec, x, states, tf):
-        return self._apply(spec, x, tf), []
-
-    def step_numpy(self, spec, x, states):
-        return self._apply(spec, x, None), []
