@@ -337,3 +337,32 @@ def test_cell_limit_view_and_penalty() -> None:
     assert tuple(c.shape) == (3, 64)
     penalty = _cell_penalty(3.0)(None, np.array([[4.0, -1.0], [-5.0, 0.0]], np.float32))
     np.testing.assert_allclose(np.asarray(penalty), [0.5, 2.0])
+
+
+# Known int8 gap (issue #13): char-lm's int8 step model misses the 0.1 bound (max probability
+# error 0.12-0.16 over its held-out windows); closing it needs an int16 cell (README).
+INT8_STEP_GAPS = {"char-lm"}
+
+
+@pytest.mark.parametrize("recipe", COMMITTED)
+def test_committed_model_int8_artifacts_pass_their_bounds(recipe: str, tmp_path: Path) -> None:
+    """Every committed model converted to int8 with the defaults (sequence + step, its own
+    calibration.npz): each artifact within the int8 parity bound on held-out windows, except the
+    known gap above, which must still be reported as a miss (the day it passes, this says so).
+    The temporal-order GRU's step model once missed by 0.9999: a never-reset stream in its
+    calibration, though a many-to-one model is reset per window."""
+    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.types import ConvertConfig, Quantization, Variant
+
+    rec = load_recipe(recipe)
+    cfg = ConvertConfig(
+        quantizations=[Quantization.INT8], calibration=str(rec.dir / "calibration.npz"),
+        verify_fail=False,
+    )  # fmt: skip
+    manifest = convert_model(rec.dir / "model.keras", tmp_path / "o", cfg)
+    got = {a.variant: a.parity for a in manifest.artifacts}
+    assert set(got) == {Variant.SEQUENCE, Variant.STEP}
+    for variant, parity in got.items():
+        assert parity is not None
+        gap = variant == Variant.STEP and recipe in INT8_STEP_GAPS
+        assert parity.passed is not gap, (recipe, variant.value, parity.max_abs, parity.bound)
