@@ -145,8 +145,7 @@ CASES: dict[str, Case] = {
     "lstm_elu_silu": Case(
         _seq(
             lambda L: L.LSTM(4, activation="elu", recurrent_activation="silu"), lambda L: L.Dense(2)
-        ),
-        int8_gaps=("step",),
+        )
     ),
     "gru_hard_sigmoid": Case(
         _seq(lambda L: L.GRU(4, recurrent_activation="hard_sigmoid"), lambda L: L.Dense(2))

@@ -244,13 +244,21 @@ def test_qat_step_trains_and_converts_to_int8(keras_model_file, calibration_file
     assert np.abs(yq - yf).max() < 0.1  # int8 bound of `edgelstm convert` (softmax range 1)
 
 
-def test_qat_forward_models_the_int8_step_graph(keras_model_file, calibration_file, tmp_path):
-    """The fake-quant forward pass (ranges from the calibration data, as the converter's) is
-    closer to the real int8 step model than the float forward pass is: training sees int8."""
+def test_qat_quantizes_the_state_as_the_int8_step_graph_does(
+    keras_model_file, calibration_file, tmp_path
+):
+    """The fake-quant pass quantizes each recurrent state with the int8 step model's own scale
+    (its ranges come from a float pass over the same windows the converter calibrates the state
+    on: within 15 %, the converter holding out a quarter of the file for verification), its
+    float twin is the model, and quantized it moves the output (training sees int8).
+
+    (It used to assert that the fake-quant output is closer to the int8 model than float is:
+    true while the step model's state was calibrated on a never-reset stream; calibrated on
+    the windows, as a many-to-one model now is, the int8 model's mean deviation from float is
+    0.0013 and its rounding is not reproduced element by element, correlation -0.03.)"""
     from edgelstm.convert.load import load_keras_model
     from edgelstm.convert.orchestrate import convert_model
     from edgelstm.quantize.qat import _Net
-    from edgelstm.runtime.stream import StepRunner
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     man = convert_model(
@@ -266,13 +274,18 @@ def test_qat_forward_models_the_int8_step_graph(keras_model_file, calibration_fi
     model, _ = load_keras_model(keras_model_file("lstm"))
     net = _Net(model, ema=0.99)
     net.init_ranges(cal)
+    states = man.artifacts[0].states
+    assert sorted((s.layer, s.role) for s in states) == [
+        ("lstm", "c"), ("lstm", "h"), ("lstm_1", "c"), ("lstm_1", "h"),
+    ]  # fmt: skip
+    for s in states:
+        lo, hi = (float(v.numpy()) for v in net.ranges[f"{s.layer}/{s.role}"])
+        qat_scale = (max(hi, 0.0) - min(lo, 0.0)) / 255
+        assert abs(qat_scale / s.scale - 1) < 0.15, (s.layer, s.role, qat_scale, s.scale)
     fq = np.asarray(net.forward(net.tf.constant(cal[:16]), quant=True)[0])
     fl = np.asarray(net.forward(net.tf.constant(cal[:16]), quant=False)[0])
-    runner = StepRunner(tmp_path / "o" / man.artifacts[0].file)
-    q8 = np.stack([runner.run(s)[-1] for s in cal[:16]])
-    err_fq, err_fl = np.abs(fq - q8).mean(), np.abs(fl - q8).mean()
-    assert err_fq < err_fl, (err_fq, err_fl)
     assert np.abs(fl - np.asarray(model(cal[:16]))).max() < 1e-5  # the twin is the model
+    assert np.abs(fq - fl).max() > 1e-4  # the quantized pass is not the float one
 
 
 def test_qat_cli_on_zoo_echo(run_cli, tmp_path):
