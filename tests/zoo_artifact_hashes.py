@@ -1,6 +1,8 @@
 """Hash every artifact of every zoo model: a refactoring must leave them byte-identical.
 
     python tests/zoo_artifact_hashes.py OUT.json [--recipe R ...]   # before and after, then diff
+    python tests/zoo_artifact_hashes.py OUT.json --work DIR            # keep the conversions
+    python tests/zoo_artifact_hashes.py OUT.json --work DIR --reuse    # exports only (seconds)
 
 Converts each committed zoo model (sequence + step; float, int8, int16x8) with its committed
 calibration data, renders the TFLite Micro export of every artifact (arena measured) and the C
@@ -24,7 +26,7 @@ def _sha(data: bytes | str) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
-def hashes(recipes: list[str], work: Path) -> dict[str, str]:
+def hashes(recipes: list[str], work: Path, reuse: bool = False) -> dict[str, str]:
     from edgelstm.convert.orchestrate import convert_model
     from edgelstm.errors import EdgeLSTMError
     from edgelstm.export.cengine import generate
@@ -42,7 +44,10 @@ def hashes(recipes: list[str], work: Path) -> dict[str, str]:
             verify_fail=False,
             name=name.replace("-", "_"),
         )
-        manifest = convert_model(rec.dir / "model.keras", art, cfg, progress=print).to_dict()
+        if reuse:  # a change to the exporters only: hash the exports of the kept conversions
+            manifest = json.loads((art / "manifest.json").read_text())
+        else:
+            manifest = convert_model(rec.dir / "model.keras", art, cfg, progress=print).to_dict()
         for a in manifest["artifacts"]:
             path = art / a["file"]
             out[f"{name}/{a['file']}"] = _sha(path.read_bytes())
@@ -68,10 +73,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python tests/zoo_artifact_hashes.py")
     ap.add_argument("out", type=Path)
     ap.add_argument("--recipe", action="append", help="only these recipes (default: every one)")
+    ap.add_argument("--work", type=Path, help="convert into (or, with --reuse, read from) DIR")
+    ap.add_argument("--reuse", action="store_true", help="hash exports of the models in --work")
     args = ap.parse_args()
+    if args.reuse and not args.work:
+        ap.error("--reuse needs --work")
     recipes = args.recipe or [r.name for r in list_recipes()]
-    with tempfile.TemporaryDirectory() as tmp:
-        result = hashes(recipes, Path(tmp))
+    if args.work:
+        result = hashes(recipes, args.work, args.reuse)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = hashes(recipes, Path(tmp))
     args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     print(f"{len(result)} files hashed -> {args.out}")
     return 0
