@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgelstm.export.cengine import generate, verify_engine
+from edgelstm.codegen.engine import generate
+from edgelstm.export.cengine import verify_engine
 from edgelstm.types import ManifestLike
 
 TARGET_INSTR_PER_MAC = 1.5

@@ -271,7 +271,7 @@ def test_sequence_model_without_step_sibling(zoo_converted, tmp_path: Path) -> N
 
 def test_fuzz_under_sanitizers(converted, tmp_path: Path) -> None:
     """Many random streams (every int8 code, large float inputs) through ASan/UBSan builds."""
-    from edgelstm.export.cengine import generate
+    from edgelstm.codegen.engine import generate
     from edgelstm.export.cengine import verify as v
 
     for kind, quant, seed in (("gru", "int8", 11), ("lstm", "float", 12), ("rnn", "int8", 13)):
@@ -293,7 +293,7 @@ def test_fuzz_under_sanitizers(converted, tmp_path: Path) -> None:
 def test_embedding_token_range_checked(tmp_path: Path, keras_model_file, tmp_path_factory) -> None:
     """Token ids outside the table make step() return the index error instead of reading past it
     (under ASan), and valid ids match LiteRT."""
-    from edgelstm.export.cengine import generate
+    from edgelstm.codegen.engine import generate
     from edgelstm.export.cengine import verify as v
 
     cal = tmp_path / "tok.npz"
@@ -437,8 +437,8 @@ def _c_arr(ctype: str, name: str, vals) -> str:
 
 def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """C source of a driver that prints each kernel call's output, and the expected outputs."""
-    from edgelstm.export.cengine import quant
-    from edgelstm.export.cengine.lower import _add_fast, _paired_layout, fc_rows_stream, fc_stream
+    from edgelstm.codegen.engine import quant
+    from edgelstm.codegen.engine.lower import _add_fast, _paired_layout, fc_rows_stream, fc_stream
 
     rng = np.random.default_rng(seed)
     data, calls, expect = [], [], []
@@ -609,7 +609,7 @@ def _check_fuzz_output(text: str, expect: list[tuple[str, np.ndarray]], where: s
 
 
 def _fuzz_dir(tmp_path: Path, seed: int) -> list[tuple[str, np.ndarray]]:
-    from edgelstm.export.cengine.emit import KERNEL_DIR
+    from edgelstm.codegen.engine.emit import KERNEL_DIR
 
     src, expect = _fuzz_cases(seed)
     for f in ("edgelstm_kernels.c", "edgelstm_kernels.h"):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgelstm.codegen.c import c_float, c_identifier, check_identifier, format_bytes
 from edgelstm.errors import BadInputError
-from edgelstm.export.cgen import c_float, c_identifier, check_identifier, format_bytes
 from edgelstm.export.tflm import export_tflm, plan_tflm
 from edgelstm.export.tflm_ops import TFLM_ADD_METHODS
 from edgelstm.runtime.tflm_arena import (
@@ -81,7 +81,7 @@ def _compile(cmd: list[str], cwd: Path) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
 
 
-# ---------------------------------------------------------------------------------- cgen helpers
+# -------------------------------------------------------------------------------- codegen.c helpers
 
 
 def test_c_identifier_sanitises_and_rejects() -> None:

@@ -23,7 +23,7 @@ def test_inspect_and_c_graph_with_every_interpreter_blocked() -> None:
     script = (
         "import contextlib, io, json, sys\n" + block + "from edgelstm.cli._app import run_cli\n"
         "from edgelstm.cli import cli\n"
-        "from edgelstm.export.cengine.graph import load_graph\n"
+        "from edgelstm.codegen.engine.graph import load_graph\n"
         f"for p in {[str(m) for m in MODELS]!r}:\n"
         "    out = io.StringIO()\n"
         "    with contextlib.redirect_stdout(out):\n"

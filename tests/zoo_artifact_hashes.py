@@ -27,9 +27,9 @@ def _sha(data: bytes | str) -> str:
 
 
 def hashes(recipes: list[str], work: Path, reuse: bool = False) -> dict[str, str]:
+    from edgelstm.codegen.engine import generate
     from edgelstm.convert.orchestrate import convert_model
     from edgelstm.errors import EdgeLSTMError
-    from edgelstm.export.cengine import generate
     from edgelstm.export.tflm import plan_tflm
     from edgelstm.types import ConvertConfig, Quantization
     from edgelstm.zoo import load_recipe

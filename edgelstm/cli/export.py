@@ -75,7 +75,7 @@ def export(
     A manifest.json next to MODEL (written by `edgelstm convert`) supplies state tensors and
     metadata; without it they are derived from the flatbuffer.
     """
-    from edgelstm.export.cgen import c_identifier
+    from edgelstm.codegen.c import c_identifier
 
     _check_model(model)
     if outdir.exists() and not outdir.is_dir():

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from edgelstm import __version__
+from edgelstm.codegen.c import align_macro, c_float, c_identifier, format_bytes
 from edgelstm.errors import BadInputError, MissingDependencyError
-from edgelstm.export.cgen import align_macro, c_float, c_identifier, format_bytes
 from edgelstm.export.tflm_ops import resolver_methods
 from edgelstm.fsutil import publish
 from edgelstm.paths import bundled_dir

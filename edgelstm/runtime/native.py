@@ -10,7 +10,7 @@ with ctypes. No TensorFlow, no LiteRT: only a C compiler (`$CC`, else cc, gcc or
     batch = StreamBatch("model_step_int8.tflite", streams=16)   # 16 sensors, 16 states
     ys = batch.push(samples)                # [16, D] -> [16, out]
 
-The engine (edgelstm.export.cengine, the same code `edgelstm export --target c` writes) is built
+The engine (edgelstm.codegen.engine, the same code `edgelstm export --target c` writes) is built
 once per model and flag set into a cache directory ($EDGELSTM_CACHE_DIR, else
 $XDG_CACHE_HOME/edgelstm, else ~/.cache/edgelstm; then native/<model sha256>-<flags hash>); a
 second load of the same model only dlopen()s the library. -march=native unless
@@ -220,7 +220,7 @@ class NativeBuild:
 def write_sources(model: bytes, directory: Path) -> Any:
     """The engine's C files for `model` in `directory` (model, kernels, SIMD kernels, the ctypes
     shim, eln_config.h, MODEL_TU); returns the GeneratedEngine."""
-    from edgelstm.export.cengine import generate
+    from edgelstm.codegen.engine import generate
 
     step = directory / "model_step.tflite"
     step.write_bytes(model)

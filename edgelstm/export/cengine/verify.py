@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.codegen.engine.emit import KERNEL_DIR, Interface
+from edgelstm.codegen.engine.lower import _c_float_list, _c_int_list
 from edgelstm.errors import BadInputError, MissingDependencyError, VerificationError
-from edgelstm.export.cengine.emit import KERNEL_DIR, Interface
-from edgelstm.export.cengine.lower import _c_float_list, _c_int_list
 
 DRIVER_DIR = KERNEL_DIR / "verify"
 C_WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]

@@ -13,10 +13,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from edgelstm.errors import BadInputError, UnsupportedLayerError
-from edgelstm.export.cengine.graph import Graph, Op, Tensor
-from edgelstm.export.cengine.lower import elementwise, fc, layout
-from edgelstm.export.cengine.lower.program import (
+from edgelstm.codegen.engine.graph import Graph, Op, Tensor
+from edgelstm.codegen.engine.lower import elementwise, fc, layout
+from edgelstm.codegen.engine.lower.program import (
     ALIAS_OPS,
     ARENA_ALIGN,
     INPLACE_OPS,
@@ -25,6 +24,7 @@ from edgelstm.export.cengine.lower.program import (
     _c_int_list,
     _is_int8,
 )
+from edgelstm.errors import BadInputError, UnsupportedLayerError
 from edgelstm.types import LayerSummary
 
 

@@ -2,10 +2,10 @@
 family (`fc`, `elementwise`, `layout`) with the handlers `core.HANDLERS` dispatches to, and
 `program` for the result and the helpers they share."""
 
-from edgelstm.export.cengine.lower.core import HANDLERS, ROUNDINGS, Lowering, lower
-from edgelstm.export.cengine.lower.elementwise import _add_fast
-from edgelstm.export.cengine.lower.fc import _paired_layout, fc_rows_stream, fc_stream
-from edgelstm.export.cengine.lower.program import Program, _c_float_list, _c_int_list
+from edgelstm.codegen.engine.lower.core import HANDLERS, ROUNDINGS, Lowering, lower
+from edgelstm.codegen.engine.lower.elementwise import _add_fast
+from edgelstm.codegen.engine.lower.fc import _paired_layout, fc_rows_stream, fc_stream
+from edgelstm.codegen.engine.lower.program import Program, _c_float_list, _c_int_list
 
 __all__ = [
     "HANDLERS",

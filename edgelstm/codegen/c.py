@@ -1,4 +1,4 @@
-"""Small C code generation helpers shared by the TFLite Micro and plain-C exporters.
+"""Small C code generation helpers shared by the TFLite Micro exporter and the C engine.
 
 * `c_identifier(name)`: any string -> a valid, non-reserved C/C++ identifier (or BadInputError).
 * `check_identifier(name)`: BadInputError unless `name` already is one.

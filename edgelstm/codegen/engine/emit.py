@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from edgelstm import __version__
+from edgelstm.codegen.c import align_macro, c_float
+from edgelstm.codegen.engine.graph import Graph, Tensor
+from edgelstm.codegen.engine.lower import Program, _c_float_list, _c_int_list
 from edgelstm.errors import BadInputError
-from edgelstm.export.cengine.graph import Graph, Tensor
-from edgelstm.export.cengine.lower import Program, _c_float_list, _c_int_list
-from edgelstm.export.cgen import align_macro, c_float
 from edgelstm.paths import bundled_dir
 
 KERNEL_DIR = bundled_dir("firmware_export") / "cengine"

@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgelstm.export.cengine import quant
-from edgelstm.export.cengine.graph import Op
-from edgelstm.export.cengine.lower.program import (
+from edgelstm.codegen.engine import quant
+from edgelstm.codegen.engine.graph import Op
+from edgelstm.codegen.engine.lower.program import (
     _act,
     _is_int8,
 )
 
 if TYPE_CHECKING:
-    from edgelstm.export.cengine.lower.core import Lowering
+    from edgelstm.codegen.engine.lower.core import Lowering
 
 
 def _fc(lw: Lowering, op: Op) -> list[str]:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgelstm.export.cengine.graph import Op, Tensor
-from edgelstm.export.cgen import c_float
+from edgelstm.codegen.c import c_float
+from edgelstm.codegen.engine.graph import Op, Tensor
 
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 # elementwise kernels that read element i before writing element i: may run in place
