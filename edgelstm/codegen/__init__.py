@@ -4,4 +4,5 @@ native runtime build on it.
 
 * `c`: identifiers, literals, byte arrays and alignment macros (TFLite Micro and C engine).
 * `engine`: the standalone C engine's generator (`generate`: graph -> lowering -> files).
+* `templates`: the one Jinja2 environment every generated C file is rendered with.
 """

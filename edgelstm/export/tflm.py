@@ -20,7 +20,8 @@ from typing import Any
 
 from edgelstm import __version__
 from edgelstm.codegen.c import align_macro, c_float, c_identifier, format_bytes
-from edgelstm.errors import BadInputError, MissingDependencyError
+from edgelstm.codegen.templates import environment
+from edgelstm.errors import BadInputError
 from edgelstm.export.tflm_ops import resolver_methods
 from edgelstm.fsutil import publish
 from edgelstm.paths import bundled_dir
@@ -135,24 +136,7 @@ def _states(info: TFLiteInfo, art: Artifact | None) -> list[StateTensor]:
 
 
 def _template_env() -> Any:
-    try:
-        import jinja2
-    except ImportError as exc:
-        raise MissingDependencyError("jinja2", "rendering firmware templates", "convert") from exc
-    if not TEMPLATE_DIR.is_dir():
-        raise MissingDependencyError(
-            "firmware_export templates", f"export (looked in {TEMPLATE_DIR})"
-        )
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,  # C sources, not HTML
-    )
-    env.filters["cfloat"] = c_float
-    return env
+    return environment(TEMPLATE_DIR, extra="convert")
 
 
 def render_template(template: str, ctx: dict[str, Any]) -> str:

@@ -5,7 +5,8 @@ exporter `edgelstm.export.cengine` writes and verifies; the native runtime compi
     generate(Path("out/model_step_int8.tflite"), name="echo", manifest=None) -> GeneratedEngine
 
 `graph` reads the step model, `lower` turns its ops into C kernel calls, `emit` renders the
-model-specific files around them; the fixed kernels come from firmware_export/cengine/.
+model-specific files around them from the templates in firmware_export/cengine/templates/; the
+fixed kernels come from firmware_export/cengine/.
 
 A sequence .tflite is accepted when its manifest names a step sibling of the same quantization:
 the engine is built from the step model and gains `<name>_run_sequence()`.
