@@ -12,8 +12,9 @@ features (the char-rnn pictures, from the artifact a device runs).
 from __future__ import annotations
 
 import html
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from edgelstm.arrays import load_array, load_xy
 from edgelstm.errors import BadInputError
 from edgelstm.report import Html, Plot, Report, Table, heatmap, line_plot
 from edgelstm.tflite_info import TFLiteInfo
+from edgelstm.types import Artifact, Manifest, Quantization, Variant, manifest_from_dict
 
 # Gate names per recurrent kind, in the order the step graph splits its projection (Keras order).
 GATES = {"LSTM": ("i", "f", "g", "o"), "GRU": ("z", "r", "g"), "SimpleRNN": ()}
@@ -401,13 +403,13 @@ def _split_position(tensor: int, producers: dict[int, Any], depth: int = 6) -> i
 # --------------------------------------------------------------------------------- running
 
 
-def trace(path: Path, layers: list[LayerSignals], xs: np.ndarray, quantization: str) -> Trace:
+def trace(data: bytes, art: Artifact, layers: list[LayerSignals], xs: np.ndarray) -> Trace:
     """Run the step model over `xs` (state carried) and record every located signal."""
     from edgelstm.runtime.litert import preserving_backend
     from edgelstm.runtime.stream import StepRunner
 
-    backend = preserving_backend(path)
-    runner = StepRunner(path, backend=backend)
+    backend = preserving_backend(data)
+    runner = StepRunner(data, backend=backend, artifact=art)
     interp = backend.interp
     details = {d["index"]: d for d in interp.get_tensor_details()}
 
@@ -430,8 +432,8 @@ def trace(path: Path, layers: list[LayerSignals], xs: np.ndarray, quantization: 
             for name, out in spec.outputs.items():
                 r.setdefault(name, []).append(np.asarray(state[out[: -len("_out")]]).reshape(-1))
     return Trace(
-        path.name,
-        quantization,
+        art.file,
+        art.quantization.value,
         np.stack(ys),
         [{k: np.stack(v) for k, v in r.items()} for r in rec],
     )
@@ -452,36 +454,64 @@ def explain(
     model = Path(model)
     if not model.is_file():
         raise BadInputError(f"{model}: no such file")
-    info = read_tflite(model.read_bytes())
+    read_tflite(model)
     manifest_path = model.parent / "manifest.json"
     if not manifest_path.is_file() or manifest_artifact(model) is None:
         raise BadInputError(
             f"{model}: explain needs the manifest.json that `edgelstm convert` wrote beside it "
             "(it names the layers)"
         )
-    import json
+    manifest = manifest_from_dict(json.loads(manifest_path.read_text()))
+    files = {  # the model and its float step sibling, when that is there too
+        a.file: (model.parent / a.file).read_bytes()
+        for a in manifest.artifacts
+        if a.file == model.name
+        or (a.variant == Variant.STEP and a.quantization == Quantization.FLOAT
+            and (model.parent / a.file).is_file())
+    }  # fmt: skip
+    return explain_artifact(
+        manifest, files, model.name, inputs, target=target, text=text, progress=progress,
+        label=str(model),
+    )  # fmt: skip
 
-    manifest = json.loads(manifest_path.read_text())
-    art = next(a for a in manifest["artifacts"] if a["file"] == model.name)
-    if art["variant"] != "step":
-        raise BadInputError(f"{model}: explain runs step models (this is a {art['variant']} model)")
-    specs = locate(info, manifest["model"]["layers"])
+
+def explain_artifact(
+    manifest: Manifest,
+    files: Mapping[str, bytes],
+    file: str,
+    inputs: np.ndarray,
+    *,
+    target: np.ndarray | None = None,
+    text: str | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+    label: str | None = None,
+) -> ExplainResult:
+    """`explain` of the manifest's artifact `file`, its bytes (and its float sibling's, when
+    there) in `files`; `label` names the model in the report (default: `file`)."""
+    from edgelstm.tflite_info import read_tflite
+
+    art = next(a for a in manifest.artifacts if a.file == file)
+    if art.variant != Variant.STEP:
+        raise BadInputError(
+            f"{label or file}: explain runs step models (this is a {art.variant.value} model)"
+        )
+    layers = manifest.to_dict()["model"]["layers"]
+    specs = locate(read_tflite(files[file]), layers)
     if len(inputs) == 0:
         raise BadInputError("the input has no time steps")
-    progress(f"tracing {model.name} over {len(inputs)} steps")
-    res = ExplainResult(str(model), specs, inputs, trace(model, specs, inputs, art["quantization"]))
+    progress(f"tracing {file} over {len(inputs)} steps")
+    res = ExplainResult(label or file, specs, inputs, trace(files[file], art, specs, inputs))
     res.target, res.text = target, text
     sib = next(
-        (a for a in manifest["artifacts"] if a["variant"] == "step"
-         and a["quantization"] == "float" and a["file"] != model.name),
+        (a for a in manifest.artifacts if a.variant == Variant.STEP
+         and a.quantization == Quantization.FLOAT and a.file != file),
         None,
     )  # fmt: skip
-    if sib is not None and (model.parent / sib["file"]).is_file():
-        fpath = model.parent / sib["file"]
-        progress(f"tracing the float sibling {fpath.name}")
-        fspecs = locate(read_tflite(fpath.read_bytes()), manifest["model"]["layers"])
-        res.reference = trace(fpath, fspecs, inputs, "float")
-    elif art["quantization"] != "float":
+    if sib is not None and sib.file in files:
+        progress(f"tracing the float sibling {sib.file}")
+        fspecs = locate(read_tflite(files[sib.file]), layers)
+        res.reference = trace(files[sib.file], sib, fspecs, inputs)
+    elif art.quantization != Quantization.FLOAT:
         res.notes.append("no float step model beside it: convert with --quantize float too to "
                          "compare against float")  # fmt: skip
     return res
@@ -532,8 +562,6 @@ def load_input(
 
 
 def _recipe_vocab(recipe: str) -> list[str]:
-    import json
-
     from edgelstm.zoo import MODELS_DIR
 
     p = MODELS_DIR / recipe / "vocab.json"
@@ -558,8 +586,6 @@ def encode(text: str, vocab: list[str]) -> np.ndarray:
 
 def save(res: ExplainResult, outdir: Path, units: int | None = None) -> list[Path]:
     """explain.html, one PNG per figure and explain.json in `outdir` (atomically)."""
-    import json
-
     from edgelstm.fsutil import write_atomic
 
     rep = res.report(units)

@@ -7,17 +7,23 @@ and only `write_report` and the stages' own save functions touch disk.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgelstm.arrays import load_arrays
 from edgelstm.evaluate import evaluate, score
+from edgelstm.export.result import ExportFailure, ExportResult
 from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
+
+if TYPE_CHECKING:
+    from edgelstm.convert.orchestrate import ConversionResult
+    from edgelstm.train import TrainResult
 
 Progress = Callable[[str], None]
 DEFAULT_RECIPE = "echo"
@@ -53,11 +59,16 @@ class PipelineResult:
     keras_accuracy: float | None
     metric_name: str
     latency: dict[str, dict[str, float]]  # artifact file -> stats (µs)
-    exports: dict[str, Any]
+    exports: dict[str, ExportResult | ExportFailure]  # "target/artifact stem" -> export
     stage_seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
     quant_sections: list[Any] = field(default_factory=list)  # edgelstm.quantize report sections
     explain_sections: list[Any] = field(default_factory=list)  # edgelstm.explain, step int8
+    conversion: ConversionResult | None = None  # the artifacts' bytes (saved by write_report)
+    training: TrainResult | None = None  # when this run trained the model
+
+    def export_summaries(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v.summary) for k, v in self.exports.items()}
 
 
 def time_invoke(model: bytes, runs: int, warmup: int = 20) -> dict[str, float]:
@@ -94,22 +105,34 @@ def _recipe_files(recipe: str) -> tuple[Path, dict[str, Any]]:
 
 
 def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> PipelineResult:
-    """Run every stage for one recipe; results in memory (see write_report)."""
-    from edgelstm.convert.orchestrate import convert_model
+    """Run every stage for one recipe; results in memory (see write_report). Training saves
+    its model into a work directory that is removed on return: the converter runs on a file."""
+    with tempfile.TemporaryDirectory(prefix="edgelstm-pipeline-") as work:
+        return _run(cfg, Path(work), progress)
+
+
+def _run(cfg: PipelineConfig, work: Path, progress: Progress) -> PipelineResult:
+    from edgelstm.convert import outdir as outdir_mod
+    from edgelstm.convert.orchestrate import convert
 
     stage: dict[str, float] = {}
     t = time.perf_counter()
     model_dir, info = _recipe_files(cfg.recipe)
     notes: list[str] = []
-    src_dir = model_dir
-    trained_now = False
+    src_dir, model_path = model_dir, model_dir / "model.keras"
+    training = None
     if cfg.train or not (model_dir / "model.keras").exists():
+        from edgelstm.train import save_training, train_recipe
+        from edgelstm.zoo import load_recipe
+
         progress(f"training recipe '{cfg.recipe}'" + (" (quick)" if cfg.quick else ""))
-        src_dir = cfg.out / "train"
-        train_into(cfg.recipe, src_dir, epochs=cfg.epochs, seed=cfg.seed, quick=cfg.quick)
-        trained_now = True
+        training = train_recipe(
+            load_recipe(cfg.recipe), epochs=cfg.epochs, seed=cfg.seed, quick=cfg.quick
+        )
+        src_dir = work / "train"
+        save_training(training, src_dir)
+        model_path = cfg.out / "train" / "model.keras"  # where write_report puts it
         stage["train"] = time.perf_counter() - t
-    model_path = src_dir / "model.keras"
     train_metrics = (
         json.loads((src_dir / "metrics.json").read_text())
         if (src_dir / "metrics.json").exists()
@@ -121,9 +144,8 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
     t = time.perf_counter()
     progress("converting (sequence + step, " + ", ".join(q.value for q in cfg.quantizations) + ")")
     art_dir = cfg.out / "artifacts"
-    manifest = convert_model(
-        model_path,
-        art_dir,
+    conversion = convert(
+        src_dir / "model.keras",
         ConvertConfig(
             quantizations=cfg.quantizations,
             calibration=str(src_dir / "calibration.npz"),
@@ -133,7 +155,10 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
             verify_fail=False,
         ),
         progress=lambda m: progress(f"  {m}"),
+        # another model's artifacts there: refuse now, not after the run (nothing is written)
+        check=lambda source, seq_len: outdir_mod.check_compatible(art_dir, source, seq_len),
     )
+    manifest, files = conversion.manifest, conversion.files
     for a in manifest.artifacts:
         if a.parity is not None and not a.parity.passed:
             notes.append(
@@ -144,12 +169,12 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
 
     t = time.perf_counter()
     progress(f"measuring {info['metric']} on {len(eval_x)} held-out sequences")
-    accuracy = evaluate(manifest, art_dir, eval_x, eval_y, info["metric"])
+    accuracy = evaluate(manifest, files, eval_x, eval_y, info["metric"])
     keras_acc = None
     try:
         from edgelstm.convert.load import load_keras_model
 
-        model, _ = load_keras_model(model_path)
+        model, _ = load_keras_model(src_dir / "model.keras")
         keras_acc = score(info["metric"], np.asarray(model.predict(eval_x, verbose=0)), eval_y)
     except Exception as exc:  # the report still stands without the Keras column
         notes.append(f"Keras metric not measured: {exc}")
@@ -159,29 +184,27 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
     progress("quantization report: int8 vs float step model over the eval stream")
     from edgelstm.quantize.run import pipeline_sections
 
-    quant_sections = pipeline_sections(manifest, art_dir, eval_x, accuracy, info["metric"])
+    quant_sections = pipeline_sections(manifest, files, eval_x, accuracy, info["metric"])
     stage["quantization"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    explain_sections = explain_step(manifest, art_dir, cfg.recipe, progress)
+    explain_sections = explain_step(manifest, files, cfg.recipe, progress)
     stage["explain"] = time.perf_counter() - t
 
     t = time.perf_counter()
     progress(f"profiling every artifact on this CPU ({cfg.runs} warmed-up invokes, 1 thread)")
-    latency = {
-        a.file: time_invoke((art_dir / a.file).read_bytes(), cfg.runs) for a in manifest.artifacts
-    }
+    latency = {a.file: time_invoke(files[a.file], cfg.runs) for a in manifest.artifacts}
     stage["profile"] = time.perf_counter() - t
 
-    exports: dict[str, Any] = {}
+    exports: dict[str, ExportResult | ExportFailure] = {}
     if cfg.export:
         t = time.perf_counter()
-        exports = export_all(manifest, art_dir, cfg.out / "firmware", progress)
+        exports = export_all(manifest, files, progress)
         stage["export"] = time.perf_counter() - t
     return PipelineResult(
         recipe=cfg.recipe,
         model_path=model_path,
-        trained_now=trained_now,
+        trained_now=training is not None,
         train_metrics=train_metrics,
         manifest=manifest,
         accuracy=accuracy,
@@ -193,13 +216,17 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
         notes=notes,
         quant_sections=quant_sections,
         explain_sections=explain_sections,
+        conversion=conversion,
+        training=training,
     )
 
 
-def explain_step(manifest: Manifest, art_dir: Path, recipe: str, progress: Progress) -> list[Any]:
+def explain_step(
+    manifest: Manifest, files: Mapping[str, bytes], recipe: str, progress: Progress
+) -> list[Any]:
     """`edgelstm explain` of the int8 step model (float beside it) over the recipe's eval data:
     its heatmaps and gate-saturation tables, titled as the pipeline report's explain section."""
-    from edgelstm.explain import explain, load_input
+    from edgelstm.explain import explain_artifact, load_input
 
     step = [a for a in manifest.artifacts if a.variant == Variant.STEP]
     art = next((a for a in step if a.quantization == Quantization.INT8), None) or next(
@@ -209,27 +236,23 @@ def explain_step(manifest: Manifest, art_dir: Path, recipe: str, progress: Progr
         return []
     progress(f"explain: states and gates of {art.file} over the recipe's eval data")
     xs, target, text = load_input(None, recipe, 128)
-    res = explain(art_dir / art.file, xs, target=target, text=text)
+    res = explain_artifact(manifest, files, art.file, xs, target=target, text=text)
     rep = res.report(units=32)
     for sec in rep.sections:
         sec.title = f"Inside the network — {sec.title}"
     return rep.sections
 
 
-def train_into(recipe: str, outdir: Path, *, epochs: int | None, seed: int, quick: bool) -> None:
-    """Train a recipe and save model.keras, metrics.json, calibration.npz, eval.npz."""
-    from edgelstm import train as train_mod
-
-    train_mod.train_and_save(recipe, outdir, epochs=epochs, seed=seed, quick=quick)
-
-
-def export_all(manifest: Manifest, art_dir: Path, out: Path, progress: Progress) -> dict[str, Any]:
+def export_all(
+    manifest: Manifest, files: Mapping[str, bytes], progress: Progress
+) -> dict[str, ExportResult | ExportFailure]:
     """Every registered export target on every artifact it takes (TFLite Micro files for every
-    float/int8/int16x8 artifact, the C engine for float/int8 step models)."""
+    float/int8/int16x8 artifact, the C engine for float/int8 step models), keyed
+    "target/artifact stem"; in memory (`save_exports` writes them)."""
     from edgelstm.errors import EdgeLSTMError
-    from edgelstm.export import TARGETS, export_artifact
+    from edgelstm.export import TARGETS, plan_export
 
-    results: dict[str, Any] = {}
+    results: dict[str, ExportResult | ExportFailure] = {}
     for target in TARGETS.values():
         for art in manifest.artifacts:
             if not target.accepts(art.variant.value, art.quantization.value):
@@ -237,15 +260,24 @@ def export_all(manifest: Manifest, art_dir: Path, out: Path, progress: Progress)
             stem = Path(art.file).stem
             progress(f"exporting {art.file} {target.pipeline_doing}".rstrip())
             try:
-                results[f"{target.name}/{stem}"] = export_artifact(
-                    target.name, art_dir / art.file, out / target.name / stem, name=stem,
-                    manifest=manifest, **dict(target.pipeline_options),
+                results[f"{target.name}/{stem}"] = plan_export(
+                    target.name, files[art.file], name=stem, manifest=manifest,
+                    **dict(target.pipeline_options),
                 )  # fmt: skip
             except EdgeLSTMError as exc:
                 if not target.pipeline_optional:
                     raise
-                results[f"{target.name}/{stem}"] = {"error": str(exc)}
+                results[f"{target.name}/{stem}"] = ExportFailure(str(exc))
     return results
+
+
+def save_exports(
+    exports: Mapping[str, ExportResult | ExportFailure], out: Path
+) -> dict[str, dict[str, Any]]:
+    """Write each export into out/<target>/<artifact stem>; their summaries, by the same keys."""
+    return {
+        k: v.save(out / k) if isinstance(v, ExportResult) else v.summary for k, v in exports.items()
+    }
 
 
 def build_report(res: PipelineResult) -> Any:
@@ -328,7 +360,7 @@ def build_report(res: PipelineResult) -> Any:
             f"{v['size']['ram_arena_min_bytes']:,}",
             f"{v['size']['ram_arena_recommended_bytes']:,}",
         ]
-        for k, v in res.exports.items()
+        for k, v in res.export_summaries().items()
         if k.startswith("tflm/") and "size" in v
     ]
     if fw:
@@ -341,7 +373,7 @@ def build_report(res: PipelineResult) -> Any:
             )
         )
     c_rows = []
-    for k, v in res.exports.items():
+    for k, v in res.export_summaries().items():
         if not k.startswith("c/"):
             continue
         if "error" in v:
@@ -422,9 +454,18 @@ def build_report(res: PipelineResult) -> Any:
 
 
 def write_report(res: PipelineResult, out: Path) -> tuple[Path, Path]:
-    """report.md (+ plot PNGs) and a self-contained report.html in `out`."""
+    """Everything the run made, into `out`: train/ (when it trained), artifacts/ (merged with
+    earlier runs' as `edgelstm convert -o` does), firmware/<target>/<artifact>/, then
+    report.md (+ plot PNGs), a self-contained report.html and result.json."""
     from edgelstm.report import Plot
 
+    if res.training is not None:
+        from edgelstm.train import save_training
+
+        save_training(res.training, out / "train")
+    if res.conversion is not None:
+        res.conversion.save(out / "artifacts")
+    exports = save_exports(res.exports, out / "firmware")
     rep = build_report(res)
     out.mkdir(parents=True, exist_ok=True)
     plots = {}
@@ -443,7 +484,7 @@ def write_report(res: PipelineResult, out: Path) -> tuple[Path, Path]:
                 "keras_accuracy": res.keras_accuracy,
                 "latency": res.latency,
                 "stage_seconds": res.stage_seconds,
-                "exports": res.exports,
+                "exports": exports,
             },
             indent=2,
             default=str,

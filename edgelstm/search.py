@@ -547,7 +547,7 @@ class _TrialSink:
 def export_best(res: SearchResult, progress: Callable[[str], None] = lambda _m: None) -> None:
     """Convert and export the winner like `edgelstm pipeline` (TFLite Micro files + C engine)."""
     from edgelstm.convert.orchestrate import convert_model
-    from edgelstm.pipeline import export_all
+    from edgelstm.pipeline import export_all, save_exports
     from edgelstm.types import ConvertConfig, Quantization
 
     assert res.best is not None
@@ -566,7 +566,9 @@ def export_best(res: SearchResult, progress: Callable[[str], None] = lambda _m: 
             verify_fail=False,
         ),
     )
-    res.exports = export_all(manifest, art, res.outdir / "best" / "firmware", progress)
+    files = {a.file: (art / a.file).read_bytes() for a in manifest.artifacts}
+    exports = export_all(manifest, files, progress)
+    res.exports = save_exports(exports, res.outdir / "best" / "firmware")
 
 
 def report(res: SearchResult, higher_is_better: bool) -> Any:

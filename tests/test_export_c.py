@@ -285,7 +285,7 @@ def test_fuzz_under_sanitizers(converted, tmp_path: Path) -> None:
         if quant == "float":
             inputs.data *= 20.0  # saturate the gates
         got = v.run_host(src, eng.ifc, inputs, eng.prog.macs, sanitize=True)
-        ref_y, ref_states = v.reference(eng.step_path, eng.ifc, inputs)
+        ref_y, ref_states = v.reference(eng.step_data, eng.ifc, inputs)
         parity = v.compare(eng.ifc, got, ref_y, ref_states)
         assert parity["ok"], (kind, quant, parity)
 
@@ -308,7 +308,7 @@ def test_embedding_token_range_checked(tmp_path: Path, keras_model_file, tmp_pat
         (src / rel).write_text(text)
     inputs = v.make_inputs(eng.ifc, 2, 6, 3, eng.vocab)
     good = v.run_host(src, eng.ifc, inputs, eng.prog.macs)
-    ref_y, ref_states = v.reference(eng.step_path, eng.ifc, inputs)
+    ref_y, ref_states = v.reference(eng.step_data, eng.ifc, inputs)
     assert v.compare(eng.ifc, good, ref_y, ref_states)["ok"]
     inputs.data[0, 2, 0] = 20
     inputs.data[1, 4, 0] = -1

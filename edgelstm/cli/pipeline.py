@@ -73,9 +73,18 @@ def pipeline(
         runs=50 if quick else 200,
         export=not no_export,
     )
-    res = run_pipeline(
-        cfg, progress=lambda m: app.info(f"[pipeline {time.perf_counter() - start:5.1f}s] {m}")
-    )
-    md, html = write_report(res, out)
+    from edgelstm.convert import outdir as outdir_mod
+
+    created = outdir_mod.prepare(out)  # writable? (before anything slow runs; stages write nothing)
+    try:
+        res = run_pipeline(
+            cfg, progress=lambda m: app.info(f"[pipeline {time.perf_counter() - start:5.1f}s] {m}")
+        )
+        try:
+            md, html = write_report(res, out)
+        except OSError as exc:  # a full disk, a directory made read-only meanwhile
+            raise BadInputError(f"{exc.filename or out}: cannot write: {exc.strerror}") from None
+    finally:
+        outdir_mod.discard_if_unused(out, created)
     app.out((out / "result.json").read_text().rstrip("\n") if as_json else md.read_text())
     app.info(f"wrote {md} and {html} in {time.perf_counter() - start:.1f} s")

@@ -1,9 +1,10 @@
 """Export stage: a .tflite to TFLite Micro sources (`tflm`) or a standalone C engine (`c`).
 
-`TARGETS` is the registry of export targets: each names the function that exports one artifact
-and the options it takes, so the CLI's `--target` choices and option checks come from here and
-the next target plugs in with one `register_target` call. Kept import-free (every target's
-module is imported when it runs) so the CLI starts fast.
+`TARGETS` is the registry of export targets: each names the function that plans the export of
+one artifact in memory (an `ExportResult`: files + summary, `save(outdir)` writes them) and the
+options it takes, so the CLI's `--target` choices and option checks come from here and the next
+target plugs in with one `register_target` call. Kept import-free (every target's module is
+imported when it runs) so the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -15,16 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from edgelstm.errors import BadInputError
+from edgelstm.export.result import ExportFailure, ExportResult
 from edgelstm.types import ManifestLike
+
+__all__ = [
+    "TARGETS",
+    "ExportFailure",
+    "ExportResult",
+    "ExportTarget",
+    "export_artifact",
+    "plan_export",
+    "register_target",
+    "resolve_target",
+]
 
 
 @dataclass(frozen=True)
 class ExportTarget:
     """One `edgelstm export --target`: what it writes and the function that writes it.
 
-    `entry` is "module:function", called as `fn(model, outdir, *, name, manifest, **options)`
-    and returning the export's JSON summary; `options` are the target-specific keyword options
-    it accepts (the CLI refuses them for the other targets)."""
+    `entry` is "module:function", called as `fn(model_bytes, *, name, manifest, source_file,
+    **options)` and returning an `ExportResult` (nothing written); `options` are the
+    target-specific keyword options it accepts (the CLI refuses them for the other targets)."""
 
     name: str
     summary: str
@@ -40,7 +53,7 @@ class ExportTarget:
     def accepts(self, variant: str, quantization: str) -> bool:
         return variant in self.variants and quantization in self.quantizations
 
-    def load(self) -> Callable[..., dict[str, Any]]:
+    def load(self) -> Callable[..., ExportResult]:
         module, fn = self.entry.split(":")
         try:
             return getattr(importlib.import_module(module), fn)
@@ -62,7 +75,7 @@ register_target(
     ExportTarget(
         "tflm",
         "TFLite Micro sources + Arduino library + CMake project",
-        "edgelstm.export.tflm:export_tflm",
+        "edgelstm.export.tflm:plan_export_tflm",
         ("progmem",),
         pipeline_doing="for TFLite Micro",
     )
@@ -71,7 +84,7 @@ register_target(
     ExportTarget(
         "c",
         "standalone C engine (no TFLite Micro)",
-        "edgelstm.export.cengine:export_c",
+        "edgelstm.export.cengine:plan_export_c",
         ("verify", "rounding", "core"),
         variants=("step",),
         quantizations=("float", "int8"),
@@ -99,6 +112,21 @@ def resolve_target(target: str, options: dict[str, Any] | None = None) -> Export
     return t
 
 
+def plan_export(
+    target: str,
+    model: bytes,
+    *,
+    name: str,
+    manifest: ManifestLike = None,
+    source_file: str | None = None,
+    **options: Any,
+) -> ExportResult:
+    """Export the .tflite `model` with the registered `target` and the `options` it takes, in
+    memory; `source_file` is the model's file name (shown in the generated files)."""
+    fn = resolve_target(target, options).load()
+    return fn(model, name=name, manifest=manifest, source_file=source_file, **options)
+
+
 def export_artifact(
     target: str,
     model: Path,
@@ -108,6 +136,15 @@ def export_artifact(
     manifest: ManifestLike = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Export one .tflite with the registered `target` and the `options` it takes."""
-    fn = resolve_target(target, options).load()
-    return fn(model, outdir, name=name, manifest=manifest, **options)
+    """Export the .tflite file `model` into `outdir`; returns the export's summary."""
+    from edgelstm.tflite_info import read_tflite
+
+    model, outdir = Path(model), Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInputError(f"{outdir}: exists and is not a directory")
+    resolve_target(target, options)  # an option of another target: refused before the work
+    read_tflite(model)  # one line for a missing file or one that is no model
+    res = plan_export(
+        target, model.read_bytes(), name=name, manifest=manifest, source_file=model.name, **options
+    )
+    return res.save(outdir)

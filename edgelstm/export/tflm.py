@@ -1,8 +1,8 @@
 """`edgelstm export --target tflm`: a .tflite -> TFLite Micro sources, Arduino library, CMake project.
 
 Pure part: `plan_tflm(model, ...) -> TFLMExport` (metadata + every output file as text, in memory).
-Disk part: `write_export(files, outdir)` (atomic) and `export_tflm(path, outdir, ...)` that chains
-them. The flatbuffer is read with `edgelstm.tflite_info` (official schema bindings); the arena is
+`plan_export_tflm(model, ...)` adds the measured arena and returns an `ExportResult` (the export
+registry's entry); `export_tflm(path, outdir, ...)` saves one. The flatbuffer is read with `edgelstm.tflite_info` (official schema bindings); the arena is
 measured with the tflite-micro interpreter (`edgelstm.runtime.tflm_arena`); templates live in
 firmware_export/tflm/.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ from edgelstm import __version__
 from edgelstm.codegen.c import align_macro, c_float, c_identifier, format_bytes
 from edgelstm.codegen.templates import environment
 from edgelstm.errors import BadInputError
+from edgelstm.export.result import ExportResult, write_export
 from edgelstm.export.tflm_ops import resolver_methods
-from edgelstm.fsutil import publish
 from edgelstm.paths import bundled_dir
 from edgelstm.runtime.tflm_arena import ArenaReport, measure_arena
 from edgelstm.tflite_info import TFLiteInfo, read_tflite
@@ -399,29 +398,30 @@ def plan_tflm(
     return TFLMExport(name=ctx["ident"], files=files, summary=summary, notes=notes)
 
 
-def write_export(files: dict[str, str | bytes], outdir: Path) -> None:
-    """Write `files` under `outdir` atomically: build in a sibling temp dir, then move in place.
+def plan_export_tflm(
+    model: bytes,
+    *,
+    name: str = "model",
+    progmem: bool = False,
+    manifest: ManifestLike = None,
+    real_builds: list[str] | None = None,
+    source_file: str | None = None,
+) -> ExportResult:
+    """The TFLite Micro export of `model` in memory, its arena measured (the registry's entry).
 
-    A missing `outdir` appears in one rename; an existing one has each top-level entry replaced,
-    so other files already in it survive and no file is ever half-written."""
-    outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise BadInputError(f"{outdir}: exists and is not a directory")
-    parent = outdir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=parent))
-    try:
-        for rel, content in sorted(files.items()):
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                path.write_bytes(content)
-            else:
-                path.write_text(content, encoding="utf-8", newline="\n")
-        publish(tmp, outdir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    `real_builds`: configurations of `tflm_build` (ref-x86_64, cmsis-nn-m4) whose arena is
+    measured in a real build; None = each one whose tree variable is set and whose tools exist."""
+    read_tflite(model)  # clear BadInputError for non-.tflite input
+    kw: dict[str, Any] = {
+        "name": name,
+        "progmem": progmem,
+        "manifest": manifest,
+        "source_file": source_file or f"{name}.tflite",
+    }
+    arena = measure_arena(model)
+    arena = measure_real_arenas(model, arena, real_builds, **kw)
+    plan = plan_tflm(model, arena=arena, **kw)
+    return ExportResult(dict(plan.files), {**plan.summary, "notes": plan.notes})
 
 
 def export_tflm(
@@ -433,31 +433,16 @@ def export_tflm(
     manifest: ManifestLike = None,
     real_builds: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Export `tflite_path` for TFLite Micro into `outdir`; returns the JSON summary.
-
-    `real_builds`: configurations of `tflm_build` (ref-x86_64, cmsis-nn-m4) whose arena is
-    measured in a real build; None = each one whose tree variable is set and whose tools exist."""
+    """Export `tflite_path` for TFLite Micro into `outdir`; returns the JSON summary."""
     tflite_path = Path(tflite_path)
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise BadInputError(f"{outdir}: exists and is not a directory")
-    info_check = read_tflite(tflite_path)  # clear BadInputError for non-.tflite input
-    del info_check
-    model = tflite_path.read_bytes()
-    kw: dict[str, Any] = {
-        "name": name or tflite_path.stem,
-        "progmem": progmem,
-        "manifest": manifest,
-        "source_file": tflite_path.name,
-    }
-    arena = measure_arena(model)
-    arena = measure_real_arenas(model, arena, real_builds, **kw)
-    plan = plan_tflm(model, arena=arena, **kw)
-    write_export(plan.files, outdir)
-    result = dict(plan.summary)
-    result["outdir"] = str(outdir)
-    result["notes"] = plan.notes
-    return result
+    read_tflite(tflite_path)  # clear BadInputError for a missing or non-.tflite file
+    return plan_export_tflm(
+        tflite_path.read_bytes(), name=name or tflite_path.stem, progmem=progmem,
+        manifest=manifest, real_builds=real_builds, source_file=tflite_path.name,
+    ).save(outdir)  # fmt: skip
 
 
 def export_for_build(

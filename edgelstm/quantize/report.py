@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 
 from edgelstm.errors import BadInputError
 from edgelstm.report import Plot, Table, distinct, line_plot
+from edgelstm.types import Artifact
 
 
 @dataclass
@@ -94,9 +96,11 @@ def stream_drift(
     stream: np.ndarray,
     bins: int = 16,
     runtime: str | None = None,
+    artifacts: tuple[Artifact | None, Artifact | None] = (None, None),
 ) -> tuple[Drift, np.ndarray, np.ndarray, float, float]:
     """Run both step models over one long stream ([N, D] or [N] tokens); error at each step.
 
+    `artifacts`: their manifest entries, for models given as bytes (the state reset values).
     Returns the binned drift, both output arrays and median invoke time (us) of each model.
     """
     from edgelstm.runtime.stream import StepRunner
@@ -105,8 +109,8 @@ def stream_drift(
     if len(stream) < 1:
         raise BadInputError("drift stream is empty")
     outs, times = [], []
-    for m in (float_model, quant_model):
-        r = StepRunner(m, runtime)
+    for m, art in zip((float_model, quant_model), artifacts, strict=True):
+        r = StepRunner(m, runtime, artifact=art)
         r.reset()
         ys, ns = [], []
         for s in stream.reshape(len(stream), -1) if stream.ndim > 1 else stream.reshape(-1, 1):
@@ -177,7 +181,10 @@ def recommend(rep: QuantReport, tolerance: float | None = None) -> str:
 
 
 def layer_errors(
-    float_path: str | Path, quant_path: str | Path, stream: np.ndarray, steps: int = 200
+    float_model: str | Path | bytes,
+    quant_model: str | Path | bytes,
+    stream: np.ndarray,
+    steps: int = 200,
 ) -> list[LayerError]:
     """Per-tensor error of the quantized step model's intermediates against the float model's.
 
@@ -189,7 +196,7 @@ def layer_errors(
     stream = stream.reshape(len(stream), -1) if stream.ndim > 1 else stream.reshape(-1, 1)
     from edgelstm.runtime.litert import preserving_backend
 
-    fb, qb = preserving_backend(float_path), preserving_backend(quant_path)
+    fb, qb = preserving_backend(float_model), preserving_backend(quant_model)
     fdet = {d["name"]: d for d in fb.interp.get_tensor_details()}
     pairs = []
     for d in qb.interp.get_tensor_details():
@@ -248,27 +255,44 @@ def recommend_overall(reports: list[QuantReport], tolerance: float | None = None
 
 
 def compare_step_models(
-    float_path: str | Path,
-    quant_path: str | Path,
+    float_model: str | Path | Artifact,
+    quant_model: str | Path | Artifact,
     stream: np.ndarray,
     *,
     bins: int = 16,
     labels: np.ndarray | None = None,
     layer_steps: int = 200,
+    files: Mapping[str, bytes] | None = None,
 ) -> QuantReport:
     """Float vs quantized step model on one long stream: errors, drift, optional accuracy.
 
+    The models are files, or manifest artifacts whose bytes are in `files` (by file name).
     labels (one class id or 0/1 target per step) turn on the accuracy metric at each step;
     layer_steps (0: off) is how many steps the per-tensor error table runs.
     """
-    fp, qp = Path(float_path), Path(quant_path)
-    drift, yf, yq, tf_us, tq_us = stream_drift(fp, qp, stream, bins=bins)
+
+    def source(m: str | Path | Artifact) -> tuple[str, bytes, Artifact | None]:
+        if isinstance(m, Artifact):
+            if files is None:
+                raise TypeError("artifacts given without their files")
+            return m.file, files[m.file], m
+        from edgelstm.runtime.stream import manifest_artifact
+        from edgelstm.tflite_info import read_tflite
+
+        path = Path(m)
+        read_tflite(path)  # a one-line BadInputError for a missing file or one that is no model
+        return path.name, path.read_bytes(), manifest_artifact(path)
+
+    (fname, fdata, fart), (qname, qdata, qart) = source(float_model), source(quant_model)
+    drift, yf, yq, tf_us, tq_us = stream_drift(
+        fdata, qdata, stream, bins=bins, artifacts=(fart, qart)
+    )
     err = np.abs(yf - yq)
     rep = QuantReport(
-        fp.name,
-        qp.name,
-        fp.stat().st_size,
-        qp.stat().st_size,
+        fname,
+        qname,
+        len(fdata),
+        len(qdata),
         [float(v) for v in err.max(axis=0)],
         [float(v) for v in err.mean(axis=0)],
         tf_us,
@@ -276,7 +300,7 @@ def compare_step_models(
         drift=drift,
     )
     if layer_steps:
-        rep.layers = layer_errors(fp, qp, stream, layer_steps)
+        rep.layers = layer_errors(fdata, qdata, stream, layer_steps)
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(yf):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from edgelstm.errors import BadInputError
 from edgelstm.evaluate import evaluate_step
 from edgelstm.fsutil import publish, reproducible_keras_zip, write_atomic
 from edgelstm.report import Report
-from edgelstm.types import ConvertConfig, Quantization, QuantizeConfig, Variant
+from edgelstm.types import ConvertConfig, Manifest, Quantization, QuantizeConfig, Variant
 
 
 def _stream(calibration: str | None, length: int, ms_input: Any, seed: int) -> np.ndarray:
@@ -488,8 +488,8 @@ def _run_qat(
 
 
 def pipeline_sections(
-    manifest: Any,
-    art_dir: Path,
+    manifest: Manifest,
+    files: Mapping[str, bytes],
     eval_x: np.ndarray,
     scores: dict[str, float],
     metric: str,
@@ -508,9 +508,7 @@ def pipeline_sections(
     f, q = step[Quantization.FLOAT], step[Quantization.INT8]
     x = np.asarray(eval_x)
     stream = x.reshape(-1) if x.ndim == 2 else x.reshape(-1, x.shape[-1])
-    rep = compare_step_models(
-        art_dir / f.file, art_dir / q.file, stream[:stream_len], layer_steps=layer_steps
-    )
+    rep = compare_step_models(f, q, stream[:stream_len], layer_steps=layer_steps, files=files)
     if f.file in scores and q.file in scores:
         _set_metric(rep, metric, scores[f.file], scores[q.file])
     return quantization_section(rep)

@@ -109,11 +109,14 @@ class StepRunner:
         threads: int | None = None,
         xnnpack: bool | None = None,
         backend: Backend | None = None,
+        artifact: Artifact | None = None,
         **options: Any,
     ) -> None:
-        """`options` go to the backend (native: build_options=BuildOptions(...), cache_dir=...)."""
+        """`artifact`: the model's manifest entry (state layers and reset values; default: the
+        manifest.json beside a model path). `options` go to the backend (native:
+        build_options=BuildOptions(...), cache_dir=...)."""
         data, self.info, path = _load(model)
-        self.artifact = manifest_artifact(path)
+        self.artifact = artifact if artifact is not None else manifest_artifact(path)
         self.states = _states(self.info, self.artifact)
         names = {t.name for t in self.info.inputs}
         outs = {t.name for t in self.info.outputs}

@@ -14,6 +14,8 @@ the engine is built from the step model and gains `<name>_run_sequence()`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from edgelstm.codegen.engine.emit import (
     model_source,
     readme,
 )
-from edgelstm.codegen.engine.graph import Graph, load_graph
+from edgelstm.codegen.engine.graph import Graph, load_graph, read_model
 from edgelstm.codegen.engine.lower import ROUNDINGS, Program, lower
 from edgelstm.errors import BadInputError, UnsupportedLayerError
 from edgelstm.types import (
@@ -41,7 +43,7 @@ from edgelstm.types import (
     as_manifest,
 )
 
-__all__ = ["ROUNDINGS", "GeneratedEngine", "generate"]
+__all__ = ["ROUNDINGS", "GeneratedEngine", "ModelFile", "beside_step_models", "generate"]
 
 
 class GeneratedEngine:
@@ -53,14 +55,15 @@ class GeneratedEngine:
         ifc: Interface,
         prog: Program,
         graph: Graph,
-        step: Path,
+        step: ModelFile,
         meta: dict[str, Any],
     ) -> None:
         self.files = files
         self.ifc = ifc
         self.prog = prog
         self.graph = graph
-        self.step_path = step
+        self.step_file = step.name  # the step model the engine runs, and its bytes
+        self.step_data = step.data
         self.meta = meta
 
     @property
@@ -75,57 +78,87 @@ def _artifact(manifest: Manifest | None, file_name: str) -> Artifact | None:
     return next((a for a in manifest.artifacts if a.file == file_name), None) if manifest else None
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """A .tflite by file name, with its bytes."""
+
+    name: str
+    data: bytes
+
+
 def _resolve_step(
-    path: Path, manifest: Manifest | None
-) -> tuple[Path, Artifact | None, dict[str, Any] | None]:
-    """(step .tflite, its manifest entry, sequence info or None)."""
-    art = _artifact(manifest, path.name)
+    model: ModelFile, manifest: Manifest | None, files: Mapping[str, bytes]
+) -> tuple[ModelFile, Artifact | None, dict[str, Any] | None]:
+    """(step model, its manifest entry, sequence info or None)."""
+    art = _artifact(manifest, model.name)
     if manifest is None or art is None or art.variant != Variant.SEQUENCE:
         if art is None:
-            ops = load_graph(path).info.op_set
+            ops = load_graph(model.data, model.name).info.op_set
             if "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops:
                 raise BadInputError(
-                    f"{path.name} is a sequence model and no manifest.json names its step model; "
-                    "export the *_step_*.tflite written by `edgelstm convert`"
+                    f"{model.name} is a sequence model and no manifest.json names its step "
+                    "model; export the *_step_*.tflite written by `edgelstm convert`"
                 )
-        return path, art, None
+        return model, art, None
     q = art.quantization
     sibling = next(
         (a for a in manifest.artifacts if a.variant == Variant.STEP and a.quantization == q),
         None,
     )
-    if sibling is None or not (path.parent / sibling.file).is_file():
+    if sibling is None or sibling.file not in files:
         raise BadInputError(
-            f"{path.name} is a sequence model without a {q.value} step model beside it; convert "
+            f"{model.name} is a sequence model without a {q.value} step model beside it; convert "
             "with --variants step (the C engine runs step models, sequences as a loop over steps)"
         )
     seq = {
         "steps": int(manifest.model.seq_len or 1),
         "many_to_many": manifest.model.output_kind == OutputKind.MANY_TO_MANY,
-        "sequence_model": path.name,
+        "sequence_model": model.name,
     }
-    return path.parent / sibling.file, sibling, seq
+    return ModelFile(sibling.file, files[sibling.file]), sibling, seq
+
+
+def beside_step_models(path: Path, manifest: Manifest | None) -> dict[str, bytes]:
+    """The manifest's step models that are in `path`'s directory, by file name."""
+    if manifest is None:
+        return {}
+    return {
+        a.file: (path.parent / a.file).read_bytes()
+        for a in manifest.artifacts
+        if a.variant == Variant.STEP and (path.parent / a.file).is_file()
+    }
 
 
 def generate(
-    tflite_path: Path,
+    model: Path | bytes,
     *,
     name: str,
     manifest: ManifestLike = None,
     rounding: str = "tflm",
     isa: str = "dsp",
+    source_file: str | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> GeneratedEngine:
-    """Lower and emit, in memory (no disk writes). `rounding`: whose int8 FULLY_CONNECTED
-    rounding to reproduce bit for bit, "tflm" (TFLite Micro's reference kernels, the default)
-    or "litert-ref" (LiteRT BUILTIN_REF). `isa`: the int8 FC weight layout, "dsp" (Cortex-M DSP
-    row pairs) or "mve" (Helium row tiles); either runs anywhere through the portable C."""
+    """Lower and emit, in memory (no disk writes). `model`: a .tflite file, or its bytes
+    (`source_file`: its name in the manifest; `files`: the other artifacts' bytes by file name,
+    where a sequence model finds its step sibling; a file finds them beside it).
+
+    `rounding`: whose int8 FULLY_CONNECTED rounding to reproduce bit for bit, "tflm" (TFLite
+    Micro's reference kernels, the default) or "litert-ref" (LiteRT BUILTIN_REF). `isa`: the int8
+    FC weight layout, "dsp" (Cortex-M DSP row pairs) or "mve" (Helium row tiles); either runs
+    anywhere through the portable C."""
     check_identifier(name)
     if rounding not in ROUNDINGS:
         raise BadInputError(f"unknown rounding '{rounding}' ({', '.join(ROUNDINGS)})")
-    tflite_path = Path(tflite_path)
     m = as_manifest(manifest)
-    step, art, seq = _resolve_step(tflite_path, m)
-    graph = load_graph(step)
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        source = ModelFile(path.name, read_model(path))
+        files = {**beside_step_models(path, m), **(files or {})}
+    else:
+        source = ModelFile(source_file or f"{name}.tflite", bytes(model))
+    step, art, seq = _resolve_step(source, m, files or {})
+    graph = load_graph(step.data, step.name)
     if (art and art.quantization == Quantization.INT16X8) or any(
         t.dtype == "int16" for t in graph.tensors
     ):
@@ -160,7 +193,7 @@ def generate(
     meta = {
         "quantization": quantization,
         "sequence": seq,
-        "step_model": str(step),
+        "step_model": step.name,
         "rounding": rounding,
         "isa": isa,
     }

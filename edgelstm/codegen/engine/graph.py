@@ -89,13 +89,21 @@ class Graph:
     input_order: list[str] = field(default_factory=list)
 
 
-def load_graph(path: Path | str) -> Graph:
-    """Parse `path` (a .tflite) into a Graph; BadInputError for anything unreadable."""
-    data = Path(path).read_bytes()
+def read_model(path: Path) -> bytes:
+    """The bytes of the .tflite file `path`; BadInputError if it is missing or not a model."""
+    read_tflite(path)
+    return Path(path).read_bytes()
+
+
+def load_graph(model: Path | str | bytes, name: str | None = None) -> Graph:
+    """Parse a .tflite (file or bytes; `name` for messages) into a Graph; BadInputError for
+    anything unreadable."""
+    data = model if isinstance(model, bytes) else read_model(Path(model))
+    label = name or (str(model) if not isinstance(model, bytes) else "model")
     info = read_tflite(data)
     if info.subgraphs != 1:
         raise BadInputError(
-            f"{path}: {info.subgraphs} subgraphs; the C engine lowers single-subgraph step models"
+            f"{label}: {info.subgraphs} subgraphs; the C engine lowers single-subgraph step models"
         )
     consts = constant_data(data)
     options = builtin_options(data)

@@ -12,23 +12,26 @@ and reports sizes, parity and cycles.
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from edgelstm import __version__
-from edgelstm.codegen.engine import GeneratedEngine, generate
+from edgelstm.codegen.engine import GeneratedEngine, beside_step_models, generate
+from edgelstm.codegen.engine.graph import read_model
 from edgelstm.errors import BadInputError, VerificationError
-from edgelstm.types import ManifestLike
+from edgelstm.export.result import ExportResult, write_export
+from edgelstm.types import ManifestLike, as_manifest
 
-__all__ = ["breakdown", "export_c", "verify_engine"]
+__all__ = ["breakdown", "export_c", "plan_export_c", "verify_engine"]
 
 
-def _result(eng: GeneratedEngine, source: Path, outdir: Path) -> dict[str, Any]:
+def _result(eng: GeneratedEngine, source: str) -> dict[str, Any]:
     ifc, prog = eng.ifc, eng.prog
     return {
-        "source": str(source),
-        "step_model": str(eng.step_path),
-        "outdir": str(outdir),
+        "source": source,
+        "step_model": eng.step_file,
         "c_name": ifc.name,
         "quantization": eng.meta["quantization"],
         "run_sequence": bool(eng.meta["sequence"]),
@@ -144,7 +147,7 @@ def verify_engine(
 
     inputs = v.make_inputs(eng.ifc, streams, steps, seed, eng.vocab)
     primary = "ref" if eng.meta.get("rounding") == "litert-ref" else v.primary_kernels()
-    ref_y, ref_states = v.reference(eng.step_path, eng.ifc, inputs, primary)
+    ref_y, ref_states = v.reference(eng.step_data, eng.ifc, inputs, primary)
     if target == "host":
         got = v.run_host(src_dir, eng.ifc, inputs, eng.prog.macs, sanitize=sanitize)
     elif target == "qemu":
@@ -178,6 +181,49 @@ def verify_engine(
     return res
 
 
+def plan_export_c(
+    model: bytes,
+    *,
+    name: str,
+    manifest: ManifestLike = None,
+    source_file: str | None = None,
+    files: Mapping[str, bytes] | None = None,
+    verify: list[str] | tuple[str, ...] = (),
+    rounding: str = "tflm",
+    core: str = "m4",
+) -> ExportResult:
+    """The engine of `model` in memory, after the requested checks (`verify`: host, qemu; run
+    in a work directory of their own; `core`: the emulated board of the qemu check,
+    verify.CORES). A check that disagrees with the reference kernels raises VerificationError.
+    `files`: other artifacts by name (a sequence model's step sibling)."""
+    from edgelstm.export.cengine.verify import CORES
+
+    if core not in CORES:  # before anything runs
+        raise BadInputError(f"unknown core '{core}' ({', '.join(CORES)})")
+    # the qemu core is the deployment target: a Helium core gets the MVE weight layout
+    isa = "mve" if core == "m55" else "dsp"
+    source = source_file or f"{name}.tflite"
+    eng = generate(
+        model, name=name, manifest=manifest, rounding=rounding, isa=isa, source_file=source,
+        files=files,
+    )  # fmt: skip
+    result = _result(eng, source)
+    if verify:
+        with tempfile.TemporaryDirectory(prefix="edgelstm-c-src-") as tmp:
+            write_export(dict(eng.files), Path(tmp) / "engine")
+            failures = []
+            for target in dict.fromkeys(verify):
+                res = verify_engine(eng, Path(tmp) / "engine", target, core=core)
+                result["verify"][target] = res
+                if not res["parity"]["ok"]:
+                    failures.append(f"{target}: {json.dumps(res['parity'], default=str)}")
+        if failures:
+            raise VerificationError(
+                "C engine disagrees with the reference kernels: " + "; ".join(failures)
+            )
+    return ExportResult(dict(eng.files), result)
+
+
 def export_c(
     tflite_path: Path,
     outdir: Path,
@@ -188,27 +234,15 @@ def export_c(
     rounding: str = "tflm",
     core: str = "m4",
 ) -> dict[str, Any]:
-    """Generate the engine into `outdir` (atomically), then run the requested checks
-    (`core`: the emulated board of the qemu check, verify.CORES)."""
-    from edgelstm.export.cengine.verify import CORES
-    from edgelstm.export.tflm import write_export
-
-    if core not in CORES:  # before anything is written
-        raise BadInputError(f"unknown core '{core}' ({', '.join(CORES)})")
+    """Generate the engine of the file `tflite_path` (a sequence model: its step sibling beside
+    it), run the requested checks, then write it into `outdir` (atomically)."""
     tflite_path, outdir = Path(tflite_path), Path(outdir)
-    # the qemu core is the deployment target: a Helium core gets the MVE weight layout
-    isa = "mve" if core == "m55" else "dsp"
-    eng = generate(tflite_path, name=name, manifest=manifest, rounding=rounding, isa=isa)
-    write_export(dict(eng.files), outdir)
-    result = _result(eng, tflite_path, outdir)
-    failures = []
-    for target in dict.fromkeys(verify):
-        res = verify_engine(eng, outdir, target, core=core)
-        result["verify"][target] = res
-        if not res["parity"]["ok"]:
-            failures.append(f"{target}: {json.dumps(res['parity'], default=str)}")
-    if failures:
-        raise VerificationError(
-            "C engine disagrees with the reference kernels: " + "; ".join(failures)
-        )
-    return result
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInputError(f"{outdir}: exists and is not a directory")
+    res = plan_export_c(
+        read_model(tflite_path), name=name, manifest=manifest, source_file=tflite_path.name,
+        files=beside_step_models(tflite_path, as_manifest(manifest)), verify=verify, rounding=rounding,
+        core=core,
+    )  # fmt: skip
+    res.summary["source"] = str(tflite_path)
+    return res.save(outdir)

@@ -155,7 +155,7 @@ def kernel_distances(eng: Any, got: dict[str, Any], inputs: Inputs, skip: str) -
     for k in KERNEL_SETS:
         if k == skip or (k == "tflm" and primary_kernels() != "tflm"):
             continue
-        y, st = reference(eng.step_path, eng.ifc, inputs, k)
+        y, st = reference(eng.step_data, eng.ifc, inputs, k)
         p = compare(eng.ifc, got, y, st)
         out[k] = {
             "kernels": KERNEL_LABELS[k],
@@ -200,10 +200,10 @@ class _TflmRunner:
 
 
 def reference(
-    tflite: Path, ifc: Interface, inputs: Inputs, kernels: str = PRIMARY_KERNELS
+    tflite: Path | bytes, ifc: Interface, inputs: Inputs, kernels: str = PRIMARY_KERNELS
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """One kernel set (KERNEL_SETS) on the raw inputs: y [S,T,Y] and each state [S,T,n]."""
-    model = Path(tflite).read_bytes()
+    model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
     meta = _litert(model, "ref" if kernels == "tflm" else kernels)
     in_list, out_list = meta.get_input_details(), meta.get_output_details()
     ins = {d["name"]: d for d in in_list}
