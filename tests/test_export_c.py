@@ -545,13 +545,11 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
         fast = _add_fast(prm, sign, -128, 127)
         if fast is not None and n_add < 24:
             raw = [
-                _mbqm((prm["in1_off"] + int(a)) << 20, prm["in1_mult"], prm["in1_shift"])
-                + sign * _mbqm((prm["in2_off"] + int(b)) << 20, prm["in2_mult"], prm["in2_shift"])
+                _mbqm((prm.in1_off + int(a)) << 20, prm.in1_mult, prm.in1_shift)
+                + sign * _mbqm((prm.in2_off + int(b)) << 20, prm.in2_mult, prm.in2_shift)
                 for a, b in zip(x1, x2, strict=True)
             ]
-            want = np.clip(
-                [_mbqm(r, prm["out_mult"], prm["out_shift"]) + zo for r in raw], -128, 127
-            )
+            want = np.clip([_mbqm(r, prm.out_mult, prm.out_shift) + zo for r in raw], -128, 127)
             name = f"add{n_add}"
             data.append(f"static const el_add_fast_t {name} = {{{', '.join(map(str, fast))}}};\n")
             emit(name, 256, f"el_add_s8_fast(&{name}, ex1, 1, ex2, 1, y, 256);", want)

@@ -9,6 +9,7 @@ ADD/SUB/MUL/FULLY_CONNECTED parameter derivations and the 256-entry LOGISTIC/TAN
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -57,24 +58,42 @@ def activation_range_s8(act: int, scale: float, zp: int) -> tuple[int, int]:
     return lo, hi
 
 
-def addsub_params(s1: float, z1: int, s2: float, z2: int, so: float, zo: int) -> dict[str, int]:
+@dataclass(frozen=True)
+class AddSubParams:
+    """TFLite's int8 ADD/SUB parameters: per input an offset (-zero point), Q31 multiplier and
+    shift onto the common scale, the output's, and the headroom shift."""
+
+    in1_off: int
+    in1_mult: int
+    in1_shift: int
+    in2_off: int
+    in2_mult: int
+    in2_shift: int
+    out_off: int
+    out_mult: int
+    out_shift: int
+    left_shift: int = ADD_LEFT_SHIFT
+
+    def swapped(self) -> AddSubParams:
+        """The same op with the inputs exchanged (ADD commutes)."""
+        return replace(
+            self,
+            in1_off=self.in2_off,
+            in1_mult=self.in2_mult,
+            in1_shift=self.in2_shift,
+            in2_off=self.in1_off,
+            in2_mult=self.in1_mult,
+            in2_shift=self.in1_shift,
+        )
+
+
+def addsub_params(s1: float, z1: int, s2: float, z2: int, so: float, zo: int) -> AddSubParams:
     """PrepareGeneralSubOp / add.cc int8 parameters (left shift 20, twice-max input scale)."""
     twice_max = 2.0 * max(s1, s2)
     m1, sh1 = quantize_multiplier(s1 / twice_max)
     m2, sh2 = quantize_multiplier(s2 / twice_max)
     mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * so))
-    return {
-        "in1_off": -z1,
-        "in1_mult": m1,
-        "in1_shift": sh1,
-        "in2_off": -z2,
-        "in2_mult": m2,
-        "in2_shift": sh2,
-        "out_off": zo,
-        "out_mult": mo,
-        "out_shift": sho,
-        "left_shift": ADD_LEFT_SHIFT,
-    }
+    return AddSubParams(-z1, m1, sh1, -z2, m2, sh2, zo, mo, sho)
 
 
 def lut_s8(kind: str, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from edgelstm.codegen.engine.lower.program import (
     ALIAS_OPS,
     ARENA_ALIGN,
     INPLACE_OPS,
+    CStruct,
     Program,
     _c_float_list,
     _c_int_list,
@@ -131,6 +132,12 @@ class Lowering:
         self.prog.const_bytes += arr.size * itemsize
         return cname
 
+    def add_struct(self, cname: str, params: CStruct) -> str:
+        """A kernel's parameter struct as a constant; returns its name."""
+        self.prog.consts.append(params.definition(cname))
+        self.prog.const_bytes += params.nbytes
+        return cname
+
     def ref(self, idx: int, const: bool = False) -> str:
         """C expression for a typed pointer to tensor `idx`'s data."""
         t = self.t(idx)
@@ -159,10 +166,9 @@ class Lowering:
         for op in self.g.ops:
             if op.name in ALIAS_OPS and self.t(op.outputs[0]).dtype == self.t(op.inputs[0]).dtype:
                 self.views[op.outputs[0]] = (op.inputs[0], 0)
-            elif op.name == "SPLIT":
-                self._split_views(op, self.t(op.inputs[0]), op.inputs[1])
-            elif op.name == "SPLIT_V":
-                self._split_views(op, self.t(op.inputs[2]), op.inputs[0])
+            elif op.name in ("SPLIT", "SPLIT_V"):
+                data_idx, axis_idx = layout.split_operands(op)
+                self._split_views(op, self.t(axis_idx), data_idx)
         self._inplace_views()
 
     def _inplace_views(self) -> None:
@@ -210,7 +216,7 @@ class Lowering:
         if axis_t.data is None:
             raise self.unsupported(op, "non-constant axis")
         axis = int(np.asarray(axis_t.data).reshape(-1)[0]) % max(len(data.shape), 1)
-        outer = int(np.prod([max(d, 1) for d in data.shape[:axis]], dtype=np.int64))
+        outer, _ = layout.outer_inner(data.shape, axis)
         if outer != 1:
             return  # copied by the handler instead
         off = 0

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from edgelstm.codegen.c import c_float
 from edgelstm.codegen.engine import quant
 from edgelstm.codegen.engine.graph import Op
-from edgelstm.codegen.engine.lower.program import (
-    _act,
-    _is_int8,
-)
+from edgelstm.codegen.engine.lower.program import CStruct, _act, _is_int8
 
 if TYPE_CHECKING:
     from edgelstm.codegen.engine.lower.core import Lowering
@@ -26,6 +24,70 @@ def _broadcast(lw: Lowering, op: Op) -> tuple[int, int, int]:
     if sa < 0 or sb < 0:
         raise lw.unsupported(op, f"broadcast {a.shape} with {b.shape}")
     return sa, sb, n
+
+
+@dataclass(frozen=True)
+class AddSubS8(CStruct):
+    """el_addsub_s8_t: TFLite's ADD/SUB parameters and the output clamp."""
+
+    C_TYPE: ClassVar[str] = "el_addsub_s8_t"
+    in1_off: int
+    in1_mult: int
+    in1_shift: int
+    in2_off: int
+    in2_mult: int
+    in2_shift: int
+    out_off: int
+    out_mult: int
+    out_shift: int
+    left_shift: int
+    act_min: int
+    act_max: int
+
+    @classmethod
+    def of(cls, prm: quant.AddSubParams, lo: int, hi: int) -> AddSubS8:
+        return cls(**asdict(prm), act_min=lo, act_max=hi)
+
+
+@dataclass(frozen=True)
+class AddFast(CStruct):
+    """el_add_fast_t: el_add_s8_fast's rewrite of the same ADD/SUB (see the kernel header)."""
+
+    C_TYPE: ClassVar[str] = "el_add_fast_t"
+    c1: int
+    c2: int
+    m2: int
+    e2: int
+    sign: int
+    mo: int
+    eo: int
+    k: int
+
+
+@dataclass(frozen=True)
+class MulS8(CStruct):
+    """el_mul_s8_t: offsets, the output multiplier and shift, the clamp."""
+
+    C_TYPE: ClassVar[str] = "el_mul_s8_t"
+    in1_off: int
+    in2_off: int
+    out_off: int
+    out_mult: int
+    out_shift: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True)
+class MulFast(CStruct):
+    """el_mul_fast_t: c1 = 2 * in1_off, c2 = in2_off, eo = e_out - 1, k = 1 + 2 * out_off."""
+
+    C_TYPE: ClassVar[str] = "el_mul_fast_t"
+    c1: int
+    c2: int
+    mo: int
+    eo: int
+    k: int
 
 
 def _binary(lw: Lowering, op: Op) -> list[str]:
@@ -45,45 +107,22 @@ def _binary(lw: Lowering, op: Op) -> list[str]:
     if op.name == "MUL":
         m, s = quant.quantize_multiplier(a.scale * b.scale / y.scale)
         if (lo, hi) == (-128, 127) and s <= -1:
-            vals = [-2 * a.zp, -b.zp, m, -s - 1, 1 + 2 * y.zp]
-            lw.prog.consts.append(
-                f"static const el_mul_fast_t {pn} = {{{', '.join(map(str, vals))}}};"
-            )
-            lw.prog.const_bytes += 20
+            lw.add_struct(pn, MulFast(-2 * a.zp, -b.zp, m, -s - 1, 1 + 2 * y.zp))
             return [f"el_mul_s8_fast(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
-        vals = [-a.zp, -b.zp, y.zp, m, s, lo, hi]
-        lw.prog.consts.append(f"static const el_mul_s8_t {pn} = {{{', '.join(map(str, vals))}}};")
-        lw.prog.const_bytes += 28
+        lw.add_struct(pn, MulS8(-a.zp, -b.zp, y.zp, m, s, lo, hi))
         return [f"el_mul_s8(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
     prm = quant.addsub_params(a.scale, a.zp, b.scale, b.zp, y.scale, y.zp)
-    keys = [
-        "in1_off",
-        "in1_mult",
-        "in1_shift",
-        "in2_off",
-        "in2_mult",
-        "in2_shift",
-        "out_off",
-        "out_mult",
-        "out_shift",
-        "left_shift",
-    ]
     sign = 1 if op.name == "ADD" else -1
     fast = _add_fast(prm, sign, lo, hi)
     if fast is None and sign > 0:  # ADD commutes: try the inputs the other way round
-        swapped = {
-            **{k.replace("in1", "in2"): v for k, v in prm.items() if k.startswith("in1")},
-            **{k.replace("in2", "in1"): v for k, v in prm.items() if k.startswith("in2")},
-        }
-        fast = _add_fast({**prm, **swapped}, sign, lo, hi)
+        fast = _add_fast(prm.swapped(), sign, lo, hi)
         if fast is not None:
             ra, sa, rb, sb = rb, sb, ra, sa
     acts = lw.lut_after.get(op.index, [])
     fuse = fast is not None and bool(acts) and sa == 1 and sb == 1
     tables = [_lut_table(lw, a, centred=fuse) for a in acts]
     if fast is not None:
-        lw.prog.consts.append(f"static const el_add_fast_t {pn} = {{{', '.join(map(str, fast))}}};")
-        lw.prog.const_bytes += 32
+        lw.add_struct(pn, fast)
         if fuse:
             lw.prog.consts.append(
                 f"static const int8_t *const {pn}_luts[{len(tables)}] = {{{', '.join(tables)}}};"
@@ -95,11 +134,7 @@ def _binary(lw: Lowering, op: Op) -> list[str]:
             ]
         lines = [f"el_add_s8_fast(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
     else:
-        vals = [prm[k] for k in keys] + [lo, hi]
-        lw.prog.consts.append(
-            f"static const el_addsub_s8_t {pn} = {{{', '.join(map(str, vals))}}};"
-        )
-        lw.prog.const_bytes += 48
+        lw.add_struct(pn, AddSubS8.of(prm, lo, hi))
         lines = [f"el_addsub_s8(&{pn}, {sign}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
     for a, tn in zip(acts, tables, strict=True):  # not fused: the tables as separate passes
         ref = lw.ref(a.inputs[0])
@@ -118,24 +153,24 @@ def _lut_table(lw: Lowering, op: Op, centred: bool = False) -> str:
     return lw.add_const("int8_t", f"{lw.name}_lut{op.index}", table, f"{op.name} table")
 
 
-def _add_fast(prm: dict[str, int], sign: int, lo: int, hi: int) -> list[int] | None:
-    """el_add_fast_t values when el_add_s8_fast reproduces el_addsub_s8 (see the header)."""
+def _add_fast(prm: quant.AddSubParams, sign: int, lo: int, hi: int) -> AddFast | None:
+    """el_add_fast_t when el_add_s8_fast reproduces el_addsub_s8 (see the header)."""
     half = (1 << 30, 0)
-    if (lo, hi) != (-128, 127) or prm["left_shift"] != 20 or prm["out_shift"] > -1:
+    if (lo, hi) != (-128, 127) or prm.left_shift != 20 or prm.out_shift > -1:
         return None
-    if (prm["in1_mult"], prm["in1_shift"]) != half:
+    if (prm.in1_mult, prm.in1_shift) != half:
         return None
-    if (prm["in2_mult"], prm["in2_shift"]) == half:
+    if (prm.in2_mult, prm.in2_shift) == half:
         # SMMULR(2X, 2^31 - 1) = X for |X| < 2^30; e2 = 0 then halves the even X exactly
         m2, e2 = (1 << 31) - 1, 0
-    elif prm["in2_shift"] <= -1:
-        m2, e2 = prm["in2_mult"], -prm["in2_shift"] - 1
+    elif prm.in2_shift <= -1:
+        m2, e2 = prm.in2_mult, -prm.in2_shift - 1
     else:
         return None
-    c1 = prm["in1_off"] * (1 << 19)
-    c2 = prm["in2_off"] * (1 << 21)
-    mo, eo, k = prm["out_mult"], -prm["out_shift"] - 1, 1 + 2 * prm["out_off"]
-    return [c1, c2, m2, e2, sign, mo, eo, k]
+    c1 = prm.in1_off * (1 << 19)
+    c2 = prm.in2_off * (1 << 21)
+    eo, k = -prm.out_shift - 1, 1 + 2 * prm.out_off
+    return AddFast(c1, c2, m2, e2, sign, prm.out_mult, eo, k)
 
 
 def _activation(lw: Lowering, op: Op) -> list[str]:

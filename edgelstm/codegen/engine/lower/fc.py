@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgelstm.codegen.engine import quant
 from edgelstm.codegen.engine.graph import Op
-from edgelstm.codegen.engine.lower.program import (
-    _act,
-    _is_int8,
-)
+from edgelstm.codegen.engine.lower.program import _act, _is_int8
 
 if TYPE_CHECKING:
     from edgelstm.codegen.engine.lower.core import Lowering
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Per-row requantization of an int8 FC, padded to whole 4-row blocks: Q31 multipliers and
+    shifts (TFLite's exponents e, or e - 1 where the fast paths take that)."""
+
+    mult: np.ndarray
+    shift: np.ndarray
+    e_minus_1: bool  # EL_FC_FAST_RQ: shifts hold e - 1 (every e <= -1, no clamp, |acc| < 2^30)
+
+
+@dataclass(frozen=True)
+class FCParams:
+    """An int8 FULLY_CONNECTED after the offline work, as the kernels take it."""
+
+    rows: int
+    cols: int
+    weights: np.ndarray  # int8 [rows_pad, cols_pad], zero padded (4-row blocks, 8 columns)
+    bias: np.ndarray  # int64 [rows_pad], the input zero point folded in
+    requant: Requant
+    out_zp: int
+    act_min: int
+    act_max: int
+    paired_dsp: bool  # EL_FC_PAIRED_DSP: SMLAD row pairs are exact (|odd row's acc| < 2^23)
+
+    @property
+    def rows_pad(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def cols_pad(self) -> int:
+        return int(self.weights.shape[1])
 
 
 def _fc(lw: Lowering, op: Op) -> list[str]:
@@ -49,10 +80,19 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
             op, f"{x.dtype} input with {w.dtype} weights (dynamic-range quantization): export "
             "the int8 or float artifact"
         )  # fmt: skip
+    return _fc_s8(lw, op, _fc_s8_params(lw, op, act))
+
+
+def _fc_s8_params(lw: Lowering, op: Op, act: int) -> FCParams:
+    """Fold, pad and requantize an int8 FC offline; decide which fast paths are exact."""
+    x, w, y = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    b = lw.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    rows, cols = w.shape
     if act not in (0, 1, 2, 3):
         raise lw.unsupported(op, f"fused activation {act}")
     if any(z != 0 for z in w.zero_points):
         raise lw.unsupported(op, "asymmetric int8 weights")
+    assert w.data is not None
     wq = w.data.astype(np.int64)
     bias = (b.data.astype(np.int64) if b is not None else np.zeros(rows, np.int64)).reshape(-1)
     folded = bias + (-x.zp) * wq.sum(axis=1)  # input zero point folded into the bias offline
@@ -70,42 +110,57 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
     bpad[:rows] = folded
     pad = [0] * (rp - rows)  # the kernel reads whole 4-row blocks
     lo, hi = quant.activation_range_s8(act, y.scale, y.zp)
-    lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
     # worst-case |accumulator| per row: the int8 input is at most 128 in magnitude
     bound = 128 * np.abs(wpad.astype(np.int64)).sum(axis=1) + np.abs(bpad)
-    flags = []
-    if bound[1::2].max(initial=0) < 2**23:
-        flags.append("EL_FC_PAIRED_DSP")
-    fast_rq = bound.max(initial=0) < 2**30 and max(shifts) <= -1 and (lo, hi) == (-128, 127)
+    paired = bool(bound[1::2].max(initial=0) < 2**23)
+    fast_rq = bool(bound.max(initial=0) < 2**30 and max(shifts) <= -1 and (lo, hi) == (-128, 127))
     if fast_rq:
-        flags.append("EL_FC_FAST_RQ")
         shifts = tuple(-s - 1 for s in shifts)  # the kernel's fast path wants e - 1
-    if fast_rq and lw.isa == "mve":  # no paired-row bound: plain signed weights
-        stream = fc_rows_stream(wpad, bpad, np.array([*mults, *pad]), np.array([*shifts, *pad]))
+    requant = Requant(np.array([*mults, *pad]), np.array([*shifts, *pad]), fast_rq)
+    return FCParams(rows, cols, wpad, bpad, requant, y.zp, lo, hi, paired)
+
+
+def _fc_s8(lw: Lowering, op: Op, prm: FCParams) -> list[str]:
+    """The int8 kernel call: Helium row tiles, the one-stream fast path, or the generic kernel."""
+    w = lw.t(op.inputs[1])
+    k, p = op.index, lw.name
+    rows, cols, cp, rq = prm.rows, prm.cols, prm.cols_pad, prm.requant
+    lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
+    if rq.e_minus_1 and lw.isa == "mve":  # no paired-row bound: plain signed weights
+        stream = fc_rows_stream(prm.weights, prm.bias, rq.mult, rq.shift)
         sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc row tiles")
         return [
-            f"el_fc_s8_rows({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {y.zp}, "
-            f"{p}_xs, {lw.ref(op.outputs[0])}, {int(lw.single_round)});"
+            f"el_fc_s8_rows({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, "
+            f"{prm.out_zp}, {p}_xs, {lw.ref(op.outputs[0])}, {int(lw.single_round)});"
         ]
-    if len(flags) == 2:  # one stream: per block bias, weights, multipliers, e - 1
-        stream = fc_stream(wpad, bpad, np.array([*mults, *pad]), np.array([*shifts, *pad]))
+    if rq.e_minus_1 and prm.paired_dsp:  # one stream: per block bias, weights, multipliers, e - 1
+        stream = fc_stream(prm.weights, prm.bias, rq.mult, rq.shift)
         sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc stream")
         fn = "el_fc_s8_fast_sr" if lw.single_round else "el_fc_s8_fast"
         return [
-            f"{fn}({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {y.zp}, "
+            f"{fn}({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {prm.out_zp}, "
             f"{p}_xs, {lw.ref(op.outputs[0])});"
         ]
-    if lw.single_round:
-        flags.append("EL_FC_SINGLE_ROUND")
-    wn = lw.add_const("int8_t", f"{p}_w{k}", _paired_layout(wpad), f"'{w.name}' {w.shape} paired")
-    bn = lw.add_const("int32_t", f"{p}_b{k}", bpad, "bias with the input zero point folded in")
-    mn = lw.add_const("int32_t", f"{p}_m{k}", np.array([*mults, *pad]), "requantize multipliers")
-    what = "requantize e - 1" if fast_rq else "requantize shifts"
-    sn = lw.add_const("int8_t", f"{p}_s{k}", np.array([*shifts, *pad]), what)
+    flags = [
+        name
+        for name, on in (
+            ("EL_FC_PAIRED_DSP", prm.paired_dsp),
+            ("EL_FC_FAST_RQ", rq.e_minus_1),
+            ("EL_FC_SINGLE_ROUND", lw.single_round),
+        )
+        if on
+    ]
+    wn = lw.add_const(
+        "int8_t", f"{p}_w{k}", _paired_layout(prm.weights), f"'{w.name}' {w.shape} paired"
+    )
+    bn = lw.add_const("int32_t", f"{p}_b{k}", prm.bias, "bias with the input zero point folded in")
+    mn = lw.add_const("int32_t", f"{p}_m{k}", rq.mult, "requantize multipliers")
+    what = "requantize e - 1" if rq.e_minus_1 else "requantize shifts"
+    sn = lw.add_const("int8_t", f"{p}_s{k}", rq.shift, what)
     return [
         f"el_fc_s8({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {wn}, {bn}, {rows}, {mn}, "
-        f"{sn}, {y.zp}, {lo}, {hi}, {' | '.join(flags) or '0'}, {p}_xs, "
-        f"{lw.ref(op.outputs[0])});"
+        f"{sn}, {prm.out_zp}, {prm.act_min}, {prm.act_max}, {' | '.join(flags) or '0'}, "
+        f"{p}_xs, {lw.ref(op.outputs[0])});"
     ]
 
 

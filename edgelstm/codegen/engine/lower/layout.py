@@ -7,40 +7,53 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgelstm.codegen.engine.graph import Op
-from edgelstm.codegen.engine.lower.program import (
-    _act,
-    _is_int8,
-)
+from edgelstm.codegen.engine.lower.program import _act, _is_int8
 
 if TYPE_CHECKING:
     from edgelstm.codegen.engine.lower.core import Lowering
 
 
-def _outer_inner(shape: list[int], axis: int) -> tuple[int, int]:
+def outer_inner(shape: list[int], axis: int) -> tuple[int, int]:
+    """(elements before `axis`, elements after it): rows and row stride of a copy along it."""
     outer = int(np.prod([max(d, 1) for d in shape[:axis]], dtype=np.int64))
     inner = int(np.prod([max(d, 1) for d in shape[axis + 1 :]], dtype=np.int64))
     return outer, inner
 
 
-def _split(lw: Lowering, op: Op) -> list[str]:
-    data_idx = op.inputs[1] if op.name == "SPLIT" else op.inputs[0]
-    if all(o in lw.views for o in op.outputs):
-        return ["/* view: no copy */"]
-    data = lw.t(data_idx)
-    axis_t = lw.t(op.inputs[0] if op.name == "SPLIT" else op.inputs[2])
-    axis = int(np.asarray(axis_t.data).reshape(-1)[0]) % len(data.shape)
-    outer, inner = _outer_inner(data.shape, axis)
-    row = data.shape[axis] * inner * data.itemsize
+def split_operands(op: Op) -> tuple[int, int]:
+    """(data, axis) tensor indices of a SPLIT (axis first) or SPLIT_V (data first)."""
+    return (op.inputs[1], op.inputs[0]) if op.name == "SPLIT" else (op.inputs[0], op.inputs[2])
+
+
+def _copy_parts(lw: Lowering, whole: int, parts: list[int], axis: int, into: bool) -> list[str]:
+    """One el_copy_rows per part of `whole` along `axis`: out of it (SPLIT) or, with `into`,
+    into it (CONCATENATION). Each part is `outer` rows of its own width at its byte offset."""
+    t = lw.t(whole)
+    outer, inner = outer_inner(t.shape, axis)
+    row = t.shape[axis] * inner * t.itemsize
     lines, off = [], 0
-    for o in op.outputs:
-        t = lw.t(o)
-        chunk = t.shape[axis] * inner * t.itemsize
-        lines.append(
-            f"el_copy_rows((const uint8_t *){lw.ref(data_idx, True)} + {off}, {row}, "
-            f"{lw.ref(o)}, {chunk}, {outer}, {chunk});"
-        )
+    for i in parts:
+        part = lw.t(i)
+        chunk = part.shape[axis] * inner * part.itemsize
+        if into:
+            src, dst = f"{lw.ref(i, True)}, {chunk}", f"(uint8_t *){lw.ref(whole)} + {off}, {row}"
+        else:
+            src, dst = (
+                f"(const uint8_t *){lw.ref(whole, True)} + {off}, {row}",
+                f"{lw.ref(i)}, {chunk}",
+            )
+        lines.append(f"el_copy_rows({src}, {dst}, {outer}, {chunk});")
         off += chunk
     return lines
+
+
+def _split(lw: Lowering, op: Op) -> list[str]:
+    if all(o in lw.views for o in op.outputs):
+        return ["/* view: no copy */"]
+    data_idx, axis_idx = split_operands(op)
+    data = lw.t(data_idx)
+    axis = int(np.asarray(lw.t(axis_idx).data).reshape(-1)[0]) % len(data.shape)
+    return _copy_parts(lw, data_idx, op.outputs, axis, into=False)
 
 
 def _concat(lw: Lowering, op: Op) -> list[str]:
@@ -48,20 +61,9 @@ def _concat(lw: Lowering, op: Op) -> list[str]:
     axis = int(getattr(op.options, "axis", 0)) % len(y.shape)
     if _act(op):
         raise lw.unsupported(op, "fused activation")
-    outer, inner = _outer_inner(y.shape, axis)
-    row = y.shape[axis] * inner * y.itemsize
-    lines, off = [], 0
-    for i in op.inputs:
-        t = lw.t(i)
-        if _is_int8(y) and (t.scale != y.scale or t.zp != y.zp):
-            raise lw.unsupported(op, "inputs with different quantization")
-        chunk = t.shape[axis] * inner * t.itemsize
-        lines.append(
-            f"el_copy_rows({lw.ref(i, True)}, {chunk}, (uint8_t *){lw.ref(op.outputs[0])}"
-            f" + {off}, {row}, {outer}, {chunk});"
-        )
-        off += chunk
-    return lines
+    if _is_int8(y) and any(lw.t(i).scale != y.scale or lw.t(i).zp != y.zp for i in op.inputs):
+        raise lw.unsupported(op, "inputs with different quantization")
+    return _copy_parts(lw, op.outputs[0], op.inputs, axis, into=True)
 
 
 def _alias(lw: Lowering, op: Op) -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 import numpy as np
 
@@ -42,6 +44,24 @@ class Program:
     refs: dict[int, str] = field(default_factory=dict)  # graph outputs -> C pointer expression
     # per op, in schedule order: (EL_PROFILE index, TFLite op, Keras layer, fused into another op)
     ops: list[tuple[int, str, str, bool]] = field(default_factory=list)
+
+
+class CStruct:
+    """Base of the frozen dataclasses that mirror a parameter struct of edgelstm_kernels.h: the
+    fields in the C order, each an int32_t. Iterating yields the initializer's values."""
+
+    C_TYPE: ClassVar[str]
+
+    def __iter__(self) -> Iterator[int]:
+        return (getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * len(fields(self))  # type: ignore[arg-type]
+
+    def definition(self, cname: str) -> str:
+        """`static const <C_TYPE> <cname> = {...};`"""
+        return f"static const {self.C_TYPE} {cname} = {{{', '.join(map(str, self))}}};"
 
 
 def _c_int_list(values: np.ndarray, per_line: int = 16) -> str:
