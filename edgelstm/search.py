@@ -19,13 +19,64 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from edgelstm.errors import BadInputError, InterruptedRunError
 
+if TYPE_CHECKING:
+    from edgelstm.types import Manifest
+
 RECURRENT = ("LSTM", "GRU", "SimpleRNN")
+
+
 # The default space; a recipe's "search" object narrows or extends any key.
-DEFAULT_SPACE: dict[str, Any] = {
+class TrialConfig(TypedDict):
+    """One point of the search space (what Ray Tune samples for a trial)."""
+
+    cell: str
+    units: int
+    layers: int
+    conv: bool
+    learning_rate: float
+    quantize: str
+
+
+class TrialNode(TypedDict, total=False):
+    """Where a trial ran (Ray node id, host name, worker pid)."""
+
+    node_id: str
+    host: str
+    pid: str
+
+
+class TrialRecord(TypedDict, total=False):
+    """One line of trials.jsonl: a trial's configuration, status and measurements."""
+
+    trial_id: str
+    config: TrialConfig
+    node: TrialNode
+    status: str
+    feasible: bool
+    violations: list[str]
+    params: int
+    train_metric: float | None
+    artifact: str
+    parity_max_abs: float | None
+    parity_ok: bool | None
+    metric: float | None
+    flash_bytes: int
+    ram_bytes: int
+    instructions_per_step: int
+    c_parity_ok: bool
+    measure_error: str
+    latency_us: float
+    seconds: float
+
+
+# Each key of TrialConfig -> its choices (learning_rate: a log-uniform [low, high] range).
+SearchSpace = dict[str, list[Any]]
+
+DEFAULT_SPACE: SearchSpace = {
     "cell": ["LSTM", "GRU", "SimpleRNN"],
     "units": [8, 16, 32, 64],
     "layers": [1, 2],
@@ -48,7 +99,7 @@ class Budget:
     runtime: str | None = None
     metric_floor: float | None = None
 
-    def violations(self, t: dict[str, Any], higher_is_better: bool) -> list[str]:
+    def violations(self, t: TrialRecord, higher_is_better: bool) -> list[str]:
         out = []
         for key, limit, unit in (
             ("flash_bytes", self.max_flash, "B flash"),
@@ -79,15 +130,15 @@ class SearchConfig:
     quick: bool = False
     seed: int = 0
     epochs: int | None = None
-    space: dict[str, Any] | None = None  # overrides the recipe's and the default space
+    space: SearchSpace | None = None  # overrides the recipe's and the default space
     export_best: bool = True
 
 
 @dataclass
 class SearchResult:
-    trials: list[dict[str, Any]]
-    best: dict[str, Any] | None
-    pareto: list[dict[str, Any]]
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    pareto: list[TrialRecord]
     outdir: Path
     exports: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -107,7 +158,7 @@ class SearchResult:
 # ----------------------------------------------------------------------------- the space
 
 
-def search_space(recipe: Any, override: dict[str, Any] | None = None) -> dict[str, Any]:
+def search_space(recipe: Any, override: SearchSpace | None = None) -> SearchSpace:
     """The recipe's space: DEFAULT_SPACE, narrowed/extended by recipe.search, then `override`."""
     space = {**DEFAULT_SPACE, **(getattr(recipe, "search", None) or {}), **(override or {})}
     for key in ("cell", "units", "layers", "conv", "quantize"):
@@ -124,7 +175,7 @@ def search_space(recipe: Any, override: dict[str, Any] | None = None) -> dict[st
     return space
 
 
-def derive_recipe(recipe: Any, config: dict[str, Any]) -> Any:
+def derive_recipe(recipe: Any, config: TrialConfig) -> Any:
     """The recipe with its recurrent block replaced: `layers` x `cell(units)`, optionally behind a
     causal Conv1D; the head (layers after the recurrent block) and training settings kept."""
     layers = list(recipe.layers)
@@ -151,7 +202,7 @@ def derive_recipe(recipe: Any, config: dict[str, Any]) -> Any:
 
 
 def run_trial(
-    config: dict[str, Any],
+    config: TrialConfig,
     *,
     recipe_name: str,
     trial_dir: Path,
@@ -160,7 +211,7 @@ def run_trial(
     seed: int,
     epochs: int | None,
     report: Callable[[dict[str, Any]], None] = lambda _r: None,
-) -> dict[str, Any]:
+) -> TrialRecord:
     """Train, convert, quantize, verify, export and measure one configuration (all real)."""
     from edgelstm.convert.orchestrate import convert_model
     from edgelstm.evaluate import evaluate_step
@@ -171,7 +222,7 @@ def run_trial(
     t0 = time.perf_counter()
     base = load_recipe(recipe_name)
     recipe = derive_recipe(base, config)
-    out: dict[str, Any] = {"config": config, "node": _node()}
+    out: TrialRecord = {"config": config, "node": _node()}
     res = train_recipe(recipe, seed=seed, quick=quick, epochs=epochs, epoch_end=report)
     out["params"] = int(res.model.count_params())
     save_training(res, trial_dir / "train")
@@ -193,18 +244,18 @@ def run_trial(
     out["parity_max_abs"] = art.parity.max_abs if art.parity else None
     out["parity_ok"] = bool(art.parity.passed) if art.parity else None
     out["metric"] = float(evaluate_step(Path(out["artifact"]), res.eval_x, res.eval_y, base.metric))
-    out.update(measure(Path(out["artifact"]), manifest.to_dict(), trial_dir / "c", budget))
+    out.update(measure(Path(out["artifact"]), manifest, trial_dir / "c", budget))
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
 
-def measure(step: Path, manifest: dict[str, Any], outdir: Path, budget: Budget) -> dict[str, Any]:
+def measure(step: Path, manifest: Manifest, outdir: Path, budget: Budget) -> TrialRecord:
     """Flash, RAM and instructions per step of the C engine on the emulated Cortex-M4 (qemu
     -icount: instructions, not cycles); per-step latency on a host runtime when asked."""
     from edgelstm.errors import EdgeLSTMError
     from edgelstm.export.cengine import export_c
 
-    out: dict[str, Any] = {}
+    out: TrialRecord = {}
     try:
         r = export_c(step, outdir, name="model", verify=["qemu"], manifest=manifest)
         q = r["verify"]["qemu"]
@@ -236,7 +287,7 @@ def host_latency(step: Path, runtime: str | None, runs: int = 200) -> float:
     return float(np.median(ns)) / 1e3
 
 
-def _node() -> dict[str, str]:
+def _node() -> TrialNode:
     try:
         import ray
 
@@ -261,11 +312,11 @@ def check_address(address: str) -> None:
         raise BadInputError(f"Ray address {address} does not answer ({exc})") from None
 
 
-def pareto_front(trials: list[dict[str, Any]], higher_is_better: bool) -> list[dict[str, Any]]:
+def pareto_front(trials: list[TrialRecord], higher_is_better: bool) -> list[TrialRecord]:
     """Measured trials not dominated in (metric, flash, instructions per step)."""
     pts = [t for t in trials if t.get("metric") is not None and t.get("flash_bytes") is not None]
 
-    def key(t: dict[str, Any]) -> tuple[float, float, float]:
+    def key(t: TrialRecord) -> tuple[float, float, float]:
         m = t["metric"] if higher_is_better else -t["metric"]
         return (-m, t["flash_bytes"], t.get("instructions_per_step") or math.inf)
 
@@ -279,7 +330,7 @@ def pareto_front(trials: list[dict[str, Any]], higher_is_better: bool) -> list[d
     return sorted(front, key=key)
 
 
-def best_trial(trials: list[dict[str, Any]], higher_is_better: bool) -> dict[str, Any] | None:
+def best_trial(trials: list[TrialRecord], higher_is_better: bool) -> TrialRecord | None:
     ok = [t for t in trials if t.get("feasible")]
     if not ok:
         return None
@@ -287,11 +338,11 @@ def best_trial(trials: list[dict[str, Any]], higher_is_better: bool) -> dict[str
     return min(ok, key=lambda t: (sign * t["metric"], t["flash_bytes"], t["trial_id"]))
 
 
-def read_trials(path: Path) -> list[dict[str, Any]]:
+def read_trials(path: Path) -> list[TrialRecord]:
     """trials.jsonl, one line per finished trial (a resumed run may repeat none)."""
     if not path.is_file():
         return []
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, TrialRecord] = {}
     for line in path.read_text().splitlines():
         if line.strip():
             t = json.loads(line)
@@ -335,7 +386,7 @@ def run_search(
         return _run(cfg, recipe, space, out, state, progress)
 
 
-def _run(cfg: SearchConfig, recipe: Any, space: dict[str, Any], out: Path, state: Path,
+def _run(cfg: SearchConfig, recipe: Any, space: SearchSpace, out: Path, state: Path,
          progress: Callable[[str], None]) -> SearchResult:  # fmt: skip
     import ray
     from ray import tune
@@ -436,7 +487,7 @@ def _run(cfg: SearchConfig, recipe: Any, space: dict[str, Any], out: Path, state
     return res
 
 
-def _nothing_fits(trials: list[dict[str, Any]], budget: Budget) -> str:
+def _nothing_fits(trials: list[TrialRecord], budget: Budget) -> str:
     parts = []
     for key, limit in (("flash_bytes", budget.max_flash), ("ram_bytes", budget.max_ram),
                        ("instructions_per_step", budget.max_instructions),
@@ -447,9 +498,9 @@ def _nothing_fits(trials: list[dict[str, Any]], budget: Budget) -> str:
     return f"no trial of {len(trials)} fits the budget: " + ("; ".join(parts) or "see trials.jsonl")
 
 
-def _trainable(config: dict[str, Any], *, recipe_name: str, outdir: str, budget: Budget,
+def _trainable(config: TrialConfig, *, recipe_name: str, outdir: str, budget: Budget,
                quick: bool, seed: int, epochs: int | None, higher: bool,
-               finished: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
+               finished: dict[str, TrialRecord] | None = None) -> None:  # fmt: skip
     """One Ray Tune trial: per-epoch validation reports (for ASHA), then the measured record."""
     from ray import tune
 
@@ -473,7 +524,7 @@ def _trainable(config: dict[str, Any], *, recipe_name: str, outdir: str, budget:
     tune.report(_final_report(record, higher))
 
 
-def _final_report(record: dict[str, Any], higher: bool) -> dict[str, Any]:
+def _final_report(record: TrialRecord, higher: bool) -> dict[str, Any]:
     """A trial's last report: its objectives for the searcher and its whole record."""
     m = record["metric"] if higher else -record["metric"]
     return {
@@ -485,7 +536,7 @@ def _final_report(record: dict[str, Any], higher: bool) -> dict[str, Any]:
     }
 
 
-def _stub(trial: Any, status: str, **extra: Any) -> dict[str, Any]:
+def _stub(trial: Any, status: str, **extra: Any) -> TrialRecord:
     """The record of a trial that never reached its measurements."""
     return {"trial_id": trial.trial_id, "config": dict(trial.config), "status": status,
             "feasible": False, "metric": None, "node": {"node_id": "-"}, **extra}  # fmt: skip
@@ -518,7 +569,7 @@ class _TrialSink:
                 if trial.trial_id not in self.written:
                     self.write(_stub(trial, f"failed: {trial.error_file or 'see the Ray logs'}"))
 
-            def write(self, record: dict[str, Any]) -> None:
+            def write(self, record: TrialRecord) -> None:
                 self.written.add(record["trial_id"])
                 if any(t["trial_id"] == record["trial_id"] and not t.get("status")
                        for t in read_trials(path)):  # fmt: skip
@@ -590,7 +641,7 @@ def report(res: SearchResult, higher_is_better: bool) -> Any:
         "every cost is measured, none estimated."
     )
 
-    def row(t: dict[str, Any]) -> list[str]:
+    def row(t: TrialRecord) -> list[str]:
         c = t["config"]
         metric = "-" if t.get("metric") is None else f"{t['metric']:.4f}"
         return [t["trial_id"], f"{c['layers']}x{c['cell']}({c['units']})" + (" +conv" if

@@ -50,7 +50,6 @@ from edgelstm.types import STEP_INPUT, STEP_OUTPUT
 
 ENGINE_NAME = "elnm"  # C prefix of the generated engine (elnm_model.h, elnm_step, elnm_state_t)
 LIBRARY = "libedgelstm_native.so"
-_CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
 # the ctypes shim and its templates (eln_config.h, the SIMD translation unit)
 NATIVE_DIR = bundled_dir("firmware_export") / "cengine" / "native"
 
@@ -142,6 +141,10 @@ def _build_key(model: bytes, cc: list[str], options: BuildOptions) -> str:
     h.update(json.dumps([str(exe), exe.stat().st_mtime_ns, cc[1:], options.flags()]).encode())
     for name, path in c_sources().items():
         h.update(name.encode() + b"\0" + path.read_bytes())
+    # the templates the engine's model files are rendered from (an edit rebuilds, as for the C)
+    cdir = bundled_dir("firmware_export") / "cengine"
+    for path in sorted(cdir.glob("*/*.j2")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     model_hash = hashlib.sha256(model).hexdigest()
     return f"{model_hash[:16]}-{h.hexdigest()[:12]}"
 
