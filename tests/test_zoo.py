@@ -326,7 +326,7 @@ def test_sample_from_tflite_does_not_import_tensorflow(char_lm_step: Path) -> No
 
 def test_cell_limit_view_and_penalty() -> None:
     """The training twin exposes the LSTM's final cell state; the penalty is its squared excess."""
-    from edgelstm.train import _cell_penalty, _cell_state_view, build_model
+    from edgelstm.train.model import _cell_penalty, _cell_state_view, build_model
 
     model = build_model(load_recipe("temporal-order"))
     view = _cell_state_view(model)
