@@ -157,7 +157,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
 
     t = time.perf_counter()
     progress("quantization report: int8 vs float step model over the eval stream")
-    from edgelstm.quantize.run import pipeline_sections
+    from edgelstm.quantize.sections import pipeline_sections
 
     quant_sections = pipeline_sections(manifest, art_dir, eval_x, accuracy, info["metric"])
     stage["quantization"] = time.perf_counter() - t
