@@ -95,7 +95,7 @@ def _recipe_files(recipe: str) -> tuple[Path, dict[str, Any]]:
 
 def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> PipelineResult:
     """Run every stage for one recipe; results in memory (see write_report)."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
 
     stage: dict[str, float] = {}
     t = time.perf_counter()

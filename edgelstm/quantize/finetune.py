@@ -130,8 +130,8 @@ def _run_qat(
     """Fine-tune with fake quantization, convert to int8 (same calibration), score side by side."""
     import dataclasses
 
+    from edgelstm.convert import convert_model
     from edgelstm.convert.load import load_keras_model
-    from edgelstm.convert.orchestrate import convert_model
     from edgelstm.quantize.qat import qat_finetune
     from edgelstm.quantize.report import compare_step_models
     from edgelstm.report import Table

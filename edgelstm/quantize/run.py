@@ -44,7 +44,7 @@ class QuantizeResult:
 
     def save(self, outdir: str | Path) -> None:
         """Publish into `outdir` at once (a private staging dir beside it, then renames)."""
-        from edgelstm.convert.orchestrate import check_outdir
+        from edgelstm.convert.result import check_outdir
 
         outdir = Path(outdir)
         check_outdir(outdir)
@@ -66,7 +66,7 @@ def run_quantize(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """`quantize` then `QuantizeResult.save(outdir)`; returns report.json's content."""
-    from edgelstm.convert.orchestrate import check_outdir
+    from edgelstm.convert.result import check_outdir
 
     check_config(cfg)
     check_outdir(Path(outdir))
@@ -86,7 +86,7 @@ def quantize(
     The recipe supplies calibration (its calibration.npz, else `samples` from its generator), eval
     data with its metric, and, with qat, the fine-tuning data for quantization-aware training.
     """
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.fsutil import owned_tempdir
     from edgelstm.quantize.prune import SIZE_NOTE, prune_file, size_report
     from edgelstm.quantize.report import compare_step_models, quantization_section
