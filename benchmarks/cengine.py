@@ -44,7 +44,7 @@ def make_lstm_step(
     import numpy as np
 
     from edgelstm._tf import import_tf
-    from edgelstm.convert.orchestrate import ConvertConfig, convert_model
+    from edgelstm.convert import ConvertConfig, convert_model
     from edgelstm.types import Quantization, Variant
 
     import_tf()

@@ -84,7 +84,7 @@ def _describe(path: Path, x: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
 
 
 def _edgelstm(onnx_path: Path, work: Path, x: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
-    from edgelstm.convert.orchestrate import ConvertConfig, convert_model
+    from edgelstm.convert import ConvertConfig, convert_model
 
     out = work / "edgelstm"
     try:

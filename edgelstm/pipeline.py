@@ -22,7 +22,7 @@ from edgelstm.export.result import ExportFailure, ExportResult
 from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
 
 if TYPE_CHECKING:
-    from edgelstm.convert.orchestrate import ConversionResult
+    from edgelstm.convert.result import ConversionResult
     from edgelstm.train import TrainResult
 
 Progress = Callable[[str], None]
@@ -112,8 +112,8 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress = lambda _m: None) -> P
 
 
 def _run(cfg: PipelineConfig, work: Path, progress: Progress) -> PipelineResult:
+    from edgelstm.convert import convert
     from edgelstm.convert import outdir as outdir_mod
-    from edgelstm.convert.orchestrate import convert
 
     stage: dict[str, float] = {}
     t = time.perf_counter()
@@ -182,7 +182,7 @@ def _run(cfg: PipelineConfig, work: Path, progress: Progress) -> PipelineResult:
 
     t = time.perf_counter()
     progress("quantization report: int8 vs float step model over the eval stream")
-    from edgelstm.quantize.run import pipeline_sections
+    from edgelstm.quantize.sections import pipeline_sections
 
     quant_sections = pipeline_sections(manifest, files, eval_x, accuracy, info["metric"])
     stage["quantization"] = time.perf_counter() - t

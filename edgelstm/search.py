@@ -213,7 +213,7 @@ def run_trial(
     report: Callable[[dict[str, Any]], None] = lambda _r: None,
 ) -> TrialRecord:
     """Train, convert, quantize, verify, export and measure one configuration (all real)."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.evaluate import evaluate_step
     from edgelstm.train import save_training, train_recipe
     from edgelstm.types import ConvertConfig, Quantization, Variant
@@ -597,7 +597,7 @@ class _TrialSink:
 
 def export_best(res: SearchResult, progress: Callable[[str], None] = lambda _m: None) -> None:
     """Convert and export the winner like `edgelstm pipeline` (TFLite Micro files + C engine)."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.pipeline import export_all, save_exports
     from edgelstm.types import ConvertConfig, Quantization
 

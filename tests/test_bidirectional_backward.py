@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgelstm.convert.orchestrate import convert_model
+from edgelstm.convert import convert_model
 from edgelstm.types import ConvertConfig, Variant
 
 

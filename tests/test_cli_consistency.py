@@ -63,7 +63,7 @@ def test_step_variant_needs_no_sequence_length(run_cli, tmp_path: Path) -> None:
 
 
 def test_dynamic_range_says_why_weights_stay_float(keras_model_file, tmp_path: Path) -> None:
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     m = convert_model(
@@ -79,7 +79,7 @@ def test_dynamic_range_says_why_weights_stay_float(keras_model_file, tmp_path: P
 def test_int16x8_to_c_names_the_layer_and_what_to_export(
     keras_model_file, calibration_file, tmp_path: Path
 ) -> None:
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.errors import EdgeLSTMError
     from edgelstm.export.cengine import export_c
     from edgelstm.types import ConvertConfig, Quantization, Variant

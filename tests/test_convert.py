@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgelstm.convert.orchestrate import convert_model
+from edgelstm.convert import convert_model
 from edgelstm.errors import BadInputError, UnsupportedLayerError
 from edgelstm.tflite_info import read_tflite
 from edgelstm.types import ConvertConfig, Quantization, Variant
@@ -265,8 +265,8 @@ def test_fusion_guarantee_names_the_layer(tmp_path: Path) -> None:
     """A sequence model that kept a WHILE loop fails, naming the LSTM, unless allowed."""
     from edgelstm._tf import import_tf
     from edgelstm.convert import isolate
+    from edgelstm.convert.artifacts import _fusion_check
     from edgelstm.convert.graph import parse_model
-    from edgelstm.convert.orchestrate import _fusion_check
     from edgelstm.errors import ConversionError
 
     import_tf()
@@ -383,7 +383,7 @@ def test_last_layer_lstm_sequences_and_int8_cell_saturation_note(tmp_path: Path)
 def test_convert_is_pure_and_save_publishes(keras_model_file, tmp_path: Path) -> None:
     """`convert` returns the artifacts' bytes and the manifest and writes nothing; `save`
     publishes them; `convert_model` is the two chained (same bytes, same manifest)."""
-    from edgelstm.convert.orchestrate import ConversionResult, convert
+    from edgelstm.convert import ConversionResult, convert
 
     before = set(tmp_path.iterdir())
     cfg = ConvertConfig(quantizations=FLOAT, verify_samples=2)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from corpus import CASES, calibration, save_case
 
-from edgelstm.convert.orchestrate import convert_model
+from edgelstm.convert import convert_model
 from edgelstm.convert.verify import run_sequence, run_step
 from edgelstm.errors import EdgeLSTMError, VerificationError
 from edgelstm.tflite_info import read_tflite

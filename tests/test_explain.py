@@ -18,7 +18,7 @@ KINDS = ["lstm", "gru", "rnn"]  # stacked LSTM(16) -> LSTM(8); GRU(8); SimpleRNN
 @pytest.fixture(scope="module")
 def step_models(keras_model_file, calibration_file, tmp_path_factory) -> dict[str, Path]:
     """kind -> directory with <kind>_step_{float,int8}.tflite and manifest.json (real convert)."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     out = {}

@@ -35,7 +35,7 @@ CORE_PARAMS = [
 
 
 def _convert(model: Path, outdir: Path, calibration: Path, *, sequence: bool = False) -> dict:
-    from edgelstm.convert.orchestrate import ConvertConfig, convert_model
+    from edgelstm.convert import ConvertConfig, convert_model
     from edgelstm.types import Quantization, Variant
 
     cfg = ConvertConfig(
@@ -333,7 +333,7 @@ def test_unsupported_op_names_layer(tmp_path: Path, calibration_file: Path) -> N
     )
     path = tmp_path / "elu.keras"
     model.save(path)
-    from edgelstm.convert.orchestrate import ConvertConfig, convert_model
+    from edgelstm.convert import ConvertConfig, convert_model
     from edgelstm.types import Quantization, Variant
 
     convert_model(

@@ -45,7 +45,7 @@ KINDS = [
 def tflm_models(keras_model_file, calibration_file, tmp_path_factory) -> dict[str, Path]:
     """lstm_seq (LSTM(8, return_sequences) + Dense(2)) converted by the real `convert`:
     sequence (fused LSTM) and step models, float and int8 with int8 I/O."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization
 
     out = tmp_path_factory.mktemp("tflm_conv")

@@ -285,7 +285,7 @@ def test_static_length_checked() -> None:
 
 
 def _convert(model: Path, outdir: Path, cal: Path | None, quants: list[str], **kw: Any) -> dict:
-    from edgelstm.convert.orchestrate import ConvertConfig, convert_model
+    from edgelstm.convert import ConvertConfig, convert_model
     from edgelstm.types import Quantization
 
     cfg = ConvertConfig(

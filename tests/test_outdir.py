@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgelstm.convert.orchestrate import convert_model
+from edgelstm.convert import convert_model
 from edgelstm.errors import BadInputError
 from edgelstm.types import ConvertConfig, Quantization, Variant
 

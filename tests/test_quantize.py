@@ -198,8 +198,8 @@ def test_qat_step_trains_and_converts_to_int8(keras_model_file, calibration_file
     """A few fake-quant steps on tiny stacked LSTM / GRU models: finite loss that falls, changed
     weights, tracked ranges for every requantized tensor, and an int8 step model from the
     ordinary converter whose outputs follow the fine-tuned float model."""
+    from edgelstm.convert import convert_model
     from edgelstm.convert.load import load_keras_model
-    from edgelstm.convert.orchestrate import convert_model
     from edgelstm.quantize.qat import qat_finetune
     from edgelstm.runtime.stream import StepRunner
     from edgelstm.types import ConvertConfig, Quantization, Variant
@@ -256,8 +256,8 @@ def test_qat_quantizes_the_state_as_the_int8_step_graph_does(
     true while the step model's state was calibrated on a never-reset stream; calibrated on
     the windows, as a many-to-one model now is, the int8 model's mean deviation from float is
     0.0013 and its rounding is not reproduced element by element, correlation -0.03.)"""
+    from edgelstm.convert import convert_model
     from edgelstm.convert.load import load_keras_model
-    from edgelstm.convert.orchestrate import convert_model
     from edgelstm.quantize.qat import _Net
     from edgelstm.types import ConvertConfig, Quantization, Variant
 

@@ -26,7 +26,7 @@ pytest.importorskip("tflite_micro")
 
 
 def _convert(model: Path, out: Path, cal: Path, quants: list[Quantization]):
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
 
     cfg = ConvertConfig(
         variants=[Variant.SEQUENCE], quantizations=quants, calibration=str(cal), verify_fail=False
@@ -184,7 +184,7 @@ def test_unsupported_op_is_a_one_line_error(keras_model_file, calibration_file, 
 
 def test_zoo_echo_int16x8_keeps_float_accuracy_and_beats_int8(tmp_path) -> None:
     """The committed echo model: metric on its held-out data, error vs Keras, int8 vs int16x8."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.zoo.metrics import metric_value
 
     root = Path(__file__).resolve().parents[1] / "models" / "echo"

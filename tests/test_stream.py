@@ -19,7 +19,7 @@ ECHO = REPO / "models" / "echo"
 
 @pytest.fixture(scope="module")
 def echo_step(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     out = tmp_path_factory.mktemp("echo")
@@ -194,7 +194,7 @@ def test_stream_bad_input(
 @pytest.fixture(scope="module")
 def token_step(keras_model_file, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An Embedding(20) -> LSTM step model (input: one int32 token id per step)."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     out = tmp_path_factory.mktemp("emb")

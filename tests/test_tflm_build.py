@@ -123,7 +123,7 @@ def _alias_model(path: Path) -> Path:
 def artifacts(keras_model_file, calibration_file, tmp_path_factory) -> dict[str, Path]:
     """Every artifact of ARTIFACTS, each source converted once per session (real converter)."""
     from edgelstm._tf import import_tf
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     import_tf()
@@ -170,7 +170,7 @@ def fused_t1(tmp_path_factory) -> Path:
     import keras
 
     from edgelstm._tf import import_tf
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     import_tf()

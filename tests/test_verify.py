@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgelstm.convert import verify
-from edgelstm.convert.orchestrate import convert_model
+from edgelstm.convert import convert_model, verify
 from edgelstm.errors import BadInputError
 from edgelstm.tflite_info import read_tflite
 from edgelstm.types import ConvertConfig, Quantization, Variant

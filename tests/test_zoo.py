@@ -236,7 +236,7 @@ def test_remember_bias_initialisation() -> None:
 @pytest.fixture(scope="module")
 def char_lm_step(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed char-lm converted to a float step model (the deployable artifact)."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     out = tmp_path_factory.mktemp("charlm")
@@ -326,7 +326,7 @@ def test_sample_from_tflite_does_not_import_tensorflow(char_lm_step: Path) -> No
 
 def test_cell_limit_view_and_penalty() -> None:
     """The training twin exposes the LSTM's final cell state; the penalty is its squared excess."""
-    from edgelstm.train import _cell_penalty, _cell_state_view, build_model
+    from edgelstm.train.model import _cell_penalty, _cell_state_view, build_model
 
     model = build_model(load_recipe("temporal-order"))
     view = _cell_state_view(model)
@@ -351,7 +351,7 @@ def test_committed_model_int8_artifacts_pass_their_bounds(recipe: str, tmp_path:
     known gap above, which must still be reported as a miss (the day it passes, this says so).
     The temporal-order GRU's step model once missed by 0.9999: a never-reset stream in its
     calibration, though a many-to-one model is reset per window."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     rec = load_recipe(recipe)

@@ -28,7 +28,7 @@ def _sha(data: bytes | str) -> str:
 
 def hashes(recipes: list[str], work: Path, reuse: bool = False) -> dict[str, str]:
     from edgelstm.codegen.engine import generate
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.errors import EdgeLSTMError
     from edgelstm.export.tflm import plan_tflm
     from edgelstm.types import ConvertConfig, Quantization

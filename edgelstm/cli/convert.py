@@ -166,7 +166,7 @@ def convert(
 ) -> None:
     """Convert a Keras recurrent model (.keras, .h5, SavedModel dir) or an ONNX/PyTorch one
     (.onnx; .pt with torch installed) to verified TFLite."""
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
 
     cfg = ConvertConfig(
         variants=None if variant == "all" else [Variant(variant)],

@@ -2,10 +2,8 @@
 
 `convert(model, cfg)` is the stage itself: it returns a `ConversionResult` that owns every
 artifact's bytes and the manifest, and writes nothing but its own temporary work directory.
-`ConversionResult.save(outdir)` publishes it (merging with the manifest already there, under the
-directory's lock); `convert_model(model, outdir, cfg)` chains the two for the CLI and the other
-stages, with the output-directory checks and signal handling. Files move into OUTDIR only when
-the whole run succeeded, so a failure never leaves half-written artifacts behind.
+`ConversionResult` and `convert_model` (publishing into OUTDIR) are in convert/result.py;
+calibration.py prepares the data it runs on, artifacts.py the notes on each artifact.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import hashlib
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,100 +22,26 @@ from edgelstm.arrays import load_array
 from edgelstm.convert import build, isolate, verify
 from edgelstm.convert import int16x8 as int16
 from edgelstm.convert import outdir as outdir_mod
+from edgelstm.convert.artifacts import _artifact, _cell_range_notes, _dynamic_note, _fusion_check
+from edgelstm.convert.calibration import (
+    _load_stream,
+    _plan_verification,
+    _step_calibration,
+    _stream_is_deployment,
+    load_calibration,
+)
 from edgelstm.convert.graph import ModelSpec, parse_model
-from edgelstm.convert.layers import fusable_activations, handler_for
 from edgelstm.convert.load import load_keras_model
-from edgelstm.convert.verify import VerifyPlan, keras_reference, run_sequence, run_step
-from edgelstm.errors import (
-    BadInputError,
-    ConversionError,
-    UnsupportedLayerError,
-    VerificationError,
-)
-from edgelstm.fsutil import no_space, signals_as_interrupt, write_atomic
+from edgelstm.convert.result import ConversionResult
+from edgelstm.convert.verify import keras_reference, run_sequence, run_step
+from edgelstm.errors import BadInputError, ConversionError, UnsupportedLayerError, VerificationError
 from edgelstm.tflite.passes import add_fc_bias, remove_lstm_cell_clip, tie_state_quantization
-from edgelstm.tflite_info import TFLiteInfo, read_tflite
-from edgelstm.types import (
-    Artifact,
-    ConvertConfig,
-    Manifest,
-    OutputKind,
-    Quantization,
-    Variant,
-    manifest_from_dict,
-)
+from edgelstm.tflite_info import read_tflite
+from edgelstm.types import Artifact, ConvertConfig, Manifest, Quantization, Variant
 
 Progress = Callable[[str], None]
 # (source info, sequence length or None) -> None; raises BadInputError to stop a conversion early
 SourceCheck = Callable[[dict[str, Any], int | None], None]
-
-
-@dataclass
-class ConversionResult:
-    """What a conversion made, in memory: the manifest and the bytes of every artifact in it.
-
-    `failed` is the error for artifacts that did not pass verification (they are not in
-    `files`); `save` writes the rest, and `convert_model` raises it after saving."""
-
-    manifest: Manifest
-    files: dict[str, bytes] = field(default_factory=dict)
-    failed: VerificationError | None = None
-
-    def save(self, outdir: str | Path, on_wait: Callable[[], None] | None = None) -> Manifest:
-        """Publish into `outdir` (merged with the artifacts of earlier runs of the same model
-        there, under its lock); returns the manifest as written."""
-        outdir = Path(outdir)
-        stage = outdir_mod.new_stage(outdir)
-        try:
-            for name, data in self.files.items():
-                write_atomic(stage / name, data)
-            merged = outdir_mod.publish_run(stage, outdir, self.manifest.to_dict(), on_wait)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        return manifest_from_dict(merged)
-
-
-def load_calibration(path: str | Path, ms: ModelSpec, what: str = "calibration") -> np.ndarray:
-    """Calibration sequences from .npy or .npz (key `x`), checked against the model's input."""
-    path = Path(path)
-    x = load_array(path, what)
-    want = (ms.seq_len,) if ms.token_input else (ms.seq_len, ms.in_dim)
-    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-        raise BadInputError(
-            f"{path}: {what} data has shape {tuple(x.shape)}, the model needs (N, {', '.join(map(str, want))})"
-        )
-    if ms.token_input and x.dtype.kind not in "iu":
-        raise BadInputError(f"{path}: {what} data must be integer token ids (got {x.dtype})")
-    if not ms.token_input and x.dtype.kind != "f":
-        raise BadInputError(f"{path}: {what} data must be floating point (got {x.dtype})")
-    if len(x) == 0:
-        raise BadInputError(f"{path}: {what} data is empty")
-    if not ms.token_input and not np.isfinite(x).all():
-        raise BadInputError(f"{path}: {what} data contains NaN or inf")
-    if ms.token_input:
-        _check_token_range(path, x, ms, what)
-    return x.astype(np.int32 if ms.token_input else np.float32)
-
-
-def _check_token_range(path: Path, x: np.ndarray, ms: ModelSpec, what: str) -> None:
-    """Token ids must index the Embedding table (Keras would fail deep inside a gather)."""
-    vocab = int(ms.layers[0].config["input_dim"])
-    lo, hi = int(x.min()), int(x.max())
-    if lo < 0 or hi >= vocab:
-        bad = lo if lo < 0 else hi
-        raise BadInputError(
-            f"{path}: {what} data has token id {bad}, outside the embedding "
-            f"'{ms.layers[0].name}' range 0..{vocab - 1}"
-        )
-
-
-def synthetic_inputs(ms: ModelSpec, n: int, seed: int) -> np.ndarray:
-    """Seeded inputs shaped like the model's, for parity checks without user data."""
-    rng = np.random.default_rng(seed)
-    if ms.token_input:
-        vocab = ms.layers[0].config["input_dim"]
-        return rng.integers(0, vocab, size=(n, ms.seq_len)).astype(np.int32)
-    return rng.standard_normal((n, ms.seq_len, ms.in_dim)).astype(np.float32)
 
 
 def _is_classifier(ms: ModelSpec) -> bool:
@@ -126,124 +49,6 @@ def _is_classifier(ms: ModelSpec) -> bool:
     return last.config.get("activation") == "softmax" or (
         last.kind == "Activation" and last.config.get("activation") == "softmax"
     )
-
-
-def _step_calibration(
-    ms: ModelSpec,
-    xs: np.ndarray,
-    limit: int,
-    seed: int,
-    stream: np.ndarray | None = None,
-    streamed: bool = True,
-) -> dict[str, np.ndarray]:
-    """Step-model calibration: inputs *and realistic states*, from running the float cell.
-
-    A step model deployed as a stream (`streamed`: many-to-many, stateful, or a
-    --calibration-stream given) carries state across windows, so besides every window from a
-    zero state the cell also runs over one long stream (the windows end to end, or the given
-    stream): a model trained on short windows otherwise never shows its state ranges. A
-    many-to-one model over fixed windows is reset per window, and is calibrated on the windows
-    alone: the never-reset stream's states are not its deployment's, and their wider ranges cost
-    it resolution (the zoo's temporal-order GRU: int8 step error 0.9999 with them, 0.004 without)."""
-    feeds: list[dict[str, np.ndarray]] = []
-    for seq in xs:
-        feeds.extend(build.run_step_numpy(ms, seq)[1])
-        if len(feeds) >= 10 * limit:  # long windows: enough samples, keep calibration quick
-            break
-    long = stream if stream is not None else verify.concat_stream(ms, xs)
-    if streamed and len(long):
-        feeds.extend(build.run_step_numpy(ms, long[: verify.MAX_STREAM * 4])[1])
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(feeds), size=min(limit, len(feeds)), replace=False))
-    return {name: np.stack([feeds[i][name] for i in pick]) for name in feeds[0]}
-
-
-def _cell_range_notes(ms: ModelSpec, info: TFLiteInfo, cal_x: np.ndarray) -> list[str]:
-    """Warn when the calibrated cell state exceeds what the fused LSTM's int16 cell can hold.
-
-    The integer fused LSTM stores c in a variable int16 tensor with a power-of-two scale; where
-    the float cell reaches larger values it saturates (a silent clip). The step model's state is
-    calibrated from the float cell's real states instead.
-    """
-    cells = [t for t in info.variable_tensors if t.dtype == "int16" and t.scales]
-    if not cells:
-        return []
-    maxima = build.state_abs_max(ms, cal_x[:64])
-    c_max = max((v for name, v in maxima.items() if name.endswith("_c")), default=0.0)
-    limit = min(32767 * t.scales[0] for t in cells)
-    if c_max <= limit:
-        return []
-    return [
-        f"the cell state reaches |c| = {c_max:.3g} on the calibration data, but this integer fused "
-        f"LSTM keeps c in int16 with range +-{limit:.3g}: it saturates there; the step model "
-        "(state calibrated from the float cell) does not"
-    ]
-
-
-def _artifact(
-    file: str, info: TFLiteInfo, variant: Variant, quant: Quantization, ms: ModelSpec
-) -> Artifact:
-    states = info.states()
-    layout = [(k, spec) for k, spec, _ in ms.state_layout()]
-    for st in states:
-        k = int(st.layer[len("state") :])
-        st.layer = layout[k][1].name if k < len(layout) else st.layer
-    return Artifact(
-        file=file,
-        variant=variant,
-        quantization=quant,
-        ops=info.op_set,
-        op_counts=info.op_counts,
-        fused_lstm=info.fused_lstm,
-        inputs=info.inputs,
-        outputs=info.outputs,
-        states=states if variant == Variant.STEP else [],
-        macs_per_invoke=info.macs,
-        params=info.params,
-        size_bytes=info.size_bytes,
-    )
-
-
-def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[str]:
-    """Fail when a sequence model with LSTMs kept WHILE/TensorList/Flex ops, naming the layer."""
-    notes = []
-    lstms = [
-        cell
-        for spec, handler in zip(ms.layers, ms.handlers, strict=True)
-        for cell in handler.cells(spec)
-        if handler_for(cell.kind, cell.name).fusable
-    ]
-    fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
-    unfused_lstms = [
-        s for s in lstms if s.config.get("masked") or not fusable_activations(s.config)
-    ]
-    for s in unfused_lstms:
-        why = (
-            "masking (a masked LSTM is unrolled into plain ops)"
-            if s.config.get("masked")
-            else "its activations are not tanh/sigmoid (unrolled into plain ops)"
-        )
-        notes.append(f"{s.name}: not fused: {why}")
-    bad = info.unfused_ops
-    if bad:
-        culprits = []
-        for s in ms.layers:
-            c = s.config
-            for arg in ("go_backwards", "stateful", "masked"):
-                if c.get(arg):
-                    culprits.append(f"layer '{s.name}' ({arg})")
-        who = (
-            ", ".join(culprits)
-            or ", ".join(f"layer '{s.name}'" for s in lstms)
-            or "a recurrent layer"
-        )
-        msg = f"sequence model still has {', '.join(bad)} ops (not fused): {who}"
-        if not allow_unfused:
-            raise ConversionError(msg + "; pass --allow-unfused to keep it anyway")
-        notes.append(msg)
-    elif lstms and fused < len(lstms) - len(unfused_lstms):
-        notes.append(f"{len(lstms) - fused} LSTM layer(s) not fused")
-    return notes
 
 
 def _source_info(path: Path, framework: str) -> dict[str, Any]:
@@ -257,73 +62,6 @@ def _source_info(path: Path, framework: str) -> dict[str, Any]:
 def _stem(cfg: ConvertConfig, model_path: Path) -> str:
     stem = cfg.name or (model_path.name if model_path.is_dir() else model_path.stem)
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "model"
-
-
-def _plan_verification(
-    ms: ModelSpec, cfg: ConvertConfig, calib: np.ndarray | None, streamed: bool
-) -> tuple[VerifyPlan, np.ndarray | None]:
-    """Held-out verification data and the calibration part of the calibration file.
-
-    The bound is checked on data the calibration never saw: --verify-data, else a seeded split of
-    the calibration file, else (file too small) seeded inputs with its statistics; the
-    calibration-set figures are reported beside. Returns the plan and the sequences to calibrate
-    with."""
-    n = cfg.verify_samples
-    notes: list[str] = []
-    cal_part = calib
-    if calib is not None:
-        notes += [
-            f"warning: {w}"
-            for w in verify.calibration_warnings(calib, cfg.calibration_samples, ms.token_input)
-        ]
-    if cfg.verify_data:
-        held = load_calibration(cfg.verify_data, ms, what="verification")[:n]
-        source = f"{len(held)} sequences of --verify-data {Path(cfg.verify_data).name}"
-    elif calib is not None and verify.is_degenerate(calib):
-        held = synthetic_inputs(ms, n, cfg.seed)
-        source = f"{n} seeded synthetic sequences (the calibration data is constant)"
-    elif calib is not None:
-        cal_part, split = verify.split_heldout(calib, n, cfg.seed)
-        if split is None:
-            held = verify.matched_inputs(ms, calib, n, cfg.seed)
-            source = (
-                f"{n} seeded sequences matched to the calibration statistics (the calibration "
-                f"file's {len(calib)} sequences are too few to split)"
-            )
-        else:
-            held = split
-            source = (
-                f"{len(held)} held-out sequences of the calibration file (seeded split; "
-                f"calibration used the other {len(cal_part)})"
-            )
-    else:
-        held = synthetic_inputs(ms, n, cfg.seed)
-        source = f"{n} seeded synthetic sequences"
-    plan = VerifyPlan(x=held, source=source, mask=verify.input_mask(ms, held))
-    if calib is not None:
-        plan.cal_x = cal_part[:n]
-        plan.cal_mask = verify.input_mask(ms, plan.cal_x)
-    if streamed and ms.recurrent:
-        plan.stream = verify.stream_inputs(ms, held, cfg.seed)
-    if plan.mask is not None and ms.output_kind != OutputKind.MANY_TO_ONE:
-        notes.append(
-            "parity compares unmasked positions only (masked steps' outputs are undefined)"
-        )
-    plan.notes = notes
-    return plan, cal_part
-
-
-def _load_stream(path: str | Path, ms: ModelSpec) -> np.ndarray:
-    """--calibration-stream: one long stream [L, D] (floats) or [L] (token ids)."""
-    path = Path(path)
-    x = load_array(path, "calibration stream", first_if_missing=True)
-    want = 1 if ms.token_input else 2
-    if x.ndim != want or (not ms.token_input and x.shape[1] != ms.in_dim) or len(x) == 0:
-        need = "(L,) token ids" if ms.token_input else f"(L, {ms.in_dim})"
-        raise BadInputError(f"{path}: calibration stream has shape {tuple(x.shape)}, need {need}")
-    if not ms.token_input and (x.dtype.kind != "f" or not np.isfinite(x).all()):
-        raise BadInputError(f"{path}: calibration stream must be finite floating point")
-    return x.astype(np.int32 if ms.token_input else np.float32)
 
 
 def _check_memory(ms: ModelSpec, cfg: ConvertConfig) -> None:
@@ -344,78 +82,6 @@ def _check_memory(ms: ModelSpec, cfg: ConvertConfig) -> None:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def check_outdir(outdir: Path) -> None:
-    if outdir.exists() and not outdir.is_dir():
-        raise BadInputError(f"{outdir}: output path exists and is a file")
-
-
-def convert_model(
-    model_path: str | Path,
-    outdir: str | Path,
-    cfg: ConvertConfig,
-    progress: Progress = lambda _msg: None,
-) -> Manifest:
-    """Convert a Keras model file into verified .tflite artifacts plus manifest.json in outdir.
-
-    SIGTERM/SIGHUP end the run like Ctrl-C (staging and work dirs removed); leftovers of runs
-    killed outright (SIGKILL) are removed by the next run into the same -o."""
-    model_path, outdir = Path(model_path), Path(outdir)
-    created = outdir_mod.prepare(outdir)
-    try:
-        with signals_as_interrupt():
-            outdir_mod.clean_leftovers(outdir)
-            res = convert(
-                model_path, cfg, progress,
-                check=lambda source, seq_len: outdir_mod.check_compatible(outdir, source, seq_len),
-            )  # fmt: skip
-            manifest = res.save(
-                outdir,
-                on_wait=lambda: progress(f"waiting for another convert writing into {outdir}"),
-            )
-            if res.failed is not None:
-                res.failed.manifest = manifest  # type: ignore[attr-defined]  # what was written
-                raise res.failed
-            return manifest
-    except OSError as exc:
-        if no_space(exc):
-            raise BadInputError(
-                f"no space left on device while writing {exc.filename or outdir}"
-            ) from None
-        raise
-    finally:
-        outdir_mod.discard_if_unused(outdir, created)
-
-
-def _stream_is_deployment(ms: ModelSpec, cfg: ConvertConfig) -> bool:
-    """Whether the step model is meant to run across windows without a reset: many-to-many
-    outputs, a stateful layer, or a calibration stream given by the user."""
-    stateful = any(s.config.get("stateful") for _k, s, _st in ms.state_layout())
-    return (
-        ms.output_kind == OutputKind.MANY_TO_MANY
-        or stateful
-        or getattr(cfg, "calibration_stream", None) is not None
-    )
-
-
-# TFLite's dynamic-range quantizer leaves constant tensors under this many elements in float.
-DYNAMIC_MIN_ELEMENTS = 1024
-
-
-def _dynamic_note(info: TFLiteInfo) -> list[str]:
-    """Say why a dynamic-range artifact kept (some of) its weights in float."""
-    weights = [t for t in info.tensors if t.buffer_bytes and len(t.shape) >= 2]
-    small = [t for t in weights if t.dtype == "float32" and np.prod(t.shape) < DYNAMIC_MIN_ELEMENTS]
-    if not small:
-        return []
-    kept = sum(t.buffer_bytes for t in small)
-    return [
-        f"dynamic range: {len(small)} of {len(weights)} weight matrices stay float32 ({kept:,} B): "
-        f"the converter quantizes only tensors of {DYNAMIC_MIN_ELEMENTS} elements or more, and the "
-        "fused LSTM keeps each gate's matrix (units x inputs, units x units) apart; int8 "
-        "quantizes all of them"
-    ]
 
 
 def _step_only_length(model: Any, cfg: ConvertConfig) -> tuple[int | None, str]:
@@ -725,4 +391,4 @@ def _requantize_int16(
     return data, [int16.PATH_NOTE, *notes]
 
 
-__all__ = ["ConvertConfig", "OutputKind", "convert_model"]
+__all__ = ["convert"]

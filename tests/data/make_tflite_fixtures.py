@@ -31,7 +31,7 @@ def main(outdir: Path = HERE) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from edgelstm._tf import import_tf
-    from edgelstm.convert.orchestrate import convert_model
+    from edgelstm.convert import convert_model
     from edgelstm.types import ConvertConfig, Quantization, Variant
 
     import_tf()

@@ -1,0 +1,121 @@
+"""One converted .tflite's manifest entry and the notes checked on it: LSTM fusion, the int16
+cell range, weights a dynamic-range model kept in float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgelstm.convert import build
+from edgelstm.convert.graph import ModelSpec
+from edgelstm.convert.layers import fusable_activations, handler_for
+from edgelstm.errors import ConversionError
+from edgelstm.tflite_info import TFLiteInfo
+from edgelstm.types import Artifact, Quantization, Variant
+
+
+def _cell_range_notes(ms: ModelSpec, info: TFLiteInfo, cal_x: np.ndarray) -> list[str]:
+    """Warn when the calibrated cell state exceeds what the fused LSTM's int16 cell can hold.
+
+    The integer fused LSTM stores c in a variable int16 tensor with a power-of-two scale; where
+    the float cell reaches larger values it saturates (a silent clip). The step model's state is
+    calibrated from the float cell's real states instead.
+    """
+    cells = [t for t in info.variable_tensors if t.dtype == "int16" and t.scales]
+    if not cells:
+        return []
+    maxima = build.state_abs_max(ms, cal_x[:64])
+    c_max = max((v for name, v in maxima.items() if name.endswith("_c")), default=0.0)
+    limit = min(32767 * t.scales[0] for t in cells)
+    if c_max <= limit:
+        return []
+    return [
+        f"the cell state reaches |c| = {c_max:.3g} on the calibration data, but this integer fused "
+        f"LSTM keeps c in int16 with range +-{limit:.3g}: it saturates there; the step model "
+        "(state calibrated from the float cell) does not"
+    ]
+
+
+def _artifact(
+    file: str, info: TFLiteInfo, variant: Variant, quant: Quantization, ms: ModelSpec
+) -> Artifact:
+    states = info.states()
+    layout = [(k, spec) for k, spec, _ in ms.state_layout()]
+    for st in states:
+        k = int(st.layer[len("state") :])
+        st.layer = layout[k][1].name if k < len(layout) else st.layer
+    return Artifact(
+        file=file,
+        variant=variant,
+        quantization=quant,
+        ops=info.op_set,
+        op_counts=info.op_counts,
+        fused_lstm=info.fused_lstm,
+        inputs=info.inputs,
+        outputs=info.outputs,
+        states=states if variant == Variant.STEP else [],
+        macs_per_invoke=info.macs,
+        params=info.params,
+        size_bytes=info.size_bytes,
+    )
+
+
+def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[str]:
+    """Fail when a sequence model with LSTMs kept WHILE/TensorList/Flex ops, naming the layer."""
+    notes = []
+    lstms = [
+        cell
+        for spec, handler in zip(ms.layers, ms.handlers, strict=True)
+        for cell in handler.cells(spec)
+        if handler_for(cell.kind, cell.name).fusable
+    ]
+    fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
+    unfused_lstms = [
+        s for s in lstms if s.config.get("masked") or not fusable_activations(s.config)
+    ]
+    for s in unfused_lstms:
+        why = (
+            "masking (a masked LSTM is unrolled into plain ops)"
+            if s.config.get("masked")
+            else "its activations are not tanh/sigmoid (unrolled into plain ops)"
+        )
+        notes.append(f"{s.name}: not fused: {why}")
+    bad = info.unfused_ops
+    if bad:
+        culprits = []
+        for s in ms.layers:
+            c = s.config
+            for arg in ("go_backwards", "stateful", "masked"):
+                if c.get(arg):
+                    culprits.append(f"layer '{s.name}' ({arg})")
+        who = (
+            ", ".join(culprits)
+            or ", ".join(f"layer '{s.name}'" for s in lstms)
+            or "a recurrent layer"
+        )
+        msg = f"sequence model still has {', '.join(bad)} ops (not fused): {who}"
+        if not allow_unfused:
+            raise ConversionError(msg + "; pass --allow-unfused to keep it anyway")
+        notes.append(msg)
+    elif lstms and fused < len(lstms) - len(unfused_lstms):
+        notes.append(f"{len(lstms) - fused} LSTM layer(s) not fused")
+    return notes
+
+
+# TFLite's dynamic-range quantizer leaves constant tensors under this many elements in float.
+DYNAMIC_MIN_ELEMENTS = 1024
+
+
+def _dynamic_note(info: TFLiteInfo) -> list[str]:
+    """Say why a dynamic-range artifact kept (some of) its weights in float."""
+    weights = [t for t in info.tensors if t.buffer_bytes and len(t.shape) >= 2]
+    small = [t for t in weights if t.dtype == "float32" and np.prod(t.shape) < DYNAMIC_MIN_ELEMENTS]
+    if not small:
+        return []
+    kept = sum(t.buffer_bytes for t in small)
+    return [
+        f"dynamic range: {len(small)} of {len(weights)} weight matrices stay float32 ({kept:,} B): "
+        f"the converter quantizes only tensors of {DYNAMIC_MIN_ELEMENTS} elements or more, and the "
+        "fused LSTM keeps each gate's matrix (units x inputs, units x units) apart; int8 "
+        "quantizes all of them"
+    ]
