@@ -10,7 +10,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +72,9 @@ class PipelineResult:
 
 
 def time_invoke(model: bytes, runs: int, warmup: int = 20) -> dict[str, float]:
-    """Warmed-up single-thread invoke() latency in LiteRT (inputs set once): µs statistics."""
+    """Warmed-up single-thread invoke() latency in LiteRT (inputs set once): `edgelstm profile`'s
+    statistics (µs)."""
+    from edgelstm.profile.results import LatencyStats
     from edgelstm.runtime.litert import make_interpreter
 
     interp = make_interpreter(model, threads=1)
@@ -82,19 +84,12 @@ def time_invoke(model: bytes, runs: int, warmup: int = 20) -> dict[str, float]:
         interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
     for _ in range(warmup):
         interp.invoke()
-    samples = np.empty(runs)
+    samples = np.empty(runs, np.int64)
     for i in range(runs):
         t0 = time.perf_counter_ns()
         interp.invoke()
-        samples[i] = (time.perf_counter_ns() - t0) / 1e3
-    return {
-        "runs": runs,
-        "min_us": float(samples.min()),
-        "p50_us": float(np.percentile(samples, 50)),
-        "p90_us": float(np.percentile(samples, 90)),
-        "p99_us": float(np.percentile(samples, 99)),
-        "max_us": float(samples.max()),
-    }
+        samples[i] = time.perf_counter_ns() - t0
+    return asdict(LatencyStats.from_ns(samples))
 
 
 def _recipe_files(recipe: str) -> tuple[Path, dict[str, Any]]:

@@ -109,10 +109,11 @@ def run_cli() -> Callable[..., tuple[int, str, str]]:
 @pytest.fixture(scope="session", autouse=True)
 def _every_artifact_has_fc_bias(tmp_path_factory: pytest.TempPathFactory):
     """After the session: every .tflite a manifest.json lists (any test's conversion, any stage)
-    has a bias on every FULLY_CONNECTED (tflite-runtime's ARM kernels crash on a missing one)."""
+    has a bias on every FULLY_CONNECTED (tflite-runtime's ARM kernels crash on a missing one) and
+    no buffer that nothing refers to (the converter's uninitialised leftovers)."""
     yield
     try:
-        from edgelstm.tflite.passes import fc_without_bias
+        from edgelstm.tflite.passes import fc_without_bias, unreferenced_buffers
         from edgelstm.tflite_info import schema
 
         schema()
@@ -129,7 +130,11 @@ def _every_artifact_has_fc_bias(tmp_path_factory: pytest.TempPathFactory):
         for art in arts if isinstance(arts, list) else []:
             f = manifest.parent / str(art.get("file", "")) if isinstance(art, dict) else None
             if f is not None and f.suffix == ".tflite" and f.is_file():
-                missing = fc_without_bias(f.read_bytes())
+                data = f.read_bytes()
+                missing = fc_without_bias(data)
                 if missing:
                     bad.append(f"{f}: FULLY_CONNECTED without bias: {', '.join(missing)}")
+                orphans = unreferenced_buffers(data)
+                if orphans:  # converter leftovers: not byte-reproducible
+                    bad.append(f"{f}: buffers {orphans} hold bytes nothing refers to")
     assert not bad, "\n".join(bad)

@@ -118,3 +118,29 @@ def test_added_bias_types_and_scales() -> None:
             buf = model.Buffers(i)
             if buf.DataLength():
                 assert buf._tab.Vector(buf._tab.Offset(4)) % fbedit.BUFFER_ALIGNMENT == 0
+
+
+def test_pass_list_order_and_idempotence() -> None:
+    """The post-conversion passes run in the declared order; a converted artifact has nothing
+    left for them (bytes unchanged, no notes), and the bias pass finds work on a stripped one."""
+    from edgelstm.types import Quantization, Variant
+
+    assert [p.name for p in fbedit.POST_CONVERSION] == [
+        "fc-bias",
+        "tie-state-quantization",
+        "remove-lstm-cell-clip",
+        "clear-unreferenced-buffers",
+    ]
+    for path, variant, quant in (
+        (DATA / "tiny_step_int8.tflite", Variant.STEP, Quantization.INT8),
+        (DATA / "tiny_step_float.tflite", Variant.STEP, Quantization.FLOAT),
+        (DATA / "tiny_sequence_float.tflite", Variant.SEQUENCE, Quantization.FLOAT),
+    ):
+        data = path.read_bytes()
+        out, info, notes = fbedit.run_passes(data, variant, quant)
+        assert (out, notes) == (data, []), path.name
+        assert info.summary() == read_tflite(data).summary()
+    stripped = _strip_zero_biases((DATA / "tiny_step_int8.tflite").read_bytes())
+    out, info, notes = fbedit.run_passes(stripped, Variant.STEP, Quantization.INT8)
+    assert out != stripped and notes == []  # the bias pass is not noted in the manifest
+    assert fbedit.fc_without_bias(out) == [] and info.summary()["fc_without_bias"] == []

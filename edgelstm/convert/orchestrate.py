@@ -35,8 +35,7 @@ from edgelstm.convert.load import load_keras_model
 from edgelstm.convert.result import ConversionResult
 from edgelstm.convert.verify import keras_reference, run_sequence, run_step
 from edgelstm.errors import BadInputError, ConversionError, UnsupportedLayerError, VerificationError
-from edgelstm.tflite.passes import add_fc_bias, remove_lstm_cell_clip, tie_state_quantization
-from edgelstm.tflite_info import read_tflite
+from edgelstm.tflite.passes import run_passes
 from edgelstm.types import Artifact, ConvertConfig, Manifest, Quantization, Variant
 
 Progress = Callable[[str], None]
@@ -246,20 +245,8 @@ def convert(
                 except UnsupportedLayerError as exc:
                     failures.append(f"{job.id}: {exc}")
                     continue
-            # Every FC gets an explicit (zero) bias: tflite-runtime's ARM kernels crash without.
-            data, _bias_fcs = add_fc_bias(data)
-            info = read_tflite(data)
-            if variant == Variant.STEP and quant.is_integer:
-                data, tie_notes = tie_state_quantization(
-                    data, [(s.input, s.output) for s in info.states()]
-                )
-                if tie_notes:
-                    info = read_tflite(data)
-            if variant == Variant.SEQUENCE and info.variable_tensors:
-                data, clip_notes = remove_lstm_cell_clip(data)
-                if clip_notes:
-                    info = read_tflite(data)
-                    tie_notes.extend(clip_notes)
+            data, info, pass_notes = run_passes(data, variant, quant)  # tflite.passes, in order
+            tie_notes.extend(pass_notes)
             # (via_int8: the requantizer sized the cell from the float cell's range itself, and
             # this check cannot tell int16 h from int16 c.)
             if (

@@ -1,13 +1,20 @@
-"""Edits of a converted .tflite through the official schema's object API (no byte surgery)."""
+"""Edits of a converted .tflite through the official schema's object API (no byte surgery).
+
+`POST_CONVERSION` lists the passes every converted artifact goes through, in order, each with
+what it matches and why it exists; `run_passes` applies them.
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgelstm.tflite_info import schema
+from edgelstm.tflite_info import TFLiteInfo, read_tflite, schema
+from edgelstm.types import Quantization, Variant
 
 # Byte vectors (buffer data above all) start on this boundary, as the converter lays them out: a
 # repacked model otherwise puts int32 biases and weights at odd addresses, which 32-bit ARM
@@ -216,3 +223,112 @@ def add_fc_bias(data: bytes) -> tuple[bytes, list[str]]:
     if not changed:
         return data, []
     return pack_model(model), changed
+
+
+def _referenced_buffers(model: Any) -> set[int]:
+    used = {0}  # buffer 0 is the schema's empty sentinel
+    for sg in model.subgraphs:
+        used.update(int(t.buffer) for t in sg.tensors)
+    used.update(int(m.buffer) for m in model.metadata or [])
+    return used
+
+
+def unreferenced_buffers(data: bytes) -> list[int]:
+    """Indices of buffers holding bytes that no tensor and no metadata entry refers to."""
+    model = load_model(data)
+    used = _referenced_buffers(model)
+    return [
+        i
+        for i, b in enumerate(model.buffers)
+        if i not in used and b.data is not None and len(b.data)
+    ]
+
+
+def clear_unreferenced_buffers(data: bytes) -> tuple[bytes, list[str]]:
+    """Empty every buffer that nothing refers to (its index stays, so no reference moves).
+
+    The converter leaves the initial contents of a fused LSTM's state variables behind in such
+    buffers: uninitialised memory, so the same conversion gave different bytes from run to run,
+    and flash spent on bytes no runtime reads."""
+    orphans = unreferenced_buffers(data)
+    if not orphans:
+        return data, []
+    model = load_model(data)
+    cleared = []
+    for i in orphans:
+        cleared.append(f"buffer {i}: {len(model.buffers[i].data)} unreferenced bytes dropped")
+        model.buffers[i].data = None
+    return pack_model(model), cleared
+
+
+# ------------------------------------------------------------------------- the pass list
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One post-conversion edit: `matches(variant, quantization, info)` decides whether it runs
+    on an artifact, `apply(data, info)` returns the new bytes and what it changed (one line per
+    change; `noted`: those lines go into the artifact's manifest notes)."""
+
+    name: str
+    why: str
+    matches: Callable[[Variant, Quantization, TFLiteInfo], bool]
+    apply: Callable[[bytes, TFLiteInfo], tuple[bytes, list[str]]]
+    noted: bool = True
+
+
+# In the order they run on every converted artifact (after the int16x8 requantization of a fused
+# sequence model, which needs the calibration ranges: `edgelstm.convert.orchestrate`).
+POST_CONVERSION: tuple[Pass, ...] = (
+    Pass(
+        "fc-bias",
+        "every FULLY_CONNECTED gets an explicit (zero) bias: tflite-runtime's ARM kernels crash "
+        "on a missing one",
+        lambda _v, _q, _i: True,
+        lambda data, _info: add_fc_bias(data),
+        noted=False,
+    ),
+    Pass(
+        "tie-state-quantization",
+        "an integer step model's state outputs carry their inputs' scale and zero point, so the "
+        "state is copied back raw, as firmware does",
+        lambda v, q, _i: v == Variant.STEP and q.is_integer,
+        lambda data, info: tie_state_quantization(
+            data, [(s.input, s.output) for s in info.states()]
+        ),
+    ),
+    Pass(
+        "remove-lstm-cell-clip",
+        "the converter's cell_clip=10 on a fused LSTM, which Keras never applies",
+        lambda v, _q, info: v == Variant.SEQUENCE and bool(info.variable_tensors),
+        lambda data, _info: remove_lstm_cell_clip(data),
+    ),
+    Pass(
+        "clear-unreferenced-buffers",
+        "the converter leaves a fused LSTM's initial state (uninitialised memory) in buffers "
+        "nothing reads: bytes that differed run to run",
+        lambda _v, _q, _i: True,
+        lambda data, _info: clear_unreferenced_buffers(data),
+        noted=False,
+    ),
+)
+
+
+def run_passes(
+    data: bytes,
+    variant: Variant,
+    quantization: Quantization,
+    passes: tuple[Pass, ...] = POST_CONVERSION,
+) -> tuple[bytes, TFLiteInfo, list[str]]:
+    """Run each matching pass in order: the edited bytes, their parsed info, and the notes."""
+    info = read_tflite(data)
+    notes: list[str] = []
+    for p in passes:
+        if not p.matches(variant, quantization, info):
+            continue
+        new, changed = p.apply(data, info)
+        if new != data:
+            data, info = new, read_tflite(new)
+        if p.noted:
+            notes.extend(changed)
+    return data, info, notes
