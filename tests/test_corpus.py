@@ -128,3 +128,29 @@ def test_readme_support_table_is_generated() -> None:
     assert start in text and end in text
     table = text.split(start, 1)[1].split(end, 1)[0]
     assert table == support_table(), "regenerate: python -m edgelstm.convert.layers"
+
+
+BRANCHED = [k for k in STREAMED if k.startswith("branch_")]
+
+
+@pytest.mark.parametrize("quant", ["float", "int8"])
+@pytest.mark.parametrize("name", BRANCHED)
+def test_branch_step_c_engine_matches(name: str, quant: str, corpus: Any, tmp_path: Path) -> None:
+    """A branching model's step model as a C engine: compiled with host gcc (-Werror,
+    sanitizers) and run against the reference kernels, bit-exact for int8."""
+    from edgelstm.errors import UnsupportedLayerError
+    from edgelstm.export.cengine import export_c
+
+    out, manifest = corpus(name)
+    assert not isinstance(manifest, Exception), f"{name}: {manifest}"
+    step = manifest.artifact("step", quant)
+    if name == "branch_three_max":  # no MAXIMUM kernel: an error naming the op and the layer
+        with pytest.raises(UnsupportedLayerError, match="op MAXIMUM in layer 'max'"):
+            export_c(out / step.file, tmp_path / "c", name="m", manifest=manifest)
+        assert not (tmp_path / "c").exists()
+        return
+    res = export_c(out / step.file, tmp_path / "c", name="m", verify=["host"], manifest=manifest)
+    parity = res["verify"]["host"]["parity"]
+    assert parity["ok"], parity
+    if quant == "int8":
+        assert parity["max_lsb_diff"] == 0, parity

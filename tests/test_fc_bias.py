@@ -129,6 +129,7 @@ def test_pass_list_order_and_idempotence() -> None:
         "fc-bias",
         "tie-state-quantization",
         "remove-lstm-cell-clip",
+        "tie-lstm-hidden-intermediate",
         "clear-unreferenced-buffers",
     ]
     for path, variant, quant in (

@@ -362,6 +362,13 @@ def test_qat_refuses_models_without_recurrent_layers(keras_model_file):
     model, _ = load_keras_model(keras_model_file("conv"))
     with pytest.raises(UnsupportedLayerError, match="Conv1D"):
         qat_finetune(model, np.zeros((4, 12, 4)), np.zeros((4, 12, 1)), loss="mse")
+    import keras  # a branching model converts, but the fake-quant pass walks a chain
+
+    a = keras.Input((12, 4))
+    both = keras.layers.Add()([keras.layers.LSTM(3)(a), keras.layers.GRU(3)(a)])
+    model = keras.Model(a, keras.layers.Dense(2)(both))
+    with pytest.raises(UnsupportedLayerError, match="parallel branches"):
+        qat_finetune(model, np.zeros((4, 12, 4)), np.zeros((4, 2)), loss="mse")
 
 
 def test_per_layer_error_from_real_runs():

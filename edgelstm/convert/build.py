@@ -1,6 +1,6 @@
 """Build the deployable TensorFlow graphs from a ModelSpec.
 
-* sequence: the chain rebuilt in tf_keras, batch 1, fixed length, so the TFLite converter emits
+* sequence: the layers rebuilt in tf_keras, batch 1, fixed length, so the TFLite converter emits
   the fused UNIDIRECTIONAL_SEQUENCE_LSTM op (Keras 3 LSTMs lower to WHILE loops instead).
 * step: one time step as a tf.function over plain ops, with every recurrent state an explicit
   input and output (names per edgelstm.types), which converts to FULLY_CONNECTED/LOGISTIC/TANH/...
@@ -27,10 +27,10 @@ def build_sequence_model(ms: ModelSpec) -> Any:
         x = keras.Input(shape=(ms.seq_len,), batch_size=1, dtype="int32", name=STEP_INPUT)
     else:
         x = keras.Input(shape=(ms.seq_len, ms.in_dim), batch_size=1, name=STEP_INPUT)
-    y = x
-    for spec, handler in zip(ms.layers, ms.handlers, strict=True):
+    vals = {-1: x}  # spec index -> its output tensor (-1: the model input)
+    for i, (spec, handler) in enumerate(zip(ms.layers, ms.handlers, strict=True)):
         try:
-            y = handler.sequence(spec, y, keras)
+            vals[i] = handler.sequence(spec, _operand(spec, vals), keras)
         except EdgeLSTMError:
             raise
         except Exception as exc:  # e.g. weights that do not fit the rebuilt layer
@@ -38,7 +38,13 @@ def build_sequence_model(ms: ModelSpec) -> Any:
                 f"cannot convert layer '{spec.name}' ({spec.kind}) to the sequence model: "
                 f"{type(exc).__name__}: {_first_line(exc)}"
             ) from exc
-    return keras.Model(x, y, name="edgelstm_sequence")
+    return keras.Model(x, vals[len(ms.layers) - 1], name="edgelstm_sequence")
+
+
+def _operand(spec: Any, vals: dict[int, Any]) -> Any:
+    """A layer's input: the one tensor it reads, or the list a merge layer takes."""
+    ins = [vals[j] for j in spec.inputs]
+    return ins[0] if len(ins) == 1 else ins
 
 
 def step_input_specs(ms: ModelSpec) -> list[tuple[str, tuple[int, ...], str]]:
@@ -59,12 +65,14 @@ def _run_step(
     layout = {id(spec): n for _, spec, sts in ms.state_layout() for n in [len(sts)]}
     pos = 0
     new_states: list[Any] = []
-    y = x
-    mask = None
-    for spec, handler in zip(ms.layers, ms.handlers, strict=True):
+    vals: dict[int, Any] = {-1: x}  # spec index -> its output this step (-1: the model input)
+    masks: dict[int, Any] = {-1: None}  # the mask each output carries (merges take unmasked only)
+    for i, (spec, handler) in enumerate(zip(ms.layers, ms.handlers, strict=True)):
         n = layout.get(id(spec), 0)
         mine = states[pos : pos + n]
         pos += n
+        y = _operand(spec, vals)
+        mask = masks[spec.inputs[0]]
         starts = handler.step_mask(spec, y, tf if step_fn == "tf" else None)
         mask = starts if starts is not None else mask
         if step_fn == "tf":
@@ -78,7 +86,8 @@ def _run_step(
             if not spec.config.get("return_sequences", True):
                 mask = None  # the mask ends at a layer that returns only its last output
         new_states.extend(nxt)
-    return y, new_states
+        vals[i], masks[i] = y, mask
+    return vals[len(ms.layers) - 1], new_states
 
 
 def build_step_module(ms: ModelSpec) -> Any:
@@ -221,15 +230,24 @@ def state_abs_max(ms: ModelSpec, xs: np.ndarray) -> dict[str, float]:
         return out
     ks = {id(spec): k for k, spec, _ in ms.state_layout()}
     for seq in xs:
-        ys = np.asarray(seq, np.int64 if ms.token_input else np.float64)
-        for spec, handler in zip(ms.layers, ms.handlers, strict=True):
+        # spec index -> its output sequence; None after a layer that mixes time steps (no
+        # recurrent state is gathered past it)
+        vals: dict[int, Any] = {-1: np.asarray(seq, np.int64 if ms.token_input else np.float64)}
+        for i, (spec, handler) in enumerate(zip(ms.layers, ms.handlers, strict=True)):
+            ins = [vals[j] for j in spec.inputs]
+            vals[i] = None
+            if any(v is None for v in ins):
+                continue
             if not handler.per_step and not handler.recurrent and spec.kind != "Conv1D":
-                break  # mixes time steps: no recurrent state after it
+                continue  # mixes time steps
             if spec.kind == "Conv1D" and spec.config["strides"] != 1:
-                break
+                continue
             key = f"state{ks[id(spec)]}" if id(spec) in ks else spec.name
             if spec.kind == "Embedding":
-                ys = spec.weights[0][ys.reshape(-1)]
-                continue
-            ys = _layer_states_numpy(spec, handler, ys, key, out)
+                vals[i] = spec.weights[0][ins[0].reshape(-1)]
+            elif handler.merges:
+                steps = zip(*ins, strict=True)
+                vals[i] = np.stack([handler.step_numpy(spec, list(v), [])[0] for v in steps])
+            else:
+                vals[i] = _layer_states_numpy(spec, handler, ins[0], key, out)
     return out

@@ -1,4 +1,5 @@
-"""Read a loaded Keras model into a framework-neutral chain of LayerSpecs."""
+"""Read a loaded Keras model into framework-neutral LayerSpecs: a chain, or a branching graph
+with one input and one output."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from edgelstm.types import LayerSummary, ModelSummary, OutputKind
 
 @dataclass
 class ModelSpec:
-    """A linear chain of layers with a fixed-length, batch-1 deploy shape."""
+    """The model's layers in topological order (each spec's `inputs` name the specs it reads;
+    a chain has inputs [i - 1]) with a fixed-length, batch-1 deploy shape."""
 
     framework: str
     layers: list[LayerSpec]
@@ -23,6 +25,10 @@ class ModelSpec:
     out_shape: list[int | None]
     output_kind: OutputKind
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_chain(self) -> bool:
+        return all(spec.inputs == [i - 1] for i, spec in enumerate(self.layers))
 
     @property
     def recurrent(self) -> bool:
@@ -77,8 +83,10 @@ class ModelSpec:
         )
 
 
-def _layer_chain(model: Any) -> list[Any]:
-    """The model's layers in order, checking the topology is a single chain."""
+def layer_graph(model: Any) -> list[tuple[Any, list[str]]]:
+    """The model's layers in topological order, each with the names of the layers it takes its
+    inputs from ("" = the model input): a chain, or a branching functional model with one input
+    and one output (parallel branches merged by Concatenate/Add/...), every layer called once."""
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     cls = type(model).__name__
     if cls == "Sequential":
@@ -92,27 +100,79 @@ def _layer_chain(model: Any) -> list[Any]:
             raise UnsupportedLayerError(
                 f"layer '{nested[0].name}': nested models are not supported; flatten the model"
             )
-        return layers
+        return [(layer, [layers[i - 1].name if i else ""]) for i, layer in enumerate(layers)]
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UnsupportedLayerError(
             f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; edgelstm deploys "
             "single-input, single-output models"
         )
     config = model.get_config()
-    prev = None
+    by_name = {layer.name: layer for layer in layers}
+    inputs: set[str] = set()
+    parents: dict[str, list[str]] = {}
     for entry in config.get("layers", []):
-        if entry["class_name"] == "InputLayer":
-            prev = entry["config"]["name"] if "name" in entry["config"] else entry.get("name")
-            continue
         name = entry.get("name") or entry["config"]["name"]
-        parents = _inbound_names(entry.get("inbound_nodes", []))
-        if len(parents) != 1 or (prev is not None and parents[0] != prev):
+        if entry["class_name"] == "InputLayer":
+            inputs.add(name)
+            continue
+        nodes = entry.get("inbound_nodes", [])
+        if len(nodes) > 1:
             raise UnsupportedLayerError(
-                f"layer '{name}': the model is not a single chain of layers (inputs from {parents}); "
-                "branching functional models are not supported"
+                f"layer '{name}' is called {len(nodes)} times; shared layers are not supported"
             )
-        prev = name
-    return layers
+        if name not in by_name:
+            raise UnsupportedLayerError(
+                f"layer '{name}': nested models are not supported; flatten the model"
+            )
+        parents[name] = _inbound_names(nodes)
+    for name, ps in parents.items():
+        parents[name] = ["" if p in inputs else p for p in ps]
+        unknown = [p for p in parents[name] if p and p not in parents]
+        if unknown:
+            raise UnsupportedLayerError(f"layer '{name}': input from unknown layer '{unknown[0]}'")
+    out = _output_name(config.get("output_layers"))
+    # Every layer must lead to the output: a dead branch would be converted for nothing.
+    live, todo = set(), [out]
+    while todo:
+        n = todo.pop()
+        if n and n not in live:
+            live.add(n)
+            todo.extend(parents.get(n, []))
+    dead = [n for n in parents if n not in live]
+    if dead:
+        raise UnsupportedLayerError(f"layer '{dead[0]}' does not lead to the model's output")
+    # Topological order, stable in the config's order (Keras lists layers sorted already).
+    order: list[str] = []
+    done = {""}
+    pending = list(parents)
+    while pending:
+        ready = next((n for n in pending if all(p in done for p in parents[n])), None)
+        if ready is None:
+            raise UnsupportedLayerError(f"layer '{pending[0]}': the model's graph has a cycle")
+        pending.remove(ready)
+        order.append(ready)
+        done.add(ready)
+    if order[-1] != out:
+        raise UnsupportedLayerError(f"layer '{out}' is the output but not the last layer")
+    return [(by_name[n], parents[n]) for n in order]
+
+
+def is_chain(graph: list[tuple[Any, list[str]]]) -> bool:
+    """Whether each layer takes its one input from the layer before it."""
+    prev = ""
+    for layer, ps in graph:
+        if ps != [prev]:
+            return False
+        prev = layer.name
+    return True
+
+
+def _output_name(spec: Any) -> str:
+    """The output layer's name from a functional config's output_layers (Keras 3: [name, 0, 0]
+    for one output; tf_keras: [[name, 0, 0]])."""
+    while isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (list, tuple)):
+        spec = spec[0]
+    return str(spec[0])
 
 
 def _inbound_names(nodes: Any) -> list[str]:
@@ -192,34 +252,55 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
         raise BadInputError(
             "the model's sequence length is None: pass --seq-len T to fix it for deployment"
         )
-    chain = _layer_chain(model)
-    if not chain:
+    graph = layer_graph(model)
+    if not graph:
         raise BadInputError("the model has no layers")
     token_input = len(in_shape) == 2
-    if token_input and type(chain[0]).__name__ != "Embedding":
-        raise BadInputError(
-            f"model input shape {tuple(in_shape)} has no feature axis and the first layer is not an Embedding"
-        )
-    dim: int | None = None if token_input else int(in_shape[2])
+    if token_input:
+        first = [layer for layer, ps in graph if "" in ps]
+        if len(first) != 1 or type(first[0]).__name__ != "Embedding":
+            raise BadInputError(
+                f"model input shape {tuple(in_shape)} has no feature axis and the first layer is "
+                "not an Embedding"
+            )
+    in_dim: int | None = None if token_input else int(in_shape[2])
     specs: list[LayerSpec] = []
     handlers: list[Handler] = []
-    masked = False
-    parsed: list[tuple[Handler, LayerSpec]] = []
-    for layer in chain:
+    index = {"": -1}  # layer name -> the index of its (last) spec; -1: the model input
+    dims: dict[int, int | None] = {-1: in_dim}
+    for layer, ps in graph:
         h = handler_for(type(layer).__name__, layer.name)
-        pairs = parse_layer(h, layer, dim)
-        parsed.extend(pairs)
-        dim = pairs[-1][1].out_dim
-    for h, spec in parsed:
-        if h.recurrent and masked:
+        srcs = [index[p] for p in ps]
+        if h.merges:
+            pairs = parse_layer(h, layer, [dims[j] for j in srcs])
+        elif len(srcs) != 1:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' ({type(layer).__name__}) takes {len(srcs)} inputs; "
+                "edgelstm supports that for merge layers only"
+            )
+        else:
+            pairs = parse_layer(h, layer, dims[srcs[0]])
+        for hh, spec in pairs:  # an RNN of stacked cells: a chain of several specs
+            spec.inputs = srcs
+            specs.append(spec)
+            handlers.append(hh)
+            srcs = [len(specs) - 1]
+            dims[srcs[0]] = spec.out_dim
+        index[layer.name] = len(specs) - 1
+    # Masks follow the data: a recurrent layer fed by a masked tensor skips masked steps.
+    masked = {-1: False}
+    for i, (h, spec) in enumerate(zip(handlers, specs, strict=True)):
+        fed = [masked[j] for j in spec.inputs]
+        if h.merges and any(fed):
+            raise UnsupportedLayerError(
+                f"layer '{spec.name}' ({spec.kind}) merges masked sequences; not supported"
+            )
+        if h.recurrent and fed[0]:
             spec.config["masked"] = True
             for sub in ("forward", "backward"):
                 if sub in spec.config:
                     spec.config[sub].config["masked"] = True
-        if h.starts_mask(spec):
-            masked = True
-        specs.append(spec)
-        handlers.append(h)
+        masked[i] = fed[0] or h.starts_mask(spec)
     output_kind = OutputKind.MANY_TO_MANY if len(out_shape) == 3 else OutputKind.MANY_TO_ONE
     spec_model = ModelSpec(
         framework=framework,
@@ -233,13 +314,13 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
     )
     # A recurrent layer that returns only its last output ends streaming equivalence unless
     # everything after it is per-step (then the step output is "the answer if the sequence ended now").
-    seen_last = False
-    for spec, h in zip(specs, handlers, strict=True):
+    after_last = {-1: False}
+    for i, (spec, h) in enumerate(zip(specs, handlers, strict=True)):
+        seen_last = any(after_last[j] for j in spec.inputs)
         if seen_last and not h.per_step:
             spec.blockers.append(f"{spec.name}: follows a layer with return_sequences=False")
         # (a Bidirectional's config has no return_sequences: it blocks streaming on its own)
-        if h.recurrent and not spec.config.get("return_sequences", True):
-            seen_last = True
+        after_last[i] = seen_last or (h.recurrent and not spec.config.get("return_sequences", True))
     for spec in specs:
         spec_model.notes.extend(spec.notes)
     if not spec_model.recurrent:

@@ -371,8 +371,11 @@ def _requantize_int16(
     data: bytes, ms: ModelSpec, calib: np.ndarray | None, cfg: ConvertConfig
 ) -> tuple[bytes, list[str]]:
     """The int16x8 sequence model from the int8 one; LSTM state ranges from the float cell."""
+    # The float cell's ranges are matched to the fused ops by order, which only a chain keeps.
     ranges = (
-        int16.lstm_state_ranges(ms, calib[: cfg.calibration_samples]) if calib is not None else None
+        int16.lstm_state_ranges(ms, calib[: cfg.calibration_samples])
+        if calib is not None and ms.is_chain
+        else None
     )
     data, notes = int16.requantize_int8_to_int16x8(data, ranges)
     return data, [int16.PATH_NOTE, *notes]

@@ -68,6 +68,13 @@ class _Net:
         self.regs: list[tuple[Any, Any]] = []
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise UnsupportedLayerError("QAT needs a single-input, single-output model")
+        from edgelstm.convert.graph import is_chain, layer_graph
+
+        if not is_chain(layer_graph(model)):
+            raise UnsupportedLayerError(
+                "QAT needs a chain of layers; this model has parallel branches (quantize it "
+                "without --qat)"
+            )
         self.tokens = "int" in str(model.inputs[0].dtype)
         for layer in model.layers:
             kind = type(layer).__name__

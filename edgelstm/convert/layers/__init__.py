@@ -4,11 +4,11 @@ A handler knows how to read the layer from a Keras 3 or tf_keras model into a fr
 `LayerSpec`, how to rebuild it in tf_keras for the *sequence* model (where the converter fuses
 LSTMs), and how to express one time step of it with plain TensorFlow ops for the *step* model
 (state as explicit tensors). Adding a layer kind means adding one handler to its family's module
-(`recurrent`, `per_step`, `activations`, `inputs`, `temporal`); importing this package registers
+(`recurrent`, `per_step`, `activations`, `inputs`, `temporal`, `merge`); importing this package registers
 them all. `python -m edgelstm.convert.layers` prints the README's support table.
 """
 
-from edgelstm.convert.layers import activations, inputs, per_step, recurrent, temporal
+from edgelstm.convert.layers import activations, inputs, merge, per_step, recurrent, temporal
 from edgelstm.convert.layers.activations import (
     ACTIVATIONS,
     activation_name,
@@ -38,6 +38,7 @@ __all__ = [
     "handler_for",
     "inputs",
     "keras_activation",
+    "merge",
     "np_activation",
     "per_step",
     "recurrent",

@@ -20,6 +20,7 @@ class LayerSpec:
     config: dict[str, Any]
     weights: list[np.ndarray]
     out_dim: int | None = None  # features per time step after this layer
+    inputs: list[int] = field(default_factory=lambda: [-1])  # specs it reads; -1: model input
     blockers: list[str] = field(default_factory=list)  # why it cannot be streamed
     notes: list[str] = field(default_factory=list)
 
@@ -42,6 +43,7 @@ class Handler:
     stream: str = ""  # how it streams, when not obvious from recurrent/per_step
     fusable: bool = False  # its sequence form may become the fused UNIDIRECTIONAL_SEQUENCE_LSTM
     state_roles: tuple[str, ...] = ()  # the step model's state inputs per layer, in order
+    merges: bool = False  # takes a list of inputs (Concatenate, Add, ...): parse gets their dims
 
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
         raise NotImplementedError
