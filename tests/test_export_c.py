@@ -533,6 +533,14 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
     x1 = rng.permutation(256) - 128
     x2 = rng.permutation(256) - 128
     data += [_c_arr("int8_t", "ex1", x1), _c_arr("int8_t", "ex2", x2)]
+    # MAXIMUM / MINIMUM: raw int8 compare, elementwise and against a scalar (step 0)
+    for is_max in (1, 0):
+        pick = np.maximum if is_max else np.minimum
+        emit(f"mm{is_max}", 256, f"el_maxmin_s8({is_max}, ex1, 1, ex2, 1, y, 256);", pick(x1, x2))
+        emit(
+            f"mms{is_max}", 256, f"el_maxmin_s8({is_max}, ex1, 1, ex2 + 7, 0, y, 256);",
+            pick(x1, x2[7]),
+        )  # fmt: skip
     luts = rng.integers(-128, 128, (4, 256))
     n_add = n_mul = 0
     while n_add < 24 or n_mul < 12:

@@ -77,16 +77,11 @@ class ConcatenateHandler(MergeHandler):
     args = "axis=-1 (the feature axis), two or more branches"
 
 
-@register("Add", "Multiply", "Average")
-class ElementwiseMergeHandler(MergeHandler):
-    pass
-
-
 @register("Subtract")
 class SubtractHandler(MergeHandler):
     args = "two branches of equal width"
 
 
-@register("Maximum", "Minimum")
-class ExtremumMergeHandler(MergeHandler):
-    stream = "per step (every branch streams; the C engine has no MAXIMUM/MINIMUM kernel)"
+@register("Add", "Multiply", "Average", "Maximum", "Minimum")
+class ElementwiseMergeHandler(MergeHandler):
+    pass

@@ -1009,6 +1009,26 @@ void el_binary_f32(int op, const float *x1, int step1, const float *x2, int step
     }
 }
 
+void el_maxmin_f32(int is_max, const float *x1, int step1, const float *x2, int step2, float *y,
+                   int n)
+{
+    int i;
+    for (i = 0; i < n; ++i, x1 += step1, x2 += step2) {
+        const float a = *x1, b = *x2;
+        y[i] = is_max ? (a > b ? a : b) : (a < b ? a : b);
+    }
+}
+
+void el_maxmin_s8(int is_max, const int8_t *x1, int step1, const int8_t *x2, int step2,
+                  int8_t *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i, x1 += step1, x2 += step2) {
+        const int8_t a = *x1, b = *x2;
+        y[i] = is_max ? (a > b ? a : b) : (a < b ? a : b);
+    }
+}
+
 void el_logistic_f32(const float *x, float *y, int n)
 {
     int i;

@@ -145,6 +145,12 @@ void el_binary_f32(int op, const float *x1, int step1, const float *x2, int step
                    int act);
 void el_logistic_f32(const float *x, float *y, int n);
 void el_tanh_f32(const float *x, float *y, int n);
+/* MAXIMUM (is_max = 1) / MINIMUM of two tensors (step 0: a scalar), as TFLite's reference
+ * kernels: int8 compares the raw values (the converter gives inputs and output one scale) */
+void el_maxmin_f32(int is_max, const float *x1, int step1, const float *x2, int step2, float *y,
+                   int n);
+void el_maxmin_s8(int is_max, const int8_t *x1, int step1, const int8_t *x2, int step2,
+                  int8_t *y, int n);
 void el_relu_f32(const float *x, float *y, int n, float lo, float hi);
 void el_softmax_f32(const float *x, float *y, int outer, int n, float beta);
 

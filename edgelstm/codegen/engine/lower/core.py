@@ -111,9 +111,10 @@ class Lowering:
         if idx not in self.const_names:
             t = self.t(idx)
             assert t.data is not None
-            cname = f"{self.name}_c{idx}"
-            self.add_const(t.ctype, cname, t.data, f"'{t.name}' {t.shape}")
-            self.const_names[idx] = cname
+            # add_const may hand back an identical array emitted before under another name
+            self.const_names[idx] = self.add_const(
+                t.ctype, f"{self.name}_c{idx}", t.data, f"'{t.name}' {t.shape}"
+            )
         return self.const_names[idx]
 
     def add_const(self, ctype: str, cname: str, values: np.ndarray, comment: str = "") -> str:
@@ -334,6 +335,8 @@ HANDLERS: dict[str, Callable[[Lowering, Op], list[str]]] = {
     "ADD": elementwise._binary,
     "SUB": elementwise._binary,
     "MUL": elementwise._binary,
+    "MAXIMUM": elementwise._maxmin,
+    "MINIMUM": elementwise._maxmin,
     "LOGISTIC": elementwise._activation,
     "TANH": elementwise._activation,
     "RELU": elementwise._relu,

@@ -1,4 +1,5 @@
-"""Elementwise ops: ADD/SUB/MUL, LOGISTIC/TANH tables, RELU*, SOFTMAX, QUANTIZE/DEQUANTIZE."""
+"""Elementwise ops: ADD/SUB/MUL, MAXIMUM/MINIMUM, LOGISTIC/TANH tables, RELU*, SOFTMAX,
+QUANTIZE/DEQUANTIZE."""
 
 from __future__ import annotations
 
@@ -186,10 +187,31 @@ def _activation(lw: Lowering, op: Op) -> list[str]:
     return [f"el_lut_s8({_lut_table(lw, op)}, {rx}, {ry}, {y.numel});"]
 
 
+def _maxmin(lw: Lowering, op: Op) -> list[str]:
+    sa, sb, n = _broadcast(lw, op)
+    a, b, y = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    ra, rb, ry = lw.ref(op.inputs[0], True), lw.ref(op.inputs[1], True), lw.ref(op.outputs[0])
+    is_max = 1 if op.name == "MAXIMUM" else 0
+    if a.dtype == b.dtype == y.dtype == "float32":
+        return [f"el_maxmin_f32({is_max}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+    if not (_is_int8(a) and _is_int8(b) and _is_int8(y)):
+        raise lw.unsupported(op, f"{a.dtype}/{b.dtype} -> {y.dtype}")
+    return [f"el_maxmin_s8({is_max}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+
+
 def _relu(lw: Lowering, op: Op) -> list[str]:
-    y = lw.t(op.outputs[0])
+    x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    if op.name == "RELU" and _is_int8(x) and _is_int8(y):
+        # TFLite's ReluQuantized: requantize to the output's scale, clamp below at its zero
+        # point; one 256-entry table holds it for every input byte
+        m, s = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+        table = np.maximum(quant.requant_table(x.zp, y.zp, m, s), np.int8(max(-128, y.zp)))
+        tn = lw.add_const("int8_t", f"{lw.name}_relu{op.index}", table, "RELU table")
+        return [
+            f"el_lut_s8({tn}, {lw.ref(op.inputs[0], True)}, {lw.ref(op.outputs[0])}, {y.numel});"
+        ]
     if y.dtype != "float32":
-        raise lw.unsupported(op, f"{y.dtype} (only float32 RELU is lowered)")
+        raise lw.unsupported(op, f"{y.dtype} (float32 RELU*, int8 RELU are lowered)")
     lo, hi = {"RELU": (0.0, 3.0e38), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[op.name]
     return [
         f"el_relu_f32({lw.ref(op.inputs[0], True)}, {lw.ref(op.outputs[0])}, {y.numel}, "

@@ -17,6 +17,8 @@ INPLACE_OPS = (
     "ADD",
     "SUB",
     "MUL",
+    "MAXIMUM",
+    "MINIMUM",
     "LOGISTIC",
     "TANH",
     "RELU",
