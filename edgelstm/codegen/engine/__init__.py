@@ -119,8 +119,10 @@ def _resolve_step(
 
 
 def beside_step_models(path: Path, manifest: Manifest | None) -> dict[str, bytes]:
-    """The manifest's step models that are in `path`'s directory, by file name."""
-    if manifest is None:
+    """For a sequence model `path` (per its manifest entry): the manifest's step models in its
+    directory, by file name, where it finds its step sibling; {} for any other model."""
+    art = _artifact(manifest, path.name)
+    if manifest is None or art is None or art.variant != Variant.SEQUENCE:
         return {}
     return {
         a.file: (path.parent / a.file).read_bytes()
