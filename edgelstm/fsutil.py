@@ -12,7 +12,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +194,32 @@ def reproducible_keras_zip(path: Path) -> None:
         for name, data in fixed:
             zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     os.replace(tmp, path)
+
+
+class DirectoryFiles(Mapping[str, bytes]):
+    """The files of one directory by plain file name, each read only when asked for: how a
+    model exported from a path finds the artifacts beside it (a sequence model's step sibling)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def _path(self, name: object) -> Path | None:
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            return None
+        path = self.directory / name
+        return path if path.is_file() else None
+
+    def __getitem__(self, name: str) -> bytes:
+        path = self._path(name)
+        if path is None:
+            raise KeyError(name)
+        return path.read_bytes()
+
+    def __contains__(self, name: object) -> bool:
+        return self._path(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.name for p in sorted(self.directory.iterdir()) if p.is_file())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

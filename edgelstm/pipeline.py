@@ -257,7 +257,7 @@ def export_all(
             try:
                 results[f"{target.name}/{stem}"] = plan_export(
                     target.name, files[art.file], name=stem, manifest=manifest,
-                    **dict(target.pipeline_options),
+                    source_file=art.file, files=files, **dict(target.pipeline_options),
                 )  # fmt: skip
             except EdgeLSTMError as exc:
                 if not target.pipeline_optional:

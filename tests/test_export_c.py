@@ -269,6 +269,31 @@ def test_sequence_model_without_step_sibling(zoo_converted, tmp_path: Path) -> N
         export_c(d / seq, tmp_path / "out", name="m", verify=[], manifest=trimmed)
 
 
+def test_cli_exports_a_sequence_model_from_its_step_sibling(
+    zoo_converted, run_cli, tmp_path: Path
+) -> None:
+    """`edgelstm export SEQUENCE.tflite --target c` finds the step model beside it (the export
+    registry hands targets the files in the model's directory, read only when asked for)."""
+    from edgelstm.fsutil import DirectoryFiles
+
+    d, manifest = zoo_converted("echo")
+    seq = next(
+        a["file"]
+        for a in manifest["artifacts"]
+        if a["variant"] == "sequence" and a["quantization"] == "int8"
+    )
+    code, _out, err = run_cli("export", str(d / seq), "--target", "c", "-o", str(tmp_path / "e"))
+    assert code == 0, err
+    header = next((tmp_path / "e").glob("*_model.h")).read_text()
+    assert "_run_sequence(" in header
+    files = DirectoryFiles(d)
+    assert seq in files and files[seq] == (d / seq).read_bytes()
+    for name in ("../" + seq, "", "..", "no_such.tflite"):
+        assert name not in files
+        with pytest.raises(KeyError):
+            files[name]
+
+
 def test_fuzz_under_sanitizers(converted, tmp_path: Path) -> None:
     """Many random streams (every int8 code, large float inputs) through ASan/UBSan builds."""
     from edgelstm.codegen.engine import generate

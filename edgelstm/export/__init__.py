@@ -10,13 +10,14 @@ imported when it runs) so the CLI starts fast.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgelstm.errors import BadInputError
 from edgelstm.export.result import ExportFailure, ExportResult
+from edgelstm.fsutil import DirectoryFiles
 from edgelstm.types import ManifestLike
 
 __all__ = [
@@ -36,8 +37,10 @@ class ExportTarget:
     """One `edgelstm export --target`: what it writes and the function that writes it.
 
     `entry` is "module:function", called as `fn(model_bytes, *, name, manifest, source_file,
-    **options)` and returning an `ExportResult` (nothing written); `options` are the
-    target-specific keyword options it accepts (the CLI refuses them for the other targets)."""
+    files, **options)` and returning an `ExportResult` (nothing written); `files` maps the other
+    artifacts' file names to their bytes (a sequence model's C engine runs its step sibling);
+    `options` are the target-specific keyword options it accepts (the CLI refuses them for the
+    other targets)."""
 
     name: str
     summary: str
@@ -119,12 +122,16 @@ def plan_export(
     name: str,
     manifest: ManifestLike = None,
     source_file: str | None = None,
+    files: Mapping[str, bytes] | None = None,
     **options: Any,
 ) -> ExportResult:
     """Export the .tflite `model` with the registered `target` and the `options` it takes, in
-    memory; `source_file` is the model's file name (shown in the generated files)."""
+    memory; `source_file` is the model's file name (shown in the generated files), `files` the
+    other artifacts by file name."""
     fn = resolve_target(target, options).load()
-    return fn(model, name=name, manifest=manifest, source_file=source_file, **options)
+    return fn(
+        model, name=name, manifest=manifest, source_file=source_file, files=files or {}, **options
+    )
 
 
 def export_artifact(
@@ -145,6 +152,7 @@ def export_artifact(
     resolve_target(target, options)  # an option of another target: refused before the work
     read_tflite(model)  # one line for a missing file or one that is no model
     res = plan_export(
-        target, model.read_bytes(), name=name, manifest=manifest, source_file=model.name, **options
-    )
+        target, model.read_bytes(), name=name, manifest=manifest, source_file=model.name,
+        files=DirectoryFiles(model.parent), **options,
+    )  # fmt: skip
     return res.save(outdir)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -406,8 +407,10 @@ def plan_export_tflm(
     manifest: ManifestLike = None,
     real_builds: list[str] | None = None,
     source_file: str | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> ExportResult:
-    """The TFLite Micro export of `model` in memory, its arena measured (the registry's entry).
+    """The TFLite Micro export of `model` in memory, its arena measured (the registry's entry;
+    `files`, the other artifacts, are not needed: a TFLite Micro export stands on its own).
 
     `real_builds`: configurations of `tflm_build` (ref-x86_64, cmsis-nn-m4) whose arena is
     measured in a real build; None = each one whose tree variable is set and whose tools exist."""

@@ -33,6 +33,7 @@ from edgelstm.codegen.engine.emit import (
 from edgelstm.codegen.engine.graph import Graph, load_graph, read_model
 from edgelstm.codegen.engine.lower import ROUNDINGS, Program, lower
 from edgelstm.errors import BadInputError, UnsupportedLayerError
+from edgelstm.fsutil import DirectoryFiles
 from edgelstm.types import (
     Artifact,
     Manifest,
@@ -43,7 +44,7 @@ from edgelstm.types import (
     as_manifest,
 )
 
-__all__ = ["ROUNDINGS", "GeneratedEngine", "ModelFile", "beside_step_models", "generate"]
+__all__ = ["ROUNDINGS", "GeneratedEngine", "ModelFile", "generate"]
 
 
 class GeneratedEngine:
@@ -118,19 +119,6 @@ def _resolve_step(
     return ModelFile(sibling.file, files[sibling.file]), sibling, seq
 
 
-def beside_step_models(path: Path, manifest: Manifest | None) -> dict[str, bytes]:
-    """For a sequence model `path` (per its manifest entry): the manifest's step models in its
-    directory, by file name, where it finds its step sibling; {} for any other model."""
-    art = _artifact(manifest, path.name)
-    if manifest is None or art is None or art.variant != Variant.SEQUENCE:
-        return {}
-    return {
-        a.file: (path.parent / a.file).read_bytes()
-        for a in manifest.artifacts
-        if a.variant == Variant.STEP and (path.parent / a.file).is_file()
-    }
-
-
 def generate(
     model: Path | bytes,
     *,
@@ -156,7 +144,7 @@ def generate(
     if isinstance(model, (str, Path)):
         path = Path(model)
         source = ModelFile(path.name, read_model(path))
-        files = {**beside_step_models(path, m), **(files or {})}
+        files = DirectoryFiles(path.parent) if files is None else files
     else:
         source = ModelFile(source_file or f"{name}.tflite", bytes(model))
     step, art, seq = _resolve_step(source, m, files or {})

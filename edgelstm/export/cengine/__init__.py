@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from edgelstm import __version__
-from edgelstm.codegen.engine import GeneratedEngine, beside_step_models, generate
+from edgelstm.codegen.engine import GeneratedEngine, generate
 from edgelstm.codegen.engine.graph import read_model
 from edgelstm.errors import BadInputError, VerificationError
 from edgelstm.export.result import ExportResult, write_export
-from edgelstm.types import ManifestLike, as_manifest
+from edgelstm.fsutil import DirectoryFiles
+from edgelstm.types import ManifestLike
 
 __all__ = ["breakdown", "export_c", "plan_export_c", "verify_engine"]
 
@@ -241,7 +242,7 @@ def export_c(
         raise BadInputError(f"{outdir}: exists and is not a directory")
     res = plan_export_c(
         read_model(tflite_path), name=name, manifest=manifest, source_file=tflite_path.name,
-        files=beside_step_models(tflite_path, as_manifest(manifest)), verify=verify, rounding=rounding,
+        files=DirectoryFiles(tflite_path.parent), verify=verify, rounding=rounding,
         core=core,
     )  # fmt: skip
     res.summary["source"] = str(tflite_path)
