@@ -111,15 +111,31 @@ def signals_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, _frame: Any) -> None:
+        _received.append(signal.Signals(signum).name)
         raise Terminated(signal.Signals(signum).name)
 
     wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     old = {s: signal.signal(s, handler) for s in wanted}
+    _received.clear()
     try:
         yield
+        raise_if_terminated()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+# Signals taken by `signals_as_interrupt`'s handler. The exception it raises can be lost: when the
+# signal lands while Python runs a finalizer or a weakref callback (TensorFlow has many), the
+# interpreter prints "Exception ignored" and carries on. Checkpoints re-raise from this record.
+_received: list[str] = []
+
+
+def raise_if_terminated() -> None:
+    """Raise `Terminated` if a SIGTERM/SIGHUP arrived in the current block whose exception was
+    swallowed on the way: call before anything is published."""
+    if _received:
+        raise Terminated(_received[0])
 
 
 def die_with_parent() -> None:

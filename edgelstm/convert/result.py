@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from edgelstm.convert import outdir as outdir_mod
 from edgelstm.errors import BadInputError, VerificationError
-from edgelstm.fsutil import no_space, signals_as_interrupt, write_atomic
+from edgelstm.fsutil import no_space, raise_if_terminated, signals_as_interrupt, write_atomic
 from edgelstm.types import ConvertConfig, Manifest, manifest_from_dict
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ def convert_model(
                 model_path, cfg, progress,
                 check=lambda source, seq_len: outdir_mod.check_compatible(outdir, source, seq_len),
             )  # fmt: skip
+            raise_if_terminated()  # a signal whose exception a finalizer swallowed
             manifest = res.save(
                 outdir,
                 on_wait=lambda: progress(f"waiting for another convert writing into {outdir}"),
