@@ -159,15 +159,16 @@ CASES: dict[str, Case] = {
     "lstm_seq_last": Case(_seq(lambda L: L.LSTM(5, return_sequences=True))),
     "gru_last": Case(
         _seq(lambda L: L.GRU(5)),
+        # The unrolled sequence graph gives each step's tensors their own ranges, from the 32
+        # calibration sequences here: the held-out ones reach past the last step's (0.15). With
+        # convert's default 128 it passes (0.015), as the step model does with 32 (its ranges
+        # pool every step).
         int8_gaps=("sequence",),
     ),
     "gru_seq_last": Case(_seq(lambda L: L.GRU(4, return_sequences=True))),
     "rnn_seq_last": Case(_seq(lambda L: L.SimpleRNN(4, return_sequences=True))),
     "lstm2_seq": Case(
-        _seq(
-            lambda L: L.LSTM(5, return_sequences=True), lambda L: L.LSTM(4, return_sequences=True)
-        ),
-        int8_gaps=("sequence",),
+        _seq(lambda L: L.LSTM(5, return_sequences=True), lambda L: L.LSTM(4, return_sequences=True))
     ),
     # Bidirectional (int8 NotImplementedError class)
     "bidi_concat": Case(
@@ -280,8 +281,7 @@ CASES: dict[str, Case] = {
             lambda L: L.LSTM(4, return_sequences=True),
             lambda L: L.BatchNormalization(),
             lambda L: L.LSTM(4),
-        ),
-        int8_gaps=("sequence",),
+        )
     ),
     # extra layers
     "leaky_relu": Case(
@@ -357,9 +357,7 @@ CASES: dict[str, Case] = {
     # branching models: parallel branches merged per step (one input, one output)
     "parallel_branches": Case(_functional(_branches), streamable=False),  # go_backwards
     "branch_lstm_gru_add": Case(_functional(_parallel_add)),
-    # its int8 sequence model misses the bound (0.33-0.45 vs 0.1 with 32 or 400 calibration
-    # sequences; LiteRT and TFLite Micro agree: quantization error, not a kernel's)
-    "branch_conv_lstm_concat": Case(_functional(_conv_lstm_concat), int8_gaps=("sequence",)),
+    "branch_conv_lstm_concat": Case(_functional(_conv_lstm_concat)),
     "branch_gated_multiply": Case(_functional(_gated)),
     "branch_skip_average": Case(_functional(_skip_average)),
     "branch_last_subtract": Case(_functional(_last_outputs_subtract)),

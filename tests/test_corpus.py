@@ -101,6 +101,35 @@ def test_step_streams_like_sequence(name: str, corpus: Any) -> None:
     np.testing.assert_allclose(steps.reshape(ys.shape), ys, atol=1e-5)
 
 
+def test_int8_fused_lstm_cell_range_fix_is_what_passes_the_bound(corpus: Any) -> None:
+    """The converter gave batchnorm_between's second LSTM the int16 cell range +-0.5, where
+    LiteRT's integer tanh(c) is wrong: measured with LiteRT on the artifact and on the same bytes
+    with the convert's widening undone."""
+    import re
+
+    from edgelstm.tflite.passes import load_model, pack_model
+
+    out, manifest = corpus("batchnorm_between")
+    art = manifest.artifact("sequence", "int8")
+    (note,) = [n for n in art.notes if "tanh(c) wrong below +-1" in n]
+    was, now = (float(v) for v in re.search(r"range \+-(\S+) -> \+-(\S+) ", note).groups())
+    assert (was, now) == (0.5, 1.0), note
+    data = (out / art.file).read_bytes()
+    model = load_model(data)
+    sg = model.subgraphs[0]
+    cells = [
+        sg.tensors[op.inputs[19]] for op in sg.operators if hasattr(op.builtinOptions, "cellClip")
+    ]
+    (cell,) = [c for c in cells if c.quantization.scale[0] == now / 32768]
+    cell.quantization.scale = [was / 32768]
+    undone = pack_model(model)
+    xs = calibration(CASES["batchnorm_between"], n=16, seed=5)
+    seq = (out / manifest.artifact("sequence", "float").file).read_bytes()
+    ref = run_sequence(seq, read_tflite(seq), xs)
+    err = lambda d: float(np.max(np.abs(run_sequence(d, read_tflite(d), xs) - ref)))  # noqa: E731
+    assert err(data) <= art.parity.bound < err(undone), (err(data), err(undone))
+
+
 @pytest.mark.parametrize("name", REFUSED)
 def test_refused_with_exit_2_naming_the_layer(name: str, corpus: Any) -> None:
     _out, result = corpus(name)

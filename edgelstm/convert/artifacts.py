@@ -1,5 +1,5 @@
-"""One converted .tflite's manifest entry and the notes checked on it: LSTM fusion, the int16
-cell range, weights a dynamic-range model kept in float.
+"""One converted .tflite's manifest entry and the notes checked on it: LSTM fusion, the float
+cell's range for the int16 cell state, weights a dynamic-range model kept in float.
 """
 
 from __future__ import annotations
@@ -14,26 +14,17 @@ from edgelstm.tflite_info import TFLiteInfo
 from edgelstm.types import Artifact, Quantization, Variant
 
 
-def _cell_range_notes(ms: ModelSpec, info: TFLiteInfo, cal_x: np.ndarray) -> list[str]:
-    """Warn when the calibrated cell state exceeds what the fused LSTM's int16 cell can hold.
+def _fused_cell_maxima(ms: ModelSpec, cal_x: np.ndarray, n_fused: int) -> list[float]:
+    """max |c| of the float cell over the calibration data, one per fused LSTM op in graph order.
 
-    The integer fused LSTM stores c in a variable int16 tensor with a power-of-two scale; where
-    the float cell reaches larger values it saturates (a silent clip). The step model's state is
-    calibrated from the float cell's real states instead.
-    """
-    cells = [t for t in info.variable_tensors if t.dtype == "int16" and t.scales]
-    if not cells:
-        return []
+    Per layer where the op order is plain (a chain whose every LSTM fused); otherwise every op
+    gets the model's largest |c| (a wider int16 range costs little; a narrow one saturates)."""
     maxima = build.state_abs_max(ms, cal_x[:64])
-    c_max = max((v for name, v in maxima.items() if name.endswith("_c")), default=0.0)
-    limit = min(32767 * t.scales[0] for t in cells)
-    if c_max <= limit:
-        return []
-    return [
-        f"the cell state reaches |c| = {c_max:.3g} on the calibration data, but this integer fused "
-        f"LSTM keeps c in int16 with range +-{limit:.3g}: it saturates there; the step model "
-        "(state calibrated from the float cell) does not"
-    ]
+    cells = {name: v for name, v in maxima.items() if name.endswith("_c")}
+    per_layer = all(n.startswith("state") and n[5:-2].isdigit() for n in cells)
+    if per_layer and len(cells) == n_fused and ms.is_chain:
+        return [cells[n] for n in sorted(cells, key=lambda n: int(n[5:-2]))]
+    return [max(cells.values(), default=0.0)] * n_fused
 
 
 def _artifact(

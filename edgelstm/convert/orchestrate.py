@@ -22,7 +22,7 @@ from edgelstm.arrays import load_array
 from edgelstm.convert import build, isolate, verify
 from edgelstm.convert import int16x8 as int16
 from edgelstm.convert import outdir as outdir_mod
-from edgelstm.convert.artifacts import _artifact, _cell_range_notes, _dynamic_note, _fusion_check
+from edgelstm.convert.artifacts import _artifact, _dynamic_note, _fused_cell_maxima, _fusion_check
 from edgelstm.convert.calibration import (
     _load_stream,
     _plan_verification,
@@ -35,7 +35,8 @@ from edgelstm.convert.load import load_keras_model
 from edgelstm.convert.result import ConversionResult
 from edgelstm.convert.verify import keras_reference, run_sequence, run_step
 from edgelstm.errors import BadInputError, ConversionError, UnsupportedLayerError, VerificationError
-from edgelstm.tflite.passes import run_passes
+from edgelstm.tflite.passes import run_passes, widen_lstm_cell_range
+from edgelstm.tflite_info import read_tflite
 from edgelstm.types import Artifact, ConvertConfig, Manifest, Quantization, Variant
 
 Progress = Callable[[str], None]
@@ -247,15 +248,15 @@ def convert(
                     continue
             data, info, pass_notes = run_passes(data, variant, quant)  # tflite.passes, in order
             tie_notes.extend(pass_notes)
-            # (via_int8: the requantizer sized the cell from the float cell's range itself, and
-            # this check cannot tell int16 h from int16 c.)
-            if (
-                variant == Variant.SEQUENCE
-                and quant.is_integer
-                and calib is not None
-                and not via_int8
-            ):
-                tie_notes.extend(_cell_range_notes(ms, info, calib[: cfg.calibration_samples]))
+            # The integer fused LSTM's int16 cell range, from the float cell's (via_int8: the
+            # requantizer already sized the cell from it).
+            fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
+            if quant.is_integer and fused and calib is not None and not via_int8:
+                c_max = _fused_cell_maxima(ms, calib[: cfg.calibration_samples], fused)
+                data, widened = widen_lstm_cell_range(data, c_max)
+                if widened:
+                    info = read_tflite(data)
+                tie_notes.extend(widened)
             art = _artifact(file, info, variant, quant, ms)
             art.notes.extend(tie_notes)
             if quant == Quantization.DYNAMIC:

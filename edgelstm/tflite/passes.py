@@ -226,16 +226,15 @@ def add_fc_bias(data: bytes) -> tuple[bytes, list[str]]:
 
 
 def tie_lstm_hidden_intermediate(data: bytes) -> tuple[bytes, list[str]]:
-    """Give each int8 fused LSTM's effective-hidden-scale intermediate its hidden state's
-    quantization.
+    """Give each int8 fused LSTM's hidden state and effective-hidden-scale intermediate its
+    output's quantization.
 
-    The converter calibrates that intermediate on the LSTM's own h but may let the layer after
-    the LSTM set the output and hidden state quantization; after a merge (Add, Average, ...) the
-    intermediate then differs from both, and LiteRT's int8 kernel computes wrong outputs
-    (measured: max error 3.07 against TFLite Micro's 0.028; equal to TFLite Micro's once tied).
-    Left alone where the state kept its own calibration (it differs from the output): the
-    kernels agree there and tying made it worse (0.031 -> 0.150 on a Bidirectional before an
-    LSTM)."""
+    LiteRT's kernel quantizes h with the intermediate's parameters, reads it back as the state
+    with the state's, and copies the same bytes to the output, so the three must agree. The
+    converter calibrates them apart, and before a merge (Add, Concatenate, ...) the merge sets the
+    output's: measured max errors 3.07 (LiteRT; TFLite Micro 0.028) before an Add and 0.41 (both)
+    before a Concatenate, 0.028 and 0.015 once tied. The output's parameters are the ones to
+    keep: an int8 Concatenate needs its inputs' to equal its own."""
     fb = schema()
     model = load_model(data)
     changed: list[str] = []
@@ -248,24 +247,85 @@ def tie_lstm_hidden_intermediate(data: bytes) -> tuple[bytes, list[str]]:
                 continue
             h, t = sg.tensors[op.inputs[18]], sg.tensors[inter[4]]
             out = sg.tensors[op.outputs[0]]
-            if t.type != fb.TensorType.INT8 or not _quant_params(h)[0]:
+            if t.type != fb.TensorType.INT8 or not _quant_params(out)[0]:
                 continue
-            # Only where the state took the output's (merge's) quantization: a state calibrated
-            # on its own (a Bidirectional half before a concat) runs right in both kernels.
-            if _quant_params(t) == _quant_params(h) or _quant_params(h) != _quant_params(out):
-                continue
-            was = _quant_params(t)
-            was_s, was_z = (was[0][0], was[1][0]) if was[0] else (0.0, 0)
-            t.quantization = copy.deepcopy(h.quantization)
-            (s, *_), (z, *_) = _quant_params(h)
-            changed.append(
-                f"{sg.tensors[op.outputs[0]].name.decode()}: the LSTM's hidden intermediate "
-                f"takes its state's quantization (scale {s:.6g}, zero point {z}; was {was_s:.6g}, "
-                f"{was_z}): LiteRT's kernel otherwise mixes the two"
-            )
+            want = _quant_params(out)
+            (s, *_), (z, *_) = want
+            for role, tensor in (("hidden state", h), ("hidden intermediate", t)):
+                was = _quant_params(tensor)
+                if was == want:
+                    continue
+                was_s, was_z = (was[0][0], was[1][0]) if was[0] else (0.0, 0)
+                tensor.quantization = copy.deepcopy(out.quantization)
+                changed.append(
+                    f"{out.name.decode()}: the LSTM's {role} takes its output's quantization "
+                    f"(scale {s:.6g}, zero point {z}; was {was_s:.6g}, {was_z}): the kernel "
+                    "copies one into the other"
+                )
     if not changed:
         return data, []
     return pack_model(model), changed
+
+
+# The integer fused LSTM's int16 cell scale is 2^k: LiteRT's kernel refuses k > -9 (|c| >= 64)
+# and computes tanh(c) wrong for k < -15 (measured: the converter gave a cell whose |c| stays
+# under 0.33 the range +-0.5, k = -16, and the int8 model erred 0.38; k = -15 gives 0.0028).
+_CELL_EXP_MIN, _CELL_EXP_MAX = -15, -9
+
+
+def widen_lstm_cell_range(data: bytes, c_max: list[float]) -> tuple[bytes, list[str]]:
+    """Give the k-th integer fused LSTM's int16 cell state a power-of-two range that holds
+    `c_max[k]`, the largest |c| the float cell reaches on the calibration data, and no narrower
+    than +-1.
+
+    The converter sizes that range from its own calibration: too small where the float cell
+    reaches past it (a silent saturation), and below +-1 where LiteRT's kernel breaks. The
+    kernels derive every cell shift from this scale when they prepare, so the scale is the only
+    byte to change. Needs calibration data: run by `convert`, not in `POST_CONVERSION`."""
+    fb = schema()
+    model = load_model(data)
+    changed: list[str] = []
+    edited = False
+    k = 0
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if (
+                max(code.builtinCode, code.deprecatedBuiltinCode)
+                != fb.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+            ):
+                continue
+            k += 1
+            cell = sg.tensors[op.inputs[19]] if len(op.inputs) > 19 and op.inputs[19] >= 0 else None
+            if cell is None or cell.type != fb.TensorType.INT16 or not _quant_params(cell)[0]:
+                continue
+            want = c_max[k - 1] if k - 1 < len(c_max) else 0.0
+            scale = _quant_params(cell)[0][0]
+            name = sg.tensors[op.outputs[0]].name.decode()
+            if want <= 32767 * scale and scale >= 2.0**_CELL_EXP_MIN:
+                continue
+            need = int(np.ceil(np.log2(want / 32767))) if want > 0 else _CELL_EXP_MIN
+            exp = min(max(need, _CELL_EXP_MIN), _CELL_EXP_MAX)
+            if 2.0**exp > scale:
+                cell.quantization.scale = [2.0**exp]
+                why = (
+                    "the converter's range saturated it"
+                    if want > 32767 * scale
+                    else "LiteRT's kernel computes tanh(c) wrong below +-1"
+                )
+                changed.append(
+                    f"{name}: int16 cell state range +-{32768 * scale:.3g} -> "
+                    f"+-{32768 * 2.0**exp:.3g} (the float cell reaches |c| = {want:.3g} on the "
+                    f"calibration data; {why})"
+                )
+                scale, edited = 2.0**exp, True
+            if want > 32767 * scale:
+                changed.append(
+                    f"{name}: |c| = {want:.3g} is past the widest range the integer fused LSTM "
+                    f"takes (+-{32768 * scale:.3g}): it saturates there; the step model (state "
+                    "calibrated from the float cell) does not"
+                )
+    return (pack_model(model) if edited else data), changed
 
 
 def _referenced_buffers(model: Any) -> set[int]:
@@ -348,8 +408,8 @@ POST_CONVERSION: tuple[Pass, ...] = (
     ),
     Pass(
         "tie-lstm-hidden-intermediate",
-        "an int8 fused LSTM followed by a merge: the converter quantizes its hidden intermediate "
-        "and its state differently, which LiteRT's kernel computes wrong",
+        "an int8 fused LSTM before a merge: the converter quantizes its output, hidden state and "
+        "hidden intermediate differently, and the kernel copies one into the other",
         lambda v, q, info: (
             v == Variant.SEQUENCE and q == Quantization.INT8 and bool(info.variable_tensors)
         ),
