@@ -147,7 +147,9 @@ def verify_engine(
     from edgelstm.export.cengine import verify as v
 
     inputs = v.make_inputs(eng.ifc, streams, steps, seed, eng.vocab)
-    primary = "ref" if eng.meta.get("rounding") == "litert-ref" else v.primary_kernels()
+    primary = (
+        "ref" if eng.meta.get("rounding") == "litert-ref" else v.primary_kernels(eng.step_data)
+    )
     ref_y, ref_states = v.reference(eng.step_data, eng.ifc, inputs, primary)
     if target == "host":
         got = v.run_host(src_dir, eng.ifc, inputs, eng.prog.macs, sanitize=sanitize)
