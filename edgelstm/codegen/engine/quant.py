@@ -2,8 +2,9 @@
 
 Everything here is pure numpy/float64 so the generated C reproduces the int8 .tflite bit for bit:
 `quantize_multiplier` (frexp + round half away from zero, as tflite::QuantizeMultiplier), the
-ADD/SUB/MUL/FULLY_CONNECTED parameter derivations and the 256-entry LOGISTIC/TANH/SOFTMAX tables
-(float32 arithmetic, like LiteRT's LUTPopulate / PopulateSoftmaxLookupTable).
+ADD/SUB/MUL/DIV/MEAN/FULLY_CONNECTED parameter derivations, the 256-entry LOGISTIC/TANH/EXP/LOG/ELU/
+SOFTMAX tables (float32 arithmetic, like LiteRT's LUTPopulate / PopulateSoftmaxLookupTable) and
+the ABS/RSQRT tables from TFLite Micro's integer formulas (gemmlowp fixed point, exact).
 """
 
 from __future__ import annotations
@@ -247,15 +248,11 @@ def reciprocal(x: int) -> tuple[int, int]:
     return _sat_shl(r, 1), 31 - hp1
 
 
-def _np_f32(x: float) -> np.float32:
-    return np.float32(x)
-
-
 def abs_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
     """int8 ABS as TFLite Micro's AbsEvalQuantized (|x - zp| requantized), as a 256 table."""
     vals = np.arange(-128, 128)
-    same = _np_f32(in_scale) == _np_f32(out_scale)
-    m, s = quantize_multiplier(float(_np_f32(in_scale) / _np_f32(out_scale)))
+    same = np.float32(in_scale) == np.float32(out_scale)
+    m, s = quantize_multiplier(float(np.float32(in_scale) / np.float32(out_scale)))
     q = [
         abs(int(v) - in_zp) + out_zp if same else mbqm(abs(int(v) - in_zp), m, s) + out_zp
         for v in vals
@@ -270,7 +267,7 @@ def rsqrt_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> n
     """int8 RSQRT as TFLite Micro's RsqrtEvalQuantized, as a 256 table. An input at the zero
     point gives 127; one below it (an error in TFLite) gives 127 too."""
     vals = np.arange(-128, 128)
-    real = 1.0 / float(np.sqrt(_np_f32(in_scale)) * _np_f32(out_scale))
+    real = 1.0 / float(np.sqrt(np.float32(in_scale)) * np.float32(out_scale))
     m, s = quantize_multiplier(real)
     q = []
     for v in vals:
@@ -305,7 +302,7 @@ def div_s8(x1: int, x2: int, o1: int, o2: int, oo: int, m: int, s: int) -> int:
     if b < 0:
         a, b = -a, -b
     inv, rs = reciprocal(b)
-    hr = 31 if a in (0, -1) else 32 - (a if a > 0 else ~a).bit_length() - 1  # CountLeadingSignBits
+    hr = 31 - (a if a >= 0 else ~a).bit_length()  # CountLeadingSignBits
     q = srdhm(_wrap32(a << hr), inv)
     e = -(s - rs - hr)
     return oo + (rdbpot(srdhm(q, m), e) if e <= 31 else 0)

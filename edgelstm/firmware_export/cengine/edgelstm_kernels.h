@@ -117,7 +117,7 @@ typedef struct {
 void el_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
                     int step2, int8_t *y, int n);
 
-/* y[i] = lut[(uint8_t)x[i]] (LOGISTIC, TANH). */
+/* y[i] = lut[(uint8_t)x[i]] (LOGISTIC, TANH, ABS, EXP, LOG, RSQRT, ELU, RELU, QUANTIZE). */
 void el_lut_s8(const int8_t *lut, const int8_t *x, int8_t *y, int n);
 
 /* TFLite's int8 softmax: a float exp table of 256 entries indexed by (max - x). */

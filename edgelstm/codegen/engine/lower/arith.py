@@ -16,8 +16,13 @@ from edgelstm.codegen.engine.lower.program import CStruct, _act, _is_int8
 if TYPE_CHECKING:
     from edgelstm.codegen.engine.lower.core import Lowering
 
-UNARY_CODES = {"ABS": "EL_UN_ABS", "EXP": "EL_UN_EXP", "LOG": "EL_UN_LOG", "RSQRT": "EL_UN_RSQRT"}
-UNARY_CODES["ELU"] = "EL_UN_ELU"
+UNARY_CODES = {
+    "ABS": "EL_UN_ABS",
+    "EXP": "EL_UN_EXP",
+    "LOG": "EL_UN_LOG",
+    "RSQRT": "EL_UN_RSQRT",
+    "ELU": "EL_UN_ELU",
+}
 
 
 def _unary_table(op: str, x_scale: float, x_zp: int, y_scale: float, y_zp: int) -> np.ndarray:
