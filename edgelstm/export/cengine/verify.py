@@ -224,11 +224,12 @@ def reference(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """One kernel set (KERNEL_SETS) on the raw inputs: y [S,T,Y] and each state [S,T,n]."""
     model = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    # signature metadata from LiteRT; BUILTIN_REF lacks a few ops (ELU) the default set has
-    meta_kernels = "ref" if kernels == "tflm" else kernels
-    if meta_kernels == "ref" and kernels == "tflm" and not _runs(model, "ref"):
-        meta_kernels = "default"
-    meta = _litert(model, meta_kernels)
+    try:
+        meta = _litert(model, "ref" if kernels == "tflm" else kernels)
+    except ValueError:  # BUILTIN_REF lacks a few ops (ELU); TFLite Micro only needs the metadata
+        if kernels != "tflm":
+            raise
+        meta = _litert(model, "default")
     in_list, out_list = meta.get_input_details(), meta.get_output_details()
     ins = {d["name"]: d for d in in_list}
     outs = {d["name"]: d for d in out_list}
