@@ -33,9 +33,6 @@ class Case:
     # Known int8 gaps (issue #13, int8 accuracy): variants whose int8 artifact exceeds its bound
     # on these tiny random models or crashes the TF converter. The test asserts each is reported.
     int8_gaps: tuple[str, ...] = ()
-    # the TFLite op its step model needs that the C engine has no kernel for (exporting it is an
-    # error naming that op)
-    c_missing: str | None = None
 
 
 def _seq(*layers: Any, tokens: bool = False, batch: int | None = None) -> Callable[[Any], Any]:
@@ -206,22 +203,16 @@ CASES: dict[str, Case] = {
     "lstm_hard_sigmoid": Case(
         _seq(lambda L: L.LSTM(5, recurrent_activation="hard_sigmoid"), lambda L: L.Dense(2))
     ),
-    "lstm_softsign": Case(
-        _seq(lambda L: L.LSTM(4, activation="softsign"), lambda L: L.Dense(2)), c_missing="ABS"
-    ),
-    "gru_softplus": Case(
-        _seq(lambda L: L.GRU(4, activation="softplus"), lambda L: L.Dense(2)), c_missing="EXP"
-    ),
+    "lstm_softsign": Case(_seq(lambda L: L.LSTM(4, activation="softsign"), lambda L: L.Dense(2))),
+    "gru_softplus": Case(_seq(lambda L: L.GRU(4, activation="softplus"), lambda L: L.Dense(2))),
     "rnn_selu": Case(
         _seq(lambda L: L.SimpleRNN(4, activation="selu"), lambda L: L.Dense(2)),
         int8_gaps=("sequence", "step"),  # unbounded activation: the state outgrows int8
-        c_missing="EXP",
     ),
     "lstm_elu_silu": Case(
         _seq(
             lambda L: L.LSTM(4, activation="elu", recurrent_activation="silu"), lambda L: L.Dense(2)
         ),
-        c_missing="ELU",
     ),
     "gru_hard_sigmoid": Case(
         _seq(lambda L: L.GRU(4, recurrent_activation="hard_sigmoid"), lambda L: L.Dense(2))
@@ -252,7 +243,6 @@ CASES: dict[str, Case] = {
     "masking_lstm": Case(
         _seq(lambda L: L.Masking(0.0), lambda L: L.LSTM(4), lambda L: L.Dense(2)),
         padded=True,
-        c_missing="NOT_EQUAL",
     ),
     # file formats
     "keras3_h5": Case(_seq(lambda L: L.LSTM(4), lambda L: L.Dense(2)), fmt="h5"),
@@ -298,7 +288,6 @@ CASES: dict[str, Case] = {
     ),
     "elu_layer": Case(
         _seq(lambda L: L.GRU(4, return_sequences=True), lambda L: L.ELU(), lambda L: L.Dense(2)),
-        c_missing="ELU",
     ),
     "layernorm_after": Case(
         _seq(
@@ -306,7 +295,6 @@ CASES: dict[str, Case] = {
             lambda L: L.LayerNormalization(),
             lambda L: L.Dense(2),
         ),
-        c_missing="MEAN",
     ),
     "rnn_lstmcell": Case(_seq(lambda L: L.RNN(L.LSTMCell(4)), lambda L: L.Dense(2))),
     "rnn_stacked_cells": Case(
@@ -323,7 +311,6 @@ CASES: dict[str, Case] = {
             lambda L: L.LSTM(4, return_sequences=True),
             lambda L: L.TimeDistributed(L.LayerNormalization()),
         ),
-        c_missing="MEAN",
     ),
     "global_avg_pool": Case(
         _seq(

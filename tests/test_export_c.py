@@ -353,10 +353,10 @@ def test_unsupported_op_names_layer(tmp_path: Path, calibration_file: Path) -> N
         [
             keras.Input((12, 4)),
             keras.layers.LSTM(6, return_sequences=True),
-            keras.layers.Dense(3, activation="elu", name="elu_head"),
+            keras.layers.Dense(3, activation="gelu", name="gelu_head"),
         ]
     )
-    path = tmp_path / "elu.keras"
+    path = tmp_path / "gelu.keras"
     model.save(path)
     from edgelstm.convert import ConvertConfig, convert_model
     from edgelstm.types import Quantization, Variant
@@ -371,7 +371,7 @@ def test_unsupported_op_names_layer(tmp_path: Path, calibration_file: Path) -> N
     manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
     from edgelstm.export.cengine import export_c
 
-    with pytest.raises(UnsupportedLayerError, match=r"ELU.*elu_head"):
+    with pytest.raises(UnsupportedLayerError, match=r"GELU.*gelu_head"):
         export_c(
             tmp_path / "c" / _step_file(manifest, "float"),
             tmp_path / "out",
@@ -616,6 +616,32 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
             data.append(f"static const el_mul_fast_t {name} = {{{', '.join(map(str, vals))}}};\n")
             emit(name, 256, f"el_mul_s8_fast(&{name}, ex1, 1, ex2, 1, y, 256);", want)
             n_mul += 1
+    # DIV: every pair of codes, both divisor signs (a divisor at its zero point gives out_off);
+    # MEAN: rows of 1..40 codes summed, 1/n folded into the multiplier
+    for k in range(8):
+        s1, s2, so = (float(np.float32(v)) for v in 10 ** rng.uniform(-3, 0, 3))
+        z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+        m, sh = quant.quantize_multiplier(float(np.float32(s1) / (np.float32(s2) * np.float32(so))))
+        inv, rs = quant.div_tables(z2)
+        data += [_c_arr("int32_t", f"div{k}_i", inv), _c_arr("int8_t", f"div{k}_r", rs)]
+        data.append(f"static const el_div_s8_t div{k} = {{{-z1}, {zo}, {m}, {sh}, -128, 127}};\n")
+        want = np.clip(
+            [
+                quant.div_s8(int(a), int(b), -z1, -z2, zo, m, sh)
+                for a, b in zip(x1, x2, strict=True)
+            ],
+            -128,
+            127,
+        )
+        emit(
+            f"div{k}", 256, f"el_div_s8(&div{k}, div{k}_i, div{k}_r, ex1, 1, ex2, 1, y, 256);", want
+        )
+        n = int(rng.integers(1, 41))
+        rows = 256 // n
+        m, sh = quant.mean_params(s1, so, n)
+        sums = x1[: rows * n].reshape(rows, n).sum(axis=1)
+        want = np.clip([_mbqm(int(t) - z1 * n, m, sh) + zo for t in sums], -128, 127)
+        emit(f"mean{k}", rows, f"el_mean_s8(ex1, {rows}, {n}, 1, {z1}, {m}, {sh}, {zo}, y);", want)
     src = (
         '#include <stdio.h>\n#include "edgelstm_kernels.h"\n'
         + "".join(data)
@@ -628,6 +654,38 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
         + '    printf("done\\n");\n    return 0;\n}\n'
     )
     return src, expect
+
+
+def test_int8_integer_formulas_follow_the_float_functions() -> None:
+    """The Python ports of TFLite's integer ABS, RSQRT, DIV and MEAN (gemmlowp reciprocal and
+    inverse square root, exact in Python integers) stay within 1 LSB of the real function."""
+    from edgelstm.codegen.engine import quant
+
+    rng = np.random.default_rng(5)
+    v = np.arange(-128, 128)
+    for _ in range(100):
+        s1, s2, so = (float(np.float32(x)) for x in 10 ** rng.uniform(-3, 0, 3))
+        z1, z2, zo = (int(x) for x in rng.integers(-128, 128, 3))
+
+        def q(real: np.ndarray, so: float = so, zo: int = zo) -> np.ndarray:
+            return np.clip(np.round(real / so) + zo, -128, 127)
+
+        got = quant.abs_table(s1, z1, so, zo)[v.astype(np.uint8)]
+        assert np.abs(got - q(np.abs(s1 * (v - z1)))).max() <= 1
+        pos = v > z1
+        got = quant.rsqrt_table(s1, z1, so, zo)[v.astype(np.uint8)][pos]
+        assert np.abs(got - q(1 / np.sqrt(s1 * (v[pos] - z1)))).max(initial=0) <= 1
+        m, sh = quant.quantize_multiplier(float(np.float32(s1) / (np.float32(s2) * np.float32(so))))
+        a, b = rng.integers(-128, 128, (2, 64))
+        a, b = a[b != z2], b[b != z2]
+        got = [quant.div_s8(int(x), int(y), -z1, -z2, zo, m, sh) for x, y in zip(a, b, strict=True)]
+        got = np.clip(got, -128, 127)
+        assert np.abs(got - q(s1 * (a - z1) / (s2 * (b - z2)))).max(initial=0) <= 1
+        n = int(rng.integers(1, 40))
+        x = rng.integers(-128, 128, n)
+        m, sh = quant.mean_params(s1, so, n)
+        got = np.clip(quant.mbqm(int(x.sum()) - z1 * n, m, sh) + zo, -128, 127)
+        assert abs(got - q(s1 * (x - z1).mean())) <= 1
 
 
 def _check_fuzz_output(text: str, expect: list[tuple[str, np.ndarray]], where: str) -> None:

@@ -80,7 +80,7 @@ def build_interface(
         y_name = others[0]
     x, y = graph.tensors[graph.inputs["x"]], graph.tensors[graph.outputs[y_name]]
     for t in (x, y):
-        if not t.ctype or t.dtype == "int16":
+        if not t.ctype or t.dtype in ("int16", "bool"):
             raise BadInputError(f"tensor '{t.name}' has dtype {t.dtype}, which the engine lacks")
     states = []
     for nm in graph.input_order:

@@ -23,7 +23,13 @@ _NP_DTYPES = {
     "bool": np.bool_,
     "float16": np.float16,
 }
-CTYPES = {"float32": "float", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t"}
+CTYPES = {
+    "float32": "float",
+    "int8": "int8_t",
+    "int16": "int16_t",
+    "int32": "int32_t",
+    "bool": "uint8_t",  # TFLite's bool tensors hold one byte per element, 0 or 1
+}
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Everything here is pure numpy/float64 so the generated C reproduces the int8 .tflite bit for bit:
 `quantize_multiplier` (frexp + round half away from zero, as tflite::QuantizeMultiplier), the
-ADD/SUB/MUL/FULLY_CONNECTED parameter derivations and the 256-entry LOGISTIC/TANH/SOFTMAX tables
-(float32 arithmetic, like LiteRT's LUTPopulate / PopulateSoftmaxLookupTable).
+ADD/SUB/MUL/DIV/MEAN/FULLY_CONNECTED parameter derivations, the 256-entry LOGISTIC/TANH/EXP/LOG/ELU/
+SOFTMAX tables (float32 arithmetic, like LiteRT's LUTPopulate / PopulateSoftmaxLookupTable) and
+the ABS/RSQRT tables from TFLite Micro's integer formulas (gemmlowp fixed point, exact).
 """
 
 from __future__ import annotations
@@ -96,21 +97,50 @@ def addsub_params(s1: float, z1: int, s2: float, z2: int, so: float, zo: int) ->
     return AddSubParams(-z1, m1, sh1, -z2, m2, sh2, zo, mo, sho)
 
 
+def _exp32(v: np.ndarray) -> np.ndarray:
+    return np.exp(v.astype(np.float64)).astype(np.float32)
+
+
+def _lut_fn(kind: str, v: np.ndarray, out_min: np.float32) -> np.ndarray:
+    """The float32 function of a table op on `v`, as LiteRT / TFLite Micro write it (libm's expf
+    and logf round correctly in practice: evaluate in float64, round once to float32)."""
+    if kind == "LOGISTIC":
+        return np.float32(1.0) / (np.float32(1.0) + np.exp(-v))
+    if kind == "TANH":
+        return np.tanh(v)
+    if kind == "EXP":
+        return _exp32(v)
+    if kind == "ELU":  # elu.cc: value < 0 ? exp(value) - 1 : value
+        return np.where(v < 0, _exp32(v) - np.float32(1.0), v)
+    if kind == "LOG":  # LogLUTPrepare: value <= 0 gives the output's lowest value
+        safe = np.where(v > 0, v, np.float32(1.0)).astype(np.float64)
+        return np.where(v > 0, np.log(safe).astype(np.float32), out_min)
+    raise ValueError(f"no table for {kind}")
+
+
+LUT_OPS = ("LOGISTIC", "TANH", "EXP", "ELU", "LOG")
+
+
 def lut_s8(kind: str, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
-    """256-entry int8 table indexed by (uint8)x, as LiteRT's LUTPopulate<int8_t> in float32."""
+    """256-entry int8 table indexed by (uint8)x, as LiteRT's LUTPopulate<int8_t> in float32:
+    dequantize, the op's float function (LUT_OPS), scale, round half away, clamp."""
     vals = np.arange(-128, 128, dtype=np.int32)
+    out_min = np.float32(-128 - out_zp) * np.float32(out_scale)
     with np.errstate(over="ignore"):
         deq = np.float32(in_scale) * (vals - in_zp).astype(np.float32)
-        if kind == "LOGISTIC":
-            tr = np.float32(1.0) / (np.float32(1.0) + np.exp(-deq))
-        else:
-            tr = np.tanh(deq)
-    inv = np.float32(1.0) / np.float32(out_scale)
-    scaled = (tr * inv).astype(np.float32).astype(np.float64)  # round exactly, in float64
+        tr = np.asarray(_lut_fn(kind, deq, out_min), dtype=np.float32)
+        inv = np.float32(1.0) / np.float32(out_scale)
+        scaled = (tr * inv).astype(np.float32).astype(np.float64)  # round exactly, in float64
     rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    rounded = np.clip(np.nan_to_num(rounded, nan=0.0), -(2.0**40), 2.0**40)
     q = np.clip(rounded.astype(np.int64) + out_zp, -128, 127).astype(np.int8)
+    return _by_byte(vals, q)
+
+
+def _by_byte(vals: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """A table of the int8 values `vals` -> `q`, indexed by the byte pattern of the input."""
     table = np.empty(256, dtype=np.int8)
-    table[vals.astype(np.uint8)] = q  # index by the byte pattern of x
+    table[np.asarray(vals).astype(np.uint8)] = np.asarray(q, dtype=np.int8)
     return table
 
 
@@ -143,3 +173,143 @@ def requant_table(in_zp: int, out_zp: int, m: int, shift: int) -> np.ndarray:
     table = np.empty(256, dtype=np.int8)
     table[vals.astype(np.uint8)] = np.array(q, dtype=np.int8)
     return table
+
+
+# ---- gemmlowp fixed point, exact in Python integers (int32 wrap-around where C++ wraps) --------
+
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+
+
+def _wrap32(x: int) -> int:
+    return (x + 2**31) % 2**32 - 2**31
+
+
+def srdhm(a: int, b: int) -> int:
+    """SaturatingRoundingDoublingHighMul."""
+    if a == b == _I32_MIN:
+        return _I32_MAX
+    ab = a * b
+    v = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    q = abs(v) >> 31
+    return q if v >= 0 else -q  # C division truncates toward zero
+
+
+def rdbpot(x: int, e: int) -> int:
+    """RoundingDivideByPOT: x / 2^e, halves away from zero."""
+    mask = (1 << e) - 1
+    return (x >> e) + (1 if (x & mask) > (mask >> 1) + (1 if x < 0 else 0) else 0)
+
+
+def _sat_shl(x: int, e: int) -> int:
+    """SaturatingRoundingMultiplyByPOT<e> for e > 0: x * 2^e saturated to int32."""
+    limit = (1 << (31 - e)) - 1
+    return _I32_MAX if x > limit else _I32_MIN if x < -limit else x << e
+
+
+def _clz32(x: int) -> int:
+    return 32 - int(x).bit_length()
+
+
+def inv_sqrt_multiplier_exp(x: int, reverse_shift: int) -> tuple[int, int]:
+    """GetInvSqrtQuantizedMultiplierExp: 1/sqrt(x) as (Q31 multiplier, shift), Newton-Raphson in
+    gemmlowp's F3 fixed point."""
+    if x <= 1:
+        return _I32_MAX, 0
+    shift = 11
+    while x >= 1 << 29:
+        x //= 4
+        shift += 1
+    pairs = (_clz32(x) - 1) // 2 - 1
+    shift -= pairs
+    x <<= 2 * pairs
+    half_x = rdbpot(x >> 1, 1)  # F3 input, halved
+    half_three = (1 << 28) + (1 << 27)
+    r = 1 << 28  # F3 one
+    for _ in range(5):
+        r3 = _sat_shl(srdhm(srdhm(r, r), r), 6)  # F9 -> F3
+        r = _sat_shl(_wrap32(srdhm(half_three, r) - srdhm(half_x, r3)), 3)  # F6 -> F3
+    r = srdhm(r, 1518500250)  # * sqrt(2) / 2 in F0
+    if shift < 0:
+        r, shift = _wrap32(r << -shift), 0
+    return r, shift * reverse_shift
+
+
+def reciprocal(x: int) -> tuple[int, int]:
+    """GetReciprocal(x, 31): (1 / x as a Q31 multiplier in [2^30, 2^31), its right shift)."""
+    hp1 = _clz32(x)
+    a = _wrap32(((x << hp1) & 0xFFFFFFFF) - (1 << 31))  # x normalized to [1, 2), minus one
+    # one_over_one_plus_x_for_x_in_0_1: Newton-Raphson in F2 from 48/17 - 32/17 * d
+    s = a + _I32_MAX
+    half_d = int((s + (1 if s >= 0 else -1)) / 2)  # RoundingHalfSum(a, One), truncated
+    r = _wrap32(1515870810 + srdhm(half_d, -1010580540))
+    for _ in range(3):
+        err = _wrap32((1 << 29) - srdhm(half_d, r))
+        r = _wrap32(r + _sat_shl(srdhm(r, err), 2))
+    return _sat_shl(r, 1), 31 - hp1
+
+
+def abs_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 ABS as TFLite Micro's AbsEvalQuantized (|x - zp| requantized), as a 256 table."""
+    vals = np.arange(-128, 128)
+    same = np.float32(in_scale) == np.float32(out_scale)
+    m, s = quantize_multiplier(float(np.float32(in_scale) / np.float32(out_scale)))
+    q = [
+        abs(int(v) - in_zp) + out_zp if same else mbqm(abs(int(v) - in_zp), m, s) + out_zp
+        for v in vals
+    ]
+    return _by_byte(vals, np.clip(q, -128, 127))
+
+
+RSQRT_SHIFT = 20  # RsqrtEvalQuantized's headroom shift
+
+
+def rsqrt_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 RSQRT as TFLite Micro's RsqrtEvalQuantized, as a 256 table. An input at the zero
+    point gives 127; one below it (an error in TFLite) gives 127 too."""
+    vals = np.arange(-128, 128)
+    real = 1.0 / float(np.sqrt(np.float32(in_scale)) * np.float32(out_scale))
+    m, s = quantize_multiplier(real)
+    q = []
+    for v in vals:
+        x = int(v) - in_zp
+        if x <= 0:
+            q.append(127)
+            continue
+        im, ish = inv_sqrt_multiplier_exp(x, -1)
+        data = mbqm(1, im, ish + RSQRT_SHIFT)
+        q.append(mbqm(data, m, s - RSQRT_SHIFT) + out_zp)
+    return _by_byte(vals, np.clip(q, -128, 127))
+
+
+def div_tables(in2_zp: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per byte of DIV's divisor: GetReciprocal of |x - zp| with the divisor's sign (int32; 0
+    for a zero divisor) and its right shift (int8), for el_div_s8."""
+    inv, rs = np.zeros(256, np.int64), np.zeros(256, np.int64)
+    for v in range(-128, 128):
+        d = v - in2_zp
+        if d != 0:
+            r, sh = reciprocal(abs(d))
+            inv[v & 255], rs[v & 255] = (r if d > 0 else -r), sh
+    return inv, rs
+
+
+def div_s8(x1: int, x2: int, o1: int, o2: int, oo: int, m: int, s: int) -> int:
+    """One int8 DIV output before the clamp, as reference_ops::DivElementwise (a Python model of
+    el_div_s8 for tests)."""
+    a, b = o1 + x1, o2 + x2
+    if b == 0:
+        return oo
+    if b < 0:
+        a, b = -a, -b
+    inv, rs = reciprocal(b)
+    hr = 31 - (a if a >= 0 else ~a).bit_length()  # CountLeadingSignBits
+    q = srdhm(_wrap32(a << hr), inv)
+    e = -(s - rs - hr)
+    return oo + (rdbpot(srdhm(q, m), e) if e <= 31 else 0)
+
+
+def mean_params(in_scale: float, out_scale: float, n: int) -> tuple[int, int]:
+    """int8 MEAN's (multiplier, shift) with the 1/n folded in, as QuantizedMeanOrSum."""
+    m, s = quantize_multiplier(float(in_scale) / float(out_scale))
+    k = min(n.bit_length() - 1, 32, 31 + s)
+    return (m << k) // n, s - k

@@ -847,6 +847,75 @@ void el_softmax_s8(const float *table, float out_scale, int32_t out_zp, const in
     }
 }
 
+/* CountLeadingSignBits (GCC's __builtin_clrsb, as TFLite uses): 31 for 0 and -1 */
+static int32_t el_clrsb(int32_t a)
+{
+#if defined(__GNUC__)
+    return __builtin_clrsb(a);
+#else
+    uint32_t u = a < 0 ? ~(uint32_t)a : (uint32_t)a;
+    int32_t k = -1;
+    while (k < 31 && !(u & 0x80000000u)) {
+        u <<= 1;
+        ++k;
+    }
+    return k < 0 ? 0 : k;
+#endif
+}
+
+/* RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, m), e) for m >= 0, e >= 0; e > 31
+ * (undefined in gemmlowp) gives the rounded quotient, 0 */
+static int32_t el_srdhm_rdbpot(int32_t x, int32_t m, int32_t e)
+{
+    const int32_t s = (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
+    uint32_t t;
+    if (e <= 0) {
+        return s;
+    }
+    if (e > 31) {
+        return 0;
+    }
+    t = (uint32_t)s + (1u << (e - 1));
+    return s >= 0 ? (int32_t)(t >> e) : (int32_t)(t - 1u) >> e;
+}
+
+void el_div_s8(const el_div_s8_t *p, const int32_t *inv, const int8_t *rs, const int8_t *x1,
+               int step1, const int8_t *x2, int step2, int8_t *y, int n)
+{
+    const int32_t o1 = p->in1_off, oo = p->out_off, mo = p->out_mult, so = p->out_shift;
+    const int32_t lo = p->act_min, hi = p->act_max;
+    int i;
+    for (i = 0; i < n; ++i, x1 += step1, x2 += step2) {
+        const uint8_t k = (uint8_t)*x2;
+        int32_t a = o1 + *x1, r = inv[k], hr, q;
+        if (r < 0) { /* a negative divisor: flip both signs, the reciprocal is of |divisor| */
+            a = -a;
+            r = -r;
+        }
+        hr = el_clrsb(a);
+        /* MultiplyByQuantizedMultiplierGreaterThanOne(a, r, hr): a << hr cannot overflow */
+        q = (int32_t)(((int64_t)(int32_t)((uint32_t)a << hr) * r + ((int64_t)1 << 30)) >> 31);
+        y[i] = el_clamp8(oo + el_srdhm_rdbpot(q, mo, rs[k] + hr - so), lo, hi);
+    }
+}
+
+void el_mean_s8(const int8_t *x, int outer, int n, int inner, int32_t in_zp, int32_t mult,
+                int32_t shift, int32_t out_zp, int8_t *y)
+{
+    int o, j, k;
+    for (o = 0; o < outer; ++o) {
+        for (k = 0; k < inner; ++k) {
+            const int8_t *p = x + (long)o * n * inner + k;
+            int32_t sum = 0;
+            for (j = 0; j < n; ++j) {
+                sum += p[(long)j * inner];
+            }
+            y[(long)o * inner + k] = el_clamp8(el_mbqm(sum - in_zp * n, mult, shift) + out_zp,
+                                               -128, 127);
+        }
+    }
+}
+
 void el_requant_s8(const int8_t *x, int32_t in_zp, int32_t mult, int32_t shift, int32_t out_zp,
                    int8_t *y, int n)
 {
@@ -1004,7 +1073,8 @@ void el_binary_f32(int op, const float *x1, int step1, const float *x2, int step
 {
     int i;
     for (i = 0; i < n; ++i, x1 += step1, x2 += step2) {
-        const float v = op == 0 ? *x1 + *x2 : (op == 1 ? *x1 - *x2 : *x1 * *x2);
+        const float a = *x1, b = *x2;
+        const float v = op == 0 ? a + b : (op == 1 ? a - b : (op == 2 ? a * b : a / b));
         y[i] = el_act_f32(v, act);
     }
 }
@@ -1053,6 +1123,100 @@ void el_relu_f32(const float *x, float *y, int n, float lo, float hi)
     }
 }
 
+void el_unary_f32(int op, const float *x, float *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const float v = x[i];
+        switch (op) {
+        case EL_UN_ABS:
+            y[i] = fabsf(v);
+            break;
+        case EL_UN_EXP:
+            y[i] = expf(v);
+            break;
+        case EL_UN_LOG:
+            y[i] = logf(v);
+            break;
+        case EL_UN_RSQRT:
+            y[i] = 1.0f / sqrtf(v);
+            break;
+        default: /* EL_UN_ELU */
+            y[i] = v < 0.0f ? expm1f(v) : v;
+            break;
+        }
+    }
+}
+
+void el_mean_f32(const float *x, int outer, int n, int inner, float *y)
+{
+    int o, j, k;
+    for (o = 0; o < outer; ++o) {
+        for (k = 0; k < inner; ++k) {
+            const float *p = x + (long)o * n * inner + k;
+            float sum = 0.0f;
+            for (j = 0; j < n; ++j) {
+                sum += p[(long)j * inner];
+            }
+            y[(long)o * inner + k] = sum / (float)n;
+        }
+    }
+}
+
+void el_compare_f32(int op, const float *x1, int step1, const float *x2, int step2, uint8_t *y,
+                    int n)
+{
+    int i;
+    for (i = 0; i < n; ++i, x1 += step1, x2 += step2) {
+        const float a = *x1, b = *x2;
+        int r;
+        switch (op) {
+        case EL_CMP_EQUAL:
+            r = a == b;
+            break;
+        case EL_CMP_NOT_EQUAL:
+            r = a != b;
+            break;
+        case EL_CMP_LESS:
+            r = a < b;
+            break;
+        case EL_CMP_LESS_EQUAL:
+            r = a <= b;
+            break;
+        case EL_CMP_GREATER:
+            r = a > b;
+            break;
+        default: /* EL_CMP_GREATER_EQUAL */
+            r = a >= b;
+            break;
+        }
+        y[i] = (uint8_t)r;
+    }
+}
+
+void el_reduce_any(const uint8_t *x, int outer, int n, int inner, uint8_t *y)
+{
+    int o, j, k;
+    for (o = 0; o < outer; ++o) {
+        for (k = 0; k < inner; ++k) {
+            const uint8_t *p = x + (long)o * n * inner + k;
+            uint8_t any = 0;
+            for (j = 0; j < n; ++j) {
+                any |= (uint8_t)(p[(long)j * inner] != 0);
+            }
+            y[(long)o * inner + k] = any;
+        }
+    }
+}
+
+void el_cast_bool_f32(const uint8_t *c, float *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        y[i] = c[i] ? 1.0f : 0.0f;
+    }
+}
+
 void el_softmax_f32(const float *x, float *y, int outer, int n, float beta)
 {
     int o, j;
@@ -1080,6 +1244,17 @@ void el_copy_rows(const void *src, int src_stride, void *dst, int dst_stride, in
     int r;
     for (r = 0; r < rows; ++r) {
         memmove(d + (long)r * dst_stride, s + (long)r * src_stride, (size_t)len);
+    }
+}
+
+void el_select(const uint8_t *c, int stepc, const void *a, int stepa, const void *b, int stepb,
+               void *y, int n, int size)
+{
+    const unsigned char *pa = (const unsigned char *)a, *pb = (const unsigned char *)b;
+    unsigned char *py = (unsigned char *)y;
+    int i;
+    for (i = 0; i < n; ++i, c += stepc, pa += (long)stepa * size, pb += (long)stepb * size) {
+        memmove(py + (long)i * size, *c ? pa : pb, (size_t)size);
     }
 }
 

@@ -117,12 +117,27 @@ typedef struct {
 void el_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
                     int step2, int8_t *y, int n);
 
-/* y[i] = lut[(uint8_t)x[i]] (LOGISTIC, TANH). */
+/* y[i] = lut[(uint8_t)x[i]] (LOGISTIC, TANH, ABS, EXP, LOG, RSQRT, ELU, RELU, QUANTIZE). */
 void el_lut_s8(const int8_t *lut, const int8_t *x, int8_t *y, int n);
 
 /* TFLite's int8 softmax: a float exp table of 256 entries indexed by (max - x). */
 void el_softmax_s8(const float *table, float out_scale, int32_t out_zp, const int8_t *x,
                    int8_t *y, int outer, int n);
+
+/* int8 DIV as TFLite's reference DivElementwise: per byte of x2, `inv` holds the reciprocal of
+ * (x2 - zp2) from GetReciprocal (negative for a negative divisor, 0 for a zero one) and `rs` its
+ * shift; the quotient is rescaled by out_mult / out_shift (in1 scale / (in2 scale * out scale)). */
+typedef struct {
+    int32_t in1_off, out_off, out_mult, out_shift, act_min, act_max;
+} el_div_s8_t;
+
+void el_div_s8(const el_div_s8_t *p, const int32_t *inv, const int8_t *rs, const int8_t *x1,
+               int step1, const int8_t *x2, int step2, int8_t *y, int n);
+
+/* int8 MEAN over the middle axis of [outer, n, inner] (TFLite's QuantizedMeanOrSum): the sum
+ * minus n * in_zp, requantized by mult / shift (1/n folded in by the generator). */
+void el_mean_s8(const int8_t *x, int outer, int n, int inner, int32_t in_zp, int32_t mult,
+                int32_t shift, int32_t out_zp, int8_t *y);
 
 /* int8 -> int8 with a new scale / zero point. */
 void el_requant_s8(const int8_t *x, int32_t in_zp, int32_t mult, int32_t shift, int32_t out_zp,
@@ -140,7 +155,7 @@ void el_dequantize_s8_f32(const int8_t *x, float scale, int32_t zp, float *y, in
 
 void el_fc_f32(const float *x, int cols, const float *w, const float *bias, int rows, int act,
                float *y);
-/* op: 0 add, 1 sub, 2 mul */
+/* op: 0 add, 1 sub, 2 mul, 3 div */
 void el_binary_f32(int op, const float *x1, int step1, const float *x2, int step2, float *y, int n,
                    int act);
 void el_logistic_f32(const float *x, float *y, int n);
@@ -152,12 +167,41 @@ void el_maxmin_f32(int is_max, const float *x1, int step1, const float *x2, int 
 void el_maxmin_s8(int is_max, const int8_t *x1, int step1, const int8_t *x2, int step2,
                   int8_t *y, int n);
 void el_relu_f32(const float *x, float *y, int n, float lo, float hi);
+/* float32 math of one input (el_unary_f32's op) */
+#define EL_UN_ABS 0
+#define EL_UN_EXP 1
+#define EL_UN_LOG 2
+#define EL_UN_RSQRT 3
+#define EL_UN_ELU 4
+
+void el_unary_f32(int op, const float *x, float *y, int n);
+/* MEAN over the middle axis of [outer, n, inner]: a float sum in input order, then / n */
+void el_mean_f32(const float *x, int outer, int n, int inner, float *y);
+
+/* comparisons of two float tensors (step 0: a scalar) into bool bytes (0 / 1) */
+#define EL_CMP_EQUAL 0
+#define EL_CMP_NOT_EQUAL 1
+#define EL_CMP_LESS 2
+#define EL_CMP_LESS_EQUAL 3
+#define EL_CMP_GREATER 4
+#define EL_CMP_GREATER_EQUAL 5
+
+void el_compare_f32(int op, const float *x1, int step1, const float *x2, int step2, uint8_t *y,
+                    int n);
+/* REDUCE_ANY over the middle axis of [outer, n, inner], bool bytes */
+void el_reduce_any(const uint8_t *x, int outer, int n, int inner, uint8_t *y);
+/* CAST bool bytes -> float32 (0.0f / 1.0f) */
+void el_cast_bool_f32(const uint8_t *c, float *y, int n);
+
 void el_softmax_f32(const float *x, float *y, int outer, int n, float beta);
 
 /* ---- layout (any type) ----------------------------------------------------------------- */
 
 /* Copy `rows` chunks of `len` bytes from src (stride src_stride) to dst (stride dst_stride). */
 void el_copy_rows(const void *src, int src_stride, void *dst, int dst_stride, int rows, int len);
+/* SELECT / SELECT_V2: y = c ? a : b per element of `size` bytes (step 0: broadcast a scalar) */
+void el_select(const uint8_t *c, int stepc, const void *a, int stepa, const void *b, int stepb,
+               void *y, int n, int size);
 /* Embedding: y = table[idx] (row of `row_bytes`); EL_ERR_INDEX unless 0 <= idx < n_rows. */
 int el_gather(const void *table, int n_rows, int row_bytes, const int32_t *idx, int n_idx,
               void *y);

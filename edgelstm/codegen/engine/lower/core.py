@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from edgelstm.codegen.engine.graph import Graph, Op, Tensor
-from edgelstm.codegen.engine.lower import elementwise, fc, layout
+from edgelstm.codegen.engine.lower import arith, elementwise, fc, layout, logic, reduce
 from edgelstm.codegen.engine.lower.program import (
     ALIAS_OPS,
     ARENA_ALIGN,
@@ -343,6 +343,23 @@ HANDLERS: dict[str, Callable[[Lowering, Op], list[str]]] = {
     "RELU6": elementwise._relu,
     "RELU_N1_TO_1": elementwise._relu,
     "SOFTMAX": elementwise._softmax,
+    "ABS": arith._unary,
+    "EXP": arith._unary,
+    "LOG": arith._unary,
+    "RSQRT": arith._unary,
+    "ELU": arith._unary,
+    "DIV": arith._div,
+    "MEAN": reduce._mean,
+    "REDUCE_ANY": reduce._reduce_any,
+    "EQUAL": logic._compare,
+    "NOT_EQUAL": logic._compare,
+    "LESS": logic._compare,
+    "LESS_EQUAL": logic._compare,
+    "GREATER": logic._compare,
+    "GREATER_EQUAL": logic._compare,
+    "SELECT": logic._select,
+    "SELECT_V2": logic._select,
+    "CAST": logic._cast,
     "QUANTIZE": elementwise._quantize,
     "DEQUANTIZE": elementwise._dequantize,
     "SPLIT": layout._split,

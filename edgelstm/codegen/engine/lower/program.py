@@ -26,6 +26,12 @@ INPLACE_OPS = (
     "RELU_N1_TO_1",
     "QUANTIZE",
     "SOFTMAX",
+    "ABS",
+    "EXP",
+    "LOG",
+    "RSQRT",
+    "ELU",
+    "DIV",
 )
 ARENA_ALIGN = 8
 
