@@ -1,6 +1,7 @@
 """The native runtime (edgelstm.runtime.native) against LiteRT, ONNX Runtime and the arithmetic
-floor, in one run: `python -m benchmarks.native_runtime [--quick] [--out DIR]` (standalone), or
-through benchmarks.run (which passes its models, peak MAC rate and ONNX Runtime rows).
+floor, in one run: `python -m benchmarks.native_runtime [--quick] [--out DIR] [--repeat N]`
+(standalone), or through benchmarks.run (which passes its models, peak MAC rate and ONNX Runtime
+rows).
 
 Per step model and quantization:
   native chunked   one push_many C call per `CHUNK` steps, ÷ steps (no Python per step)
@@ -151,7 +152,6 @@ def suite(
 ) -> dict[str, Any]:
     """steps: model key -> {quant: step .tflite}; sequence: (key, {quant: step}, T)."""
     rows: list[dict[str, Any]] = []
-    targets: list[dict[str, Any]] = []
     for key, by_quant in steps.items():
         for quant, path in by_quant.items():
             log(f"native runtime: {key} {quant}")
@@ -174,7 +174,6 @@ def suite(
                 "native_chunked_over_floor": nat["chunked_us_per_step"] / floor if floor else None,
             }
             rows.append(row)
-            targets += _step_targets(key, quant, row)
     if sequence is not None:
         key, by_quant, seq_len = sequence
         ort = _ort_us(results)
@@ -186,16 +185,65 @@ def suite(
                 rows.append({"model": key, "quant": quant, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             rows.append({"model": key, "quant": quant, "seq_len": seq_len, **nat, "ort_us": ort})
-            targets.append(
-                {
-                    "target": f"{key} {quant}: native sequence (T={seq_len}) faster than ONNX "
-                    "Runtime's LSTM (same run)",
-                    "value": f"{nat['sequence_us']:.1f} µs vs "
-                    + (f"{ort:.1f} µs" if ort else "not measured"),
-                    "met": (nat["sequence_us"] < ort) if ort else None,
-                }
-            )
-    return {"rows": rows, "targets": targets, "chunk": CHUNK}
+    return {"rows": rows, "targets": _targets(rows), "chunk": CHUNK}
+
+
+def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    targets: list[dict[str, Any]] = []
+    for r in rows:
+        if "error" in r:
+            continue
+        if "seq_len" not in r:
+            targets += _step_targets(r["model"], r["quant"], r)
+            continue
+        ort = r.get("ort_us")
+        targets.append(
+            {
+                "target": f"{r['model']} {r['quant']}: native sequence (T={r['seq_len']}) faster "
+                "than ONNX Runtime's LSTM (same run)",
+                "value": f"{r['sequence_us']:.1f} µs vs "
+                + (f"{ort:.1f} µs" if ort else "not measured"),
+                "met": (r["sequence_us"] < ort) if ort else None,
+            }
+        )
+    return targets
+
+
+# the per-row numbers a repeated suite reports as medians over its runs (ratios included: the
+# median of each run's own ratio, so a load change between runs does not mix into one ratio)
+_MEDIAN_KEYS = (
+    "chunked_us_per_step",
+    "push_us",
+    "litert_raw_us",
+    "floor_us",
+    "litert_over_native_chunked",
+    "litert_over_native_push",
+    "native_chunked_over_floor",
+    "sequence_us",
+    "ort_us",
+)
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several whole-suite runs -> one result: per row, the median of each number over the runs
+    (the row keeps the first run's other fields, and `runs` with every run's values)."""
+    if len(runs) == 1:
+        return runs[0]
+    rows = []
+    for i, first in enumerate(runs[0]["rows"]):
+        same = [r["rows"][i] for r in runs if i < len(r["rows"]) and "error" not in r["rows"][i]]
+        if "error" in first or len(same) != len(runs):
+            rows.append(first)
+            continue
+        row = dict(first)
+        row["runs"] = {}
+        for k in _MEDIAN_KEYS:
+            vals = [r.get(k) for r in same]
+            if all(isinstance(v, (int, float)) for v in vals):
+                row[k] = float(np.median(vals))
+                row["runs"][k] = vals
+        rows.append(row)
+    return {"rows": rows, "targets": _targets(rows), "chunk": CHUNK, "repeat": len(runs)}
 
 
 def _step_targets(key: str, quant: str, r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -237,7 +285,13 @@ def render(res: dict[str, Any], peak: Any) -> str:
         f"Peak MAC rate: fp32 {peak.fp32_mac_per_s / 1e9:.1f} GMAC/s, int8 "
         + (f"{peak.int8_mac_per_s / 1e9:.1f} GMAC/s" if peak.int8_mac_per_s else "n/a")
         + f" ({peak.method}). Chunked = one C call per {res['chunk']} steps. Median of "
-        "repeated batches; µs per step unless marked.",
+        "repeated batches; µs per step unless marked."
+        + (
+            f" The whole suite ran {res['repeat']} times: each number is the median over the "
+            "runs, each ratio the median of the runs' own ratios."
+            if res.get("repeat", 1) > 1
+            else ""
+        ),
         "",
         "| model | quant | SIMD | native chunked µs | native push µs | LiteRT raw µs | floor µs "
         "| LiteRT ÷ native | native ÷ floor | sequence µs | ONNX Runtime µs |",
@@ -284,7 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the whole suite N times (models built once) and report per-row medians: on a "
+        "shared, loaded machine one run's ratios move by tens of percent",
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     pin_threads()
     budget = (
         Budget(warmup=20, repeats=5, batch_seconds=0.005)
@@ -353,8 +416,18 @@ def main(argv: list[str] | None = None) -> int:
                 ort_rows = [{"system": ORT_SYSTEM, "raw": {"median_us": ort}}] if ort else []
             except Exception as exc:  # recorded as "not measured"
                 print(f"ONNX Runtime: {type(exc).__name__}: {exc}", file=sys.stderr)
-        res = suite(
-            steps, seq, peak, budget, {"sequence": ort_rows}, lambda m: print(m, file=sys.stderr)
+        res = combine(
+            [
+                suite(
+                    steps,
+                    seq,
+                    peak,
+                    budget,
+                    {"sequence": ort_rows},
+                    lambda m: print(m, file=sys.stderr),
+                )
+                for _ in range(args.repeat)
+            ]
         )
     args.out.mkdir(parents=True, exist_ok=True)
     name = "native-quick" if args.quick else "native"

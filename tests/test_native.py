@@ -19,7 +19,13 @@ import pytest
 from edgelstm.errors import BadInputError
 from edgelstm.runtime import Runtime, StepRunner
 from edgelstm.runtime.backends import quantize
-from edgelstm.runtime.native import BuildOptions, CompilerError, StreamBatch, build_engine
+from edgelstm.runtime.native import (
+    BuildOptions,
+    CompilerError,
+    NativeEngine,
+    StreamBatch,
+    build_engine,
+)
 
 DATA = Path(__file__).parent / "data"
 STEP_F = DATA / "tiny_step_float.tflite"
@@ -148,6 +154,148 @@ def test_no_compiler_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(CompilerError, match="no-such-cc"):
         build_engine(STEP_F.read_bytes(), cache_dir=tmp_path)
+
+
+# --- chunked calls: the state-independent part run a block ahead, the recurrent FC fused ------
+
+BLOCK_TS = (1, 15, 16, 17, 40)  # el_native.c's ELN_BLOCK is 16: one step, block edges, 2.5 blocks
+
+
+def _plain_engine(model: Path, directory: Path) -> NativeEngine:
+    """The engine as exported (one <name>_step, no split, no fused FC), with the native flags."""
+    from edgelstm.runtime import native as nat
+
+    directory.mkdir(parents=True, exist_ok=True)
+    eng = nat.write_sources(model.read_bytes(), directory, host=False)
+    assert eng.prog.pre_bytes == 0 and "el_fc_s8_fast_add_lut" not in eng.files["elnm_model.c"]
+    cmd = nat._compile(nat.find_compiler(), BuildOptions().flags(), directory)
+    return NativeEngine(
+        nat.NativeBuild(directory, nat._meta(eng.ifc, eng.prog, cmd, "plain"), True)
+    )
+
+
+def _raw(runner: StepRunner, xs: np.ndarray) -> np.ndarray:
+    xi, eng = runner.x_info, runner.backend.engine
+    return np.ascontiguousarray(quantize(xs, xi.dtype, xi.scale, xi.zero_point), eng.x_dtype)
+
+
+def _assert_blocks_match_plain(runner: StepRunner, plain: NativeEngine, raw: np.ndarray) -> None:
+    """Chunked (blocked), one eln_step per step and the plain engine: the same bytes."""
+    b = runner.backend
+    assert b.build.meta["pre_bytes"] > 0  # the engine is split: chunks run in blocks
+    for t in BLOCK_TS:
+        b.state[:] = 0
+        chunked = b.run_chunk(raw[:t])
+        chunk_state = b.state.copy()
+        b.state[:] = 0
+        single = []
+        for x in raw[:t]:
+            b._x[:] = x
+            b.invoke()
+            single.append(b._y.copy())
+        np.testing.assert_array_equal(chunked, np.stack(single))
+        np.testing.assert_array_equal(chunk_state, b.state)
+        state = plain.new_states(1)
+        ys = np.empty_like(chunked)
+        assert plain.run(state, raw[:t], ys) == (t, 0)
+        np.testing.assert_array_equal(chunked, ys)  # int8 and float alike: the same operations
+        np.testing.assert_array_equal(chunk_state, state)
+
+
+@pytest.mark.parametrize("model", [STEP_Q, STEP_F], ids=["int8", "float"])
+def test_chunks_in_blocks_equal_single_steps_and_the_plain_engine(
+    model: Path, cache: Path, eval_x: np.ndarray, tmp_path: Path
+) -> None:
+    runner = StepRunner(model, "native", cache_dir=cache)
+    raw = _raw(runner, eval_x.reshape(-1, eval_x.shape[-1])[:40])
+    plain = _plain_engine(model, tmp_path / "plain")
+    _assert_blocks_match_plain(runner, plain, raw)
+    # B streams advance call by call (t, b): blocks of 16 calls cut across time steps
+    batch = StreamBatch(model, streams=3, cache_dir=cache)
+    batch.states[:] = 0
+    xs = raw[:21].reshape(7, 3, -1)
+    ys = np.empty((7, 3, plain.y_size), plain.y_dtype)
+    assert batch.engine.run_batch(batch.states, xs, ys) == (21, 0)
+    for s in range(3):
+        state = plain.new_states(1)
+        want = np.empty((7, plain.y_size), plain.y_dtype)
+        plain.run(state, np.ascontiguousarray(xs[:, s]), want)
+        np.testing.assert_array_equal(ys[:, s], want)
+        np.testing.assert_array_equal(batch.states[s], state[0])
+
+
+@pytest.fixture(scope="module")
+def stacked_int8(
+    keras_model_file, calibration_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """LSTM(16) -> LSTM(8) int8 step: 16 units reach the AVX-512 FC + gates kernel; the second
+    layer's input projection reads the first layer's state, so only the first one is hoisted."""
+    from edgelstm.convert import ConvertConfig, convert_model
+    from edgelstm.types import Quantization, Variant
+
+    out = tmp_path_factory.mktemp("stacked")
+    cfg = ConvertConfig(
+        variants=[Variant.STEP],
+        quantizations=[Quantization.INT8],
+        calibration=str(calibration_file),
+        calibration_samples=32,
+        verify_samples=4,
+        verify_fail=False,
+    )
+    convert_model(keras_model_file("lstm"), out, cfg)
+    return next(out.glob("*_step_int8.tflite"))
+
+
+def test_the_split_engine_keeps_every_op_and_the_export_is_unchanged() -> None:
+    from edgelstm.codegen.engine import generate
+
+    plain = generate(STEP_Q, name="e")
+    split = generate(STEP_Q, name="e", split_input=True, fuse_fc_add=True)
+    assert plain.prog.pre_bytes == 0 and "e_step_input" not in plain.files["e_model.c"]
+    assert split.prog.pre_bytes > 0 and "e_step_input(" in split.files["e_model.c"]
+    # the per-op list (EL_PROFILE indices, the export's per-op profile) covers every op
+    assert split.prog.ops == plain.prog.ops
+    assert [o[0] for o in plain.prog.ops] == [op.index for op in plain.graph.ops]
+
+
+def test_fused_recurrent_fc_is_bit_exact(stacked_int8: Path, cache: Path, tmp_path: Path) -> None:
+    runner = StepRunner(stacked_int8, "native", cache_dir=cache)
+    src = (runner.backend.build.directory / "elnm_model.c").read_text()
+    assert src.count("el_fc_s8_fast_add_lut(") == 2  # both layers' recurrent FCs
+    assert src.count("(pre + ") >= 2  # the first layer's input projection, hoisted
+    xs = np.random.default_rng(5).standard_normal((40, runner.input_size))
+    raw = _raw(runner, xs)
+    _assert_blocks_match_plain(runner, _plain_engine(stacked_int8, tmp_path / "plain"), raw)
+    portable = StepRunner(stacked_int8, "native", cache_dir=cache, build_options=PORTABLE)
+    runner.reset()
+    np.testing.assert_array_equal(portable.push_many(xs), runner.push_many(xs))
+
+
+def test_a_failing_step_inside_a_block_stops_where_the_plain_engine_does(
+    keras_model_file, tmp_path: Path, cache: Path
+) -> None:
+    """Token ids: the GATHER is in the hoisted part. An id outside the table at step 20 (inside
+    the second block): 20 steps done, their outputs and the state as the plain engine's."""
+    from edgelstm.convert import ConvertConfig, convert_model
+    from edgelstm.types import Quantization, Variant
+
+    out = tmp_path / "emb"
+    cfg = ConvertConfig(variants=[Variant.STEP], quantizations=[Quantization.FLOAT])
+    convert_model(keras_model_file("emb"), out, cfg)
+    step = next(out.glob("*_step_float.tflite"))
+    eng = StepRunner(step, "native", cache_dir=cache).backend.engine
+    assert eng.build.meta["pre_bytes"] > 0
+    plain = _plain_engine(step, tmp_path / "plain")
+    ids = np.random.default_rng(2).integers(0, 20, (40, 1)).astype(eng.x_dtype)
+    ids[20] = 25
+    got = []
+    for e in (eng, plain):
+        state = e.new_states(1)
+        ys = np.zeros((40, e.y_size), e.y_dtype)
+        assert e.run(state, ids, ys) == (20, 1)
+        got.append((ys, state))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    np.testing.assert_array_equal(got[0][1], got[1][1])
 
 
 # --- SIMD kernels: fuzzed against the portable ones, natively and under qemu-aarch64 ----------

@@ -15,7 +15,12 @@ once per model and flag set into a cache directory ($EDGELSTM_CACHE_DIR, else
 $XDG_CACHE_HOME/edgelstm, else ~/.cache/edgelstm; then native/<model sha256>-<flags hash>); a
 second load of the same model only dlopen()s the library. -march=native unless
 EDGELSTM_NATIVE_MARCH says otherwise; EDGELSTM_NATIVE_SIMD=0 builds the portable kernels only. The key covers the model bytes, the
-compiler (path and mtime), the flags and every C source, so an edgelstm upgrade rebuilds.
+compiler (path and mtime), the flags, every C source and template and the code generator's
+Python, so an edgelstm upgrade rebuilds.
+
+Chunked calls (push_many, StreamBatch) run the engine's step in two parts when it has a
+state-independent part (an LSTM's input projection x.K + b): that part for a block of steps, then
+the recurrent part of each (see el_native.c); bit-exact with one step at a time.
 
 The recurrent state lives in the engine's own struct (plain bytes, one per stream): StepRunner
 reads and writes its fields in place instead of copying tensors around each step. The engine's
@@ -145,6 +150,10 @@ def _build_key(model: bytes, cc: list[str], options: BuildOptions) -> str:
     cdir = bundled_dir("firmware_export") / "cengine"
     for path in sorted(cdir.glob("*/*.j2")):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
+    # and the lowering that writes the model's C (a change there changes the engine, too)
+    codegen = bundled_dir("codegen")
+    for path in sorted(codegen.rglob("*.py")):
+        h.update(str(path.relative_to(codegen)).encode() + b"\0" + path.read_bytes())
     model_hash = hashlib.sha256(model).hexdigest()
     return f"{model_hash[:16]}-{h.hexdigest()[:12]}"
 
@@ -152,9 +161,13 @@ def _build_key(model: bytes, cc: list[str], options: BuildOptions) -> str:
 # --- building ----------------------------------------------------------------------------------
 
 
-def _config_header(ifc: Any) -> str:
+def _config_header(ifc: Any, prog: Any) -> str:
     """eln_config.h: what el_native.c needs to know about this model's engine."""
-    return render(NATIVE_DIR, "eln_config.h.j2", {"engine": ENGINE_NAME, "ifc": ifc})
+    return render(
+        NATIVE_DIR,
+        "eln_config.h.j2",
+        {"engine": ENGINE_NAME, "ifc": ifc, "pre_bytes": int(prog.pre_bytes)},
+    )
 
 
 def _meta(ifc: Any, prog: Any, cmd: list[str], key: str) -> dict[str, Any]:
@@ -164,6 +177,8 @@ def _meta(ifc: Any, prog: Any, cmd: list[str], key: str) -> dict[str, Any]:
         "machine": platform.machine(),
         "compile": cmd,
         "macs_per_step": int(prog.macs),
+        # > 0: chunked calls run the state-independent ops (input projection) a block ahead
+        "pre_bytes": int(prog.pre_bytes),
         "x": {"dtype": ifc.x.dtype, "numel": ifc.x.numel},
         "y": {"dtype": ifc.y.dtype, "numel": ifc.y.numel},
         "states": [
@@ -205,20 +220,23 @@ class NativeBuild:
         return self.directory / LIBRARY
 
 
-def write_sources(model: bytes, directory: Path) -> Any:
+def write_sources(model: bytes, directory: Path, *, host: bool = True) -> Any:
     """The engine's C files for `model` in `directory` (model, kernels, SIMD kernels, the ctypes
-    shim, eln_config.h, MODEL_TU); returns the GeneratedEngine."""
+    shim, eln_config.h, MODEL_TU); returns the GeneratedEngine. host=False: the engine exactly as
+    `edgelstm export --target c` writes it (no split step, no fused FC; the tests' reference)."""
     from edgelstm.codegen.engine import generate
 
     step = directory / "model_step.tflite"
     step.write_bytes(model)
-    eng = generate(step, name=ENGINE_NAME)
+    # split_input: el_native.c runs a block of steps' input projections before their recurrences;
+    # fuse_fc_add: the recurrent FC with its gates' ADD and tables (edgelstm_kernels_simd.c)
+    eng = generate(step, name=ENGINE_NAME, split_input=host, fuse_fc_add=host)
     for name, text in eng.files.items():
         if name.endswith((".c", ".h")) and name != "main.c":
             (directory / name).write_text(text)
     for name, path in c_sources().items():  # the kernels as installed (SIMD files included)
         shutil.copyfile(path, directory / name)
-    (directory / "eln_config.h").write_text(_config_header(eng.ifc))
+    (directory / "eln_config.h").write_text(_config_header(eng.ifc, eng.prog))
     (directory / MODEL_TU).write_text(
         render(NATIVE_DIR, "model_simd.c.j2", {"engine": ENGINE_NAME})
     )

@@ -128,6 +128,8 @@ def generate(
     isa: str = "dsp",
     source_file: str | None = None,
     files: Mapping[str, bytes] | None = None,
+    split_input: bool = False,
+    fuse_fc_add: bool = False,
 ) -> GeneratedEngine:
     """Lower and emit, in memory (no disk writes). `model`: a .tflite file, or its bytes
     (`source_file`: its name in the manifest; `files`: the other artifacts' bytes by file name,
@@ -136,7 +138,12 @@ def generate(
     `rounding`: whose int8 FULLY_CONNECTED rounding to reproduce bit for bit, "tflm" (TFLite
     Micro's reference kernels, the default) or "litert-ref" (LiteRT BUILTIN_REF). `isa`: the int8
     FC weight layout, "dsp" (Cortex-M DSP row pairs) or "mve" (Helium row tiles); either runs
-    anywhere through the portable C."""
+    anywhere through the portable C. `split_input`: also emit `<name>_step_input` (the ops that
+    do not read the state, e.g. an LSTM's x.K + b) and `<name>_step_recurrent` (the rest), so a
+    caller can run the first for a block of steps before the second (the native runtime).
+    `fuse_fc_add`: an int8 FC read only by an ADD with fused tables (an LSTM's recurrent FC and
+    its gates) becomes one `el_fc_s8_fast_add_lut` call, a kernel of edgelstm_kernels_simd.c:
+    for engines compiled with the SIMD kernels (the native runtime), not for firmware."""
     check_identifier(name)
     if rounding not in ROUNDINGS:
         raise BadInputError(f"unknown rounding '{rounding}' ({', '.join(ROUNDINGS)})")
@@ -159,7 +166,7 @@ def generate(
             "instead, or use --target tflm (TFLite Micro has int16x8 kernels)"
         )
     layers = [layer for layer in m.model.layers if layer.name] if m else []
-    prog = lower(graph, name, layers, rounding, isa)
+    prog = lower(graph, name, layers, rounding, isa, split_input, fuse_fc_add)
     resets = {s.input: float(s.reset_value) for s in art.states} if art else {}
     ifc = build_interface(graph, name, resets, seq)
     quantization = (
@@ -186,5 +193,7 @@ def generate(
         "step_model": step.name,
         "rounding": rounding,
         "isa": isa,
+        "split_input": prog.split,
+        "fuse_fc_add": bool(fuse_fc_add),
     }
     return GeneratedEngine(files, ifc, prog, graph, step, meta)

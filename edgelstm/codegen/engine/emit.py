@@ -176,6 +176,7 @@ def model_source(ifc: Interface, prog: Program, graph: Graph) -> str:
         arena=max(prog.arena_bytes, 8),
         # the template indents the first statement; the rest carry their own indent
         body="\n".join("    " + ln for ln in prog.body).strip(),
+        body_input="\n".join("    " + ln for ln in prog.body_input).strip(),
         copy_out=copy_out,
     )
 

@@ -15,7 +15,109 @@
 
 const char *el_simd_kind(void) { return EL_SIMD_KIND; }
 
+void el_fc_s8_fast_add_lut(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                           int32_t out_zp, int16_t *xs, const el_add_fast_t *ap,
+                           const int8_t *other, int fc_second, int seg, int nseg,
+                           const int8_t *const *luts, int8_t *y)
+{
+    el_fc_s8_fast(x, cols, cols_pad, stream, rows, out_zp, xs, y);
+    el_add_s8_fast_lut(ap, fc_second ? other : y, fc_second ? y : other, y, seg, nseg, luts);
+}
+
 #if EL_SIMD_ANY
+
+#if EL_SIMD_X86 == 3
+/* The same formulas on 16 int32 lanes (AVX-512): SMMULR(a, m) by the even/odd 32x32->64
+ * multiplies of el_rq16, TIE_AWAY by an arithmetic shift of s + (s >> 31); the int8 clamp is the
+ * saturating narrowing of VPMOVSDB. Integer ops in the same order as the scalar code: same bytes. */
+static inline __m512i el_smmulr16(__m512i a, __m512i m)
+{
+    const __m512i rnd = _mm512_set1_epi64((long long)1 << 31);
+    const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(a, m), rnd);
+    const __m512i po = _mm512_add_epi64(
+        _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32)), rnd);
+    return _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+}
+
+static inline __m512i el_tie_away16(__m512i s, __m128i e)
+{
+    return _mm512_sra_epi32(_mm512_add_epi32(s, _mm512_srai_epi32(s, 31)), e);
+}
+
+typedef struct {
+    __m512i c1, c2, m2, mo, k;
+    __m128i e2, eo;
+    int sign;
+} el_add16_t;
+
+static inline el_add16_t el_add16_params(const el_add_fast_t *p)
+{
+    el_add16_t q;
+    q.c1 = _mm512_set1_epi32(p->c1);
+    q.c2 = _mm512_set1_epi32(p->c2);
+    q.m2 = _mm512_set1_epi32(p->m2);
+    q.mo = _mm512_set1_epi32(p->mo);
+    q.k = _mm512_set1_epi32(p->k);
+    q.e2 = _mm_cvtsi32_si128(p->e2);
+    q.eo = _mm_cvtsi32_si128(p->eo);
+    q.sign = p->sign;
+    return q;
+}
+
+/* el_add_fast_one on 16 lanes: int8 a, b (16 bytes each) -> 16 int8 */
+static inline __m128i el_add16(const el_add16_t *q, __m128i a8, __m128i b8)
+{
+    const __m512i sa = _mm512_add_epi32(q->c1, _mm512_slli_epi32(_mm512_cvtepi8_epi32(a8), 19));
+    const __m512i u = _mm512_add_epi32(q->c2, _mm512_slli_epi32(_mm512_cvtepi8_epi32(b8), 21));
+    __m512i t = el_tie_away16(el_smmulr16(u, q->m2), q->e2);
+    __m512i raw;
+    t = _mm512_srai_epi32(_mm512_add_epi32(t, _mm512_set1_epi32(1)), 1);
+    raw = q->sign > 0 ? _mm512_add_epi32(sa, t) : _mm512_sub_epi32(sa, t);
+    t = el_tie_away16(el_smmulr16(_mm512_add_epi32(raw, raw), q->mo), q->eo);
+    return _mm512_cvtsepi32_epi8(_mm512_srai_epi32(_mm512_add_epi32(t, q->k), 1));
+}
+
+static inline __mmask16 el_mask16(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
+
+/* el_fc_s8_fast_add_lut's epilogue (NULL: a plain FC): the ADD of another int8 vector, then the
+ * centred table of the row's segment, on each 16 FC outputs while they are in a register */
+typedef struct {
+    el_add16_t q;
+    const int8_t *other;
+    int fc_second, seg;
+    const int8_t *const *luts;
+} el_fuse_t;
+
+static inline void el_out16(const el_fuse_t *fz, int r0, __m128i f, __mmask16 m, int8_t *y)
+{
+    if (fz) {
+        const __m128i o = _mm_maskz_loadu_epi8(m, fz->other + r0);
+        const int8_t *tb = fz->luts[r0 / fz->seg];
+        __m128i r = fz->fc_second ? el_add16(&fz->q, o, f) : el_add16(&fz->q, f, o);
+#if defined(__AVX512VBMI__)
+        const __m512i idx = _mm512_castsi128_si512(_mm_xor_si128(r, _mm_set1_epi8((char)0x80)));
+        const __m512i lo =
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(tb), idx, _mm512_loadu_si512(tb + 64));
+        const __m512i hi = _mm512_permutex2var_epi8(_mm512_loadu_si512(tb + 128), idx,
+                                                    _mm512_loadu_si512(tb + 192));
+        r = _mm512_castsi512_si128(_mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
+#else
+        int8_t v[16];
+        int i;
+        _mm_storeu_si128((__m128i *)(void *)v, r);
+        for (i = 0; i < 16; ++i) {
+            v[i] = tb[(uint8_t)(v[i] ^ 0x80)];
+        }
+        r = _mm_loadu_si128((const __m128i *)(const void *)v);
+#endif
+        f = r;
+    }
+    _mm_mask_storeu_epi8(y + r0, m, f);
+}
+#endif
 
 /* ---- int8 FULLY_CONNECTED ------------------------------------------------------------------ */
 
@@ -169,17 +271,19 @@ static inline int8x8_t el_rq8n(int32x4_t a0, int32x4_t a1, const int32_t *m, con
 }
 #endif
 
-void el_simd_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
-                        int32_t out_zp, int16_t *xs, int8_t *y)
+#if EL_SIMD_X86 == 3
+typedef el_fuse_t el_fc_epilogue_t;
+#else
+typedef void el_fc_epilogue_t; /* only the AVX-512 kernel fuses an epilogue */
+#endif
+
+static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows, int32_t out_zp,
+                       int16_t *xs, const el_fc_epilogue_t *fz, int8_t *y)
 {
-    const el_packed_t *p = el_pack(stream, cols, cols_pad, rows);
     const int32_t k = 1 + 2 * out_zp;
     int8_t *xp = (int8_t *)xs; /* 2 * cols_pad bytes >= groups * 4 */
     int b, g, i;
-    if (p == 0) {
-        el_fc_s8_fast(x, cols, cols_pad, stream, rows, out_zp, xs, y);
-        return;
-    }
+    (void)fz;
     for (i = 0; i < cols; ++i) {
 #if EL_SIMD_X86 >= 2
         xp[i] = (int8_t)(x[i] ^ 0x80); /* x + 128 as an unsigned byte */
@@ -212,13 +316,14 @@ void el_simd_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *s
             a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_loadu_si512(w0 + 64 * g));
             c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_loadu_si512(w1 + 64 * g));
         }
-        _mm_storeu_si128((__m128i *)(void *)(y + 16 * b),
-                         el_rq16(_mm512_add_epi32(a0, a1), _mm512_loadu_si512(p->mult + 16 * b),
-                                 _mm512_loadu_si512(p->e1 + 16 * b), kv));
-        _mm_mask_storeu_epi8(y + 16 * b + 16, (__mmask16)((1u << n1) - 1u),
-                             el_rq16(_mm512_add_epi32(c0, c1),
-                                     _mm512_loadu_si512(p->mult + 16 * b + 16),
-                                     _mm512_loadu_si512(p->e1 + 16 * b + 16), kv));
+        el_out16(fz, 16 * b,
+                 el_rq16(_mm512_add_epi32(a0, a1), _mm512_loadu_si512(p->mult + 16 * b),
+                         _mm512_loadu_si512(p->e1 + 16 * b), kv),
+                 (__mmask16)0xFFFF, y);
+        el_out16(fz, 16 * b + 16,
+                 el_rq16(_mm512_add_epi32(c0, c1), _mm512_loadu_si512(p->mult + 16 * b + 16),
+                         _mm512_loadu_si512(p->e1 + 16 * b + 16), kv),
+                 (__mmask16)((1u << n1) - 1u), y);
     }
 #endif
     for (; b < p->blocks; ++b) {
@@ -244,7 +349,7 @@ void el_simd_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *s
         a0 = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
         q = el_rq16(a0, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
                     _mm512_set1_epi32(k));
-        _mm_mask_storeu_epi8(y + 16 * b, (__mmask16)((1u << n) - 1u), q);
+        el_out16(fz, 16 * b, q, (__mmask16)((1u << n) - 1u), y);
 #elif EL_SIMD_X86 == 2
         __m256i l0 = _mm256_loadu_si256((const __m256i *)(p->bias + 16 * b));
         __m256i h0 = _mm256_loadu_si256((const __m256i *)(p->bias + 16 * b + 8));
@@ -341,6 +446,44 @@ void el_simd_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *s
     }
 }
 
+void el_simd_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                        int32_t out_zp, int16_t *xs, int8_t *y)
+{
+    const el_packed_t *p = el_pack(stream, cols, cols_pad, rows);
+    if (p == 0) {
+        el_fc_s8_fast(x, cols, cols_pad, stream, rows, out_zp, xs, y);
+        return;
+    }
+    el_fc_core(p, x, cols, rows, out_zp, xs, 0, y);
+}
+
+void el_simd_fc_s8_fast_add_lut(const int8_t *x, int cols, int cols_pad, const int8_t *stream,
+                                int rows, int32_t out_zp, int16_t *xs, const el_add_fast_t *ap,
+                                const int8_t *other, int fc_second, int seg, int nseg,
+                                const int8_t *const *luts, int8_t *y)
+{
+    const el_packed_t *p = el_pack(stream, cols, cols_pad, rows);
+#if EL_SIMD_X86 == 3
+    if (p != 0 && seg % 16 == 0 && seg * nseg == rows) {
+        el_fuse_t fz;
+        fz.q = el_add16_params(ap);
+        fz.other = other;
+        fz.fc_second = fc_second;
+        fz.seg = seg;
+        fz.luts = luts;
+        el_fc_core(p, x, cols, rows, out_zp, xs, &fz, y);
+        return;
+    }
+#endif
+    /* the two kernels one after the other (the ADD in place over the FC's output) */
+    if (p == 0) {
+        el_fc_s8_fast(x, cols, cols_pad, stream, rows, out_zp, xs, y);
+    } else {
+        el_fc_core(p, x, cols, rows, out_zp, xs, 0, y);
+    }
+    el_simd_add_s8_fast_lut(ap, fc_second ? other : y, fc_second ? y : other, y, seg, nseg, luts);
+}
+
 /* ---- int8 elementwise ---------------------------------------------------------------------- */
 
 /* The fast ADD/MUL formulas of the portable kernels, written as straight loops over blocks of
@@ -420,7 +563,19 @@ void el_simd_add_s8_fast(const el_add_fast_t *p, const int8_t *x1, int step1, co
         el_add_s8_fast(p, x1, step1, x2, step2, y, n);
         return;
     }
-    for (i = 0; i < n; ++i) {
+    i = 0;
+#if EL_SIMD_X86 == 3
+    {
+        const el_add16_t q = el_add16_params(p);
+        for (; i < n; i += 16) {
+            const __mmask16 m = el_mask16(n - i);
+            _mm_mask_storeu_epi8(y + i, m,
+                                 el_add16(&q, _mm_maskz_loadu_epi8(m, x1 + i),
+                                          _mm_maskz_loadu_epi8(m, x2 + i)));
+        }
+    }
+#endif
+    for (; i < n; ++i) {
         y[i] = (int8_t)el_add_fast_one(c1, c2, m2, e2, sign, mo, eo, k, x1[i], x2[i]);
     }
 }
@@ -432,6 +587,47 @@ void el_simd_add_s8_fast_lut(const el_add_fast_t *p, const int8_t *x1, const int
     const int32_t eo = p->eo, k = p->k;
     int8_t v[EL_EW];
     int i, j, i0;
+#if EL_SIMD_X86 == 3 && defined(__AVX512VBMI__)
+    /* 64 outputs per pass: four 16-lane ADDs into one zmm, then the centred table (index v ^
+     * 0x80) by two VPERMI2B and a blend on the index's top bit, as el_lut256 */
+    const el_add16_t q = el_add16_params(p);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    (void)v;
+    (void)i;
+    for (j = 0; j < nseg; ++j, x1 += seg, x2 += seg, y += seg) {
+        const int8_t *tb = luts[j];
+        const __m512i t0 = _mm512_loadu_si512(tb), t1 = _mm512_loadu_si512(tb + 64);
+        const __m512i t2 = _mm512_loadu_si512(tb + 128), t3 = _mm512_loadu_si512(tb + 192);
+        for (i0 = 0; i0 < seg; i0 += 64) {
+            const int n = seg - i0 < 64 ? seg - i0 : 64;
+            const __mmask64 m = n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1);
+            const __m512i a = _mm512_maskz_loadu_epi8(m, x1 + i0);
+            const __m512i b = _mm512_maskz_loadu_epi8(m, x2 + i0);
+            __m512i r = _mm512_castsi128_si512(
+                el_add16(&q, _mm512_castsi512_si128(a), _mm512_castsi512_si128(b)));
+            __m512i idx, lo, hi;
+            if (n > 16) {
+                r = _mm512_inserti32x4(r, el_add16(&q, _mm512_extracti32x4_epi32(a, 1),
+                                                   _mm512_extracti32x4_epi32(b, 1)), 1);
+            }
+            if (n > 32) {
+                r = _mm512_inserti32x4(r, el_add16(&q, _mm512_extracti32x4_epi32(a, 2),
+                                                   _mm512_extracti32x4_epi32(b, 2)), 2);
+            }
+            if (n > 48) {
+                r = _mm512_inserti32x4(r, el_add16(&q, _mm512_extracti32x4_epi32(a, 3),
+                                                   _mm512_extracti32x4_epi32(b, 3)), 3);
+            }
+            idx = _mm512_xor_si512(r, flip);
+            lo = _mm512_permutex2var_epi8(t0, idx, t1);
+            hi = _mm512_permutex2var_epi8(t2, idx, t3);
+            _mm512_mask_storeu_epi8(y + i0, m,
+                                    _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
+        }
+    }
+    (void)c1, (void)c2, (void)m2, (void)e2, (void)sign, (void)mo, (void)eo, (void)k;
+    return;
+#endif
     for (j = 0; j < nseg; ++j, x1 += seg, x2 += seg, y += seg) {
         for (i0 = 0; i0 < seg; i0 += EL_EW) {
             const int n = seg - i0 < EL_EW ? seg - i0 : EL_EW;
@@ -454,7 +650,25 @@ void el_simd_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, co
         el_mul_s8_fast(p, x1, step1, x2, step2, y, n);
         return;
     }
-    for (i = 0; i < n; ++i) {
+    i = 0;
+#if EL_SIMD_X86 == 3
+    {
+        const __m512i vc1 = _mm512_set1_epi32(c1), vc2 = _mm512_set1_epi32(c2);
+        const __m512i vmo = _mm512_set1_epi32(mo), vk = _mm512_set1_epi32(k);
+        const __m128i veo = _mm_cvtsi32_si128(eo);
+        for (; i < n; i += 16) {
+            const __mmask16 m = el_mask16(n - i);
+            const __m512i a = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, x1 + i));
+            const __m512i b = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, x2 + i));
+            const __m512i prod2 = _mm512_mullo_epi32(_mm512_add_epi32(vc1, _mm512_add_epi32(a, a)),
+                                                     _mm512_add_epi32(vc2, b));
+            const __m512i v = el_tie_away16(el_smmulr16(prod2, vmo), veo);
+            _mm_mask_storeu_epi8(y + i, m,
+                                 _mm512_cvtsepi32_epi8(_mm512_srai_epi32(_mm512_add_epi32(v, vk), 1)));
+        }
+    }
+#endif
+    for (; i < n; ++i) {
         const int32_t prod2 = (c1 + 2 * x1[i]) * (c2 + x2[i]);
         const int32_t v = (el_tie_away_s(el_smmulr_s(prod2, mo), eo) + k) >> 1;
         y[i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));

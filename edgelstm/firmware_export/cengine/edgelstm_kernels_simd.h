@@ -52,12 +52,26 @@ extern "C" {
 /* Which variant this build uses ("avx512vnni", ..., "portable"). */
 const char *el_simd_kind(void);
 
+/* el_fc_s8_fast into y, then el_add_s8_fast_lut of it and `other` (other + fc when fc_second,
+ * else fc + other) into y: an LSTM's recurrent FC with its gates' ADD and tables. The AVX-512
+ * build does the ADD and the table on each 16 FC outputs while they are in a register (while the
+ * next weights stream in); every build gives the bytes of the two kernels in turn. */
+void el_fc_s8_fast_add_lut(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                           int32_t out_zp, int16_t *xs, const el_add_fast_t *ap,
+                           const int8_t *other, int fc_second, int seg, int nseg,
+                           const int8_t *const *luts, int8_t *y);
+
 #if EL_SIMD_ANY
 /* Same contract as el_fc_s8_fast. The stream's weights are repacked on first use (per stream
  * pointer, kept for the process) into 16-row x 4-column tiles in column order; a stream that
  * does not fit the repack table runs the portable kernel. */
 void el_simd_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
                         int32_t out_zp, int16_t *xs, int8_t *y);
+/* Same contract as el_fc_s8_fast_add_lut. */
+void el_simd_fc_s8_fast_add_lut(const int8_t *x, int cols, int cols_pad, const int8_t *stream,
+                                int rows, int32_t out_zp, int16_t *xs, const el_add_fast_t *ap,
+                                const int8_t *other, int fc_second, int seg, int nseg,
+                                const int8_t *const *luts, int8_t *y);
 /* Same contract as el_fc_f32 (row-major weights, lanes over columns). */
 void el_simd_fc_f32(const float *x, int cols, const float *w, const float *bias, int rows, int act,
                     float *y);
@@ -81,6 +95,7 @@ void el_simd_binary_f32(int op, const float *x1, int step1, const float *x2, int
 
 #ifndef EL_SIMD_NO_REMAP
 #define el_fc_s8_fast el_simd_fc_s8_fast
+#define el_fc_s8_fast_add_lut el_simd_fc_s8_fast_add_lut
 #define el_fc_f32 el_simd_fc_f32
 #define el_add_s8_fast el_simd_add_s8_fast
 #define el_add_s8_fast_lut el_simd_add_s8_fast_lut

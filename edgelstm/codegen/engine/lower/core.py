@@ -19,6 +19,7 @@ from edgelstm.codegen.engine.lower.program import (
     ALIAS_OPS,
     ARENA_ALIGN,
     INPLACE_OPS,
+    PRE_ALIGN,
     CStruct,
     Program,
     _c_float_list,
@@ -39,8 +40,20 @@ class Lowering:
         layers: Sequence[LayerSummary],
         rounding: str = "tflm",
         isa: str = "dsp",
+        split_input: bool = False,
+        fuse_fc_add: bool = False,
     ) -> None:
         self.g = graph
+        # an int8 FC read only by an ADD with fused tables (an LSTM's recurrent FC and its gates)
+        # becomes one el_fc_s8_fast_add_lut call: FC op index -> ADD op index
+        self.fuse_fc_add = fuse_fc_add
+        self.fc_into_add: dict[int, int] = {}
+        self.fc_deferred: dict[int, tuple[str, str]] = {}  # FC output -> (its args, its call)
+        # hoist the state-independent ops into <name>_step_input (see Program.body_input)
+        self.split_input = split_input
+        self.input_ops: set[int] = set()  # op indices that do not depend on the state
+        self.producer: dict[int, int] = {}  # tensor -> index of the op that writes it
+        self.pre_off: dict[int, int] = {}  # root tensor -> byte offset in the per-step buffer
         # int8 FC weight layout: "dsp" (row pairs for SMLAD, portable C elsewhere) or "mve"
         # (16-column row tiles for Helium's VMLADAVA; also runs as portable C)
         self.isa = isa
@@ -156,12 +169,58 @@ class Lowering:
         if root in self.state_inputs:
             field_ = self.state_inputs[root]
             return f"(st->{field_} + {elem})" if elem else f"st->{field_}"
+        if root in self.pre_off:
+            return f"(({qual}{t.ctype} *)(pre + {self.pre_off[root] + off}))"
         if root not in self.arena_off:
             raise BadInputError(f"tensor '{rt.name}' is read before it is written")
         byte = self.arena_off[root] + off
         return f"(({qual}{t.ctype} *)({self.name}_arena + {byte}))"
 
     # -- planning -----------------------------------------------------------------------------
+
+    def plan_input_ops(self) -> None:
+        """The ops that read no recurrent state, directly or through other ops (split_input)."""
+        for op in self.g.ops:
+            for o in op.outputs:
+                self.producer[o] = op.index
+        if not self.split_input:
+            return
+        on_state = set(self.state_inputs)
+        for op in self.g.ops:  # the ops are in execution (topological) order
+            if any(i in on_state for i in op.inputs if i >= 0):
+                on_state.update(op.outputs)
+            else:
+                self.input_ops.add(op.index)
+        if len(self.input_ops) == len(self.g.ops):
+            self.input_ops.clear()  # no recurrent part (no state): nothing to split
+
+    def _hoisted(self, idx: int) -> bool:
+        """Tensor `idx` is written by a state-independent op (so by <name>_step_input)."""
+        return self.producer.get(idx, -1) in self.input_ops
+
+    def plan_pre(self) -> None:
+        """Place in the per-step buffer every hoisted result the recurrent part reads (and the
+        graph outputs that are hoisted): by root, after views, each at a PRE_ALIGN offset."""
+        if not self.input_ops:
+            return
+        needed = [
+            i
+            for op in self.g.ops
+            if op.index not in self.input_ops
+            for i in op.inputs
+            if i >= 0 and self._hoisted(i)
+        ]
+        needed += [i for i in self.g.outputs.values() if self._hoisted(i)]
+        top = 0
+        for idx in needed:
+            root, _ = self.root(idx)
+            if root in self.pre_off or self.t(root).data is not None or root == self.x_index:
+                continue
+            self.pre_off[root] = top
+            top += -(-self.t(root).nbytes // PRE_ALIGN) * PRE_ALIGN
+        self.prog.pre_bytes = top
+        if not top:
+            self.input_ops.clear()  # only views of x or constants: nothing worth a split
 
     def plan_views(self) -> None:
         for op in self.g.ops:
@@ -206,6 +265,8 @@ class Lowering:
                     or self.t(root).data is not None
                     or root == self.x_index
                     or root in self.state_inputs
+                    # the per-step buffer is read-only to the recurrent part
+                    or (op.index not in self.input_ops and self._hoisted(root))
                 ):
                     continue
                 self.views[op.outputs[0]] = (i, 0)
@@ -245,7 +306,10 @@ class Lowering:
         roots = [
             r
             for r in first
-            if self.t(r).data is None and r != self.x_index and r not in self.state_inputs
+            if self.t(r).data is None
+            and r != self.x_index
+            and r not in self.state_inputs
+            and r not in self.pre_off
         ]
         roots.sort(key=lambda r: (-self.t(r).nbytes, first[r], r))
         placed: list[tuple[int, int, int, int]] = []  # (start, end, first, last)
@@ -306,21 +370,53 @@ class Lowering:
                 self.lut_after[op.index] = acts
                 self.lut_fused.update(a.index for a in acts)
 
+    def plan_fc_add_fusion(self) -> None:
+        """Find int8 FC -> ADD-with-tables pairs (see __init__); after plan_lut_fusion."""
+        if not self.fuse_fc_add:
+            return
+        readers: dict[int, list[int]] = {}
+        for op in self.g.ops:
+            for i in op.inputs:
+                if i >= 0:
+                    readers.setdefault(i, []).append(op.index)
+        outputs = set(self.g.outputs.values())
+        for add in self.lut_after:
+            a = self.g.ops[add]
+            for i in a.inputs:
+                f = self.g.ops[self.producer[i]] if i in self.producer else None
+                if (
+                    f is not None
+                    and f.name == "FULLY_CONNECTED"
+                    and _is_int8(self.t(i))
+                    and readers.get(i) == [add]
+                    and i not in outputs
+                    and (f.index in self.input_ops) == (add in self.input_ops)
+                ):
+                    self.fc_into_add[f.index] = add
+                    break
+
     def run(self) -> Program:
+        self.plan_input_ops()
         self.plan_views()
         self.plan_lut_fusion()
+        self.plan_fc_add_fusion()
         for op in self.g.ops:  # check every op before any work, so errors come first
             if op.name not in HANDLERS:
                 raise self.unsupported(op)
+        self.plan_pre()
         self.plan_arena()
         for op in self.g.ops:
             self.prog.kernels.append(op.name)
             out = self.t(op.outputs[0]) if op.outputs else None
-            self.prog.body.append(f"/* {op.index}: {op.name} -> '{out.name if out else ''}' */")
-            self.prog.body.extend(HANDLERS[op.name](self, op))
-            self.prog.body.append(f"EL_PROFILE({op.index});")
+            # with a split, the state-independent ops keep their order in <name>_step_input
+            body = self.prog.body_input if op.index in self.input_ops else self.prog.body
+            body.append(f"/* {op.index}: {op.name} -> '{out.name if out else ''}' */")
+            body.extend(HANDLERS[op.name](self, op))
+            body.append(f"EL_PROFILE({op.index});")
             fused = op.index in self.lut_fused
             self.prog.ops.append((op.index, op.name, self.layer_of(op), fused))
+        if self.fc_deferred:  # every deferred FC is emitted by the ADD that reads it
+            raise BadInputError("internal: an FC fused into an ADD was never emitted")
         for idx in self.g.outputs.values():
             self.prog.refs[idx] = self.ref(idx, True)
         self.prog.weight_bytes = sum(t.nbytes for t in self.g.tensors if t.data is not None)
@@ -382,8 +478,13 @@ def lower(
     layers: Sequence[LayerSummary] | None = None,
     rounding: str = "tflm",
     isa: str = "dsp",
+    split_input: bool = False,
+    fuse_fc_add: bool = False,
 ) -> Program:
     """Lower `graph` (a step model) to a Program; UnsupportedLayerError names a missing kernel.
     `rounding` picks whose int8 FULLY_CONNECTED rounding to reproduce (ROUNDINGS), `isa` the
-    int8 FC weight layout ("dsp" or "mve")."""
-    return Lowering(graph, name, layers or [], rounding, isa).run()
+    int8 FC weight layout ("dsp" or "mve"). `split_input`: emit the state-independent ops
+    separately (Program.body_input), for callers that run them for many steps ahead.
+    `fuse_fc_add`: an int8 FC read only by an ADD with fused tables becomes one
+    el_fc_s8_fast_add_lut call (declared in edgelstm_kernels_simd.h: native builds only)."""
+    return Lowering(graph, name, layers or [], rounding, isa, split_input, fuse_fc_add).run()

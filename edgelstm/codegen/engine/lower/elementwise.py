@@ -115,13 +115,17 @@ def _binary(lw: Lowering, op: Op) -> list[str]:
     prm = quant.addsub_params(a.scale, a.zp, b.scale, b.zp, y.scale, y.zp)
     sign = 1 if op.name == "ADD" else -1
     fast = _add_fast(prm, sign, lo, hi)
+    ia, ib = op.inputs[0], op.inputs[1]
     if fast is None and sign > 0:  # ADD commutes: try the inputs the other way round
         fast = _add_fast(prm.swapped(), sign, lo, hi)
         if fast is not None:
             ra, sa, rb, sb = rb, sb, ra, sa
+            ia, ib = ib, ia
     acts = lw.lut_after.get(op.index, [])
     fuse = fast is not None and bool(acts) and sa == 1 and sb == 1
     tables = [_lut_table(lw, a, centred=fuse) for a in acts]
+    # an int8 FC whose only reader is this ADD (Lowering.fc_into_add) left its call to us
+    deferred = [(i, lw.fc_deferred.pop(i)) for i in (ia, ib) if i in lw.fc_deferred]
     if fast is not None:
         lw.add_struct(pn, fast)
         if fuse:
@@ -130,13 +134,23 @@ def _binary(lw: Lowering, op: Op) -> list[str]:
             )
             lw.prog.const_bytes += 4 * len(tables)
             seg = n // len(tables)
-            return [
+            if len(deferred) == 1:  # the FC, the ADD and the tables in one kernel
+                fc_index, (fc_args, _) = deferred[0]
+                fc_second = int(fc_index == ib)  # el_add's second operand is the FC's output
+                other = ra if fc_second else rb
+                return [
+                    f"el_fc_s8_fast_add_lut({fc_args}, &{pn}, {other}, {fc_second}, {seg}, "
+                    f"{len(tables)}, {pn}_luts, {ry});"
+                ]
+            return [call for _, (_, call) in deferred] + [
                 f"el_add_s8_fast_lut(&{pn}, {ra}, {rb}, {ry}, {seg}, {len(tables)}, {pn}_luts);"
             ]
-        lines = [f"el_add_s8_fast(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+        lines = [call for _, (_, call) in deferred]
+        lines.append(f"el_add_s8_fast(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});")
     else:
         lw.add_struct(pn, AddSubS8.of(prm, lo, hi))
-        lines = [f"el_addsub_s8(&{pn}, {sign}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+        lines = [call for _, (_, call) in deferred]
+        lines.append(f"el_addsub_s8(&{pn}, {sign}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});")
     for a, tn in zip(acts, tables, strict=True):  # not fused: the tables as separate passes
         ref = lw.ref(a.inputs[0])
         lines.append(f"el_lut_s8({tn}, {ref}, {ref}, {lw.t(a.inputs[0]).numel});")

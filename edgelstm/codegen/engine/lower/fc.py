@@ -137,10 +137,13 @@ def _fc_s8(lw: Lowering, op: Op, prm: FCParams) -> list[str]:
         stream = fc_stream(prm.weights, prm.bias, rq.mult, rq.shift)
         sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc stream")
         fn = "el_fc_s8_fast_sr" if lw.single_round else "el_fc_s8_fast"
-        return [
-            f"{fn}({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {prm.out_zp}, "
-            f"{p}_xs, {lw.ref(op.outputs[0])});"
-        ]
+        args = f"{lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, {prm.out_zp}, {p}_xs"
+        call = f"{fn}({args}, {lw.ref(op.outputs[0])});"
+        if op.index in lw.fc_into_add and not lw.single_round:
+            # the ADD that reads it emits el_fc_s8_fast_add_lut (or this call, if it cannot)
+            lw.fc_deferred[op.outputs[0]] = (args, call)
+            return ["/* computed by the ADD that reads it (el_fc_s8_fast_add_lut) */"]
+        return [call]
     flags = [
         name
         for name, on in (

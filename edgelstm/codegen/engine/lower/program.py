@@ -34,6 +34,7 @@ INPLACE_OPS = (
     "DIV",
 )
 ARENA_ALIGN = 8
+PRE_ALIGN = 64  # the hoisted results' offsets in the per-step buffer (a cache line, a zmm load)
 
 
 @dataclass
@@ -42,6 +43,12 @@ class Program:
 
     consts: list[str] = field(default_factory=list)
     body: list[str] = field(default_factory=list)
+    # split_input: the ops that do not depend on the recurrent state (an LSTM's input projection
+    # x.K + b) go to `body_input`, and their results the rest reads to a per-step buffer of
+    # `pre_bytes` bytes; `body` is then the recurrent part. Empty unless the split was asked for
+    # and found something to hoist.
+    body_input: list[str] = field(default_factory=list)
+    pre_bytes: int = 0
     arena_bytes: int = 0
     scratch_i16: int = 0  # int16 elements of the FC input-expansion buffer
     const_bytes: int = 0  # bytes of constant data (weights, tables, params)
@@ -52,6 +59,11 @@ class Program:
     refs: dict[int, str] = field(default_factory=dict)  # graph outputs -> C pointer expression
     # per op, in schedule order: (EL_PROFILE index, TFLite op, Keras layer, fused into another op)
     ops: list[tuple[int, str, str, bool]] = field(default_factory=list)
+
+    @property
+    def split(self) -> bool:
+        """True when the step is emitted as <name>_step_input + <name>_step_recurrent."""
+        return self.pre_bytes > 0
 
 
 class CStruct:
