@@ -61,13 +61,11 @@ def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[
         if handler_for(cell.kind, cell.name).fusable
     ]
     fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
-    unfused_lstms = [
-        s for s in lstms if s.config.get("masked") or not fusable_activations(s.config)
-    ]
+    unfused_lstms = [s for s in lstms if s.masked or not fusable_activations(s.config)]
     for s in unfused_lstms:
         why = (
             "masking (a masked LSTM is unrolled into plain ops)"
-            if s.config.get("masked")
+            if s.masked
             else "its activations are not tanh/sigmoid (unrolled into plain ops)"
         )
         notes.append(f"{s.name}: not fused: {why}")
@@ -75,9 +73,9 @@ def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[
     if bad:
         culprits = []
         for s in ms.layers:
-            c = s.config
+            flags = {**s.config, "masked": s.masked}
             for arg in ("go_backwards", "stateful", "masked"):
-                if c.get(arg):
+                if flags.get(arg):
                     culprits.append(f"layer '{s.name}' ({arg})")
         who = (
             ", ".join(culprits)

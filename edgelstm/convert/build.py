@@ -79,7 +79,7 @@ def _run_step(
             y, nxt = handler.step(spec, y, mine, tf)
         else:
             y, nxt = handler.step_numpy(spec, y, mine)
-        if mask is not None and spec.config.get("masked") and nxt:
+        if mask is not None and spec.masked and nxt:
             # Keras at a masked step: the state is kept and the output (= h) repeated.
             nxt = [mask * new + (1.0 - mask) * old for new, old in zip(nxt, mine, strict=True)]
             y = nxt[0]

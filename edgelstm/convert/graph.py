@@ -70,9 +70,12 @@ class ModelSpec:
                     kind=s.kind,
                     units=s.config.get("units") if isinstance(s.config.get("units"), int) else None,
                     details={
-                        k: v
-                        for k, v in s.config.items()
-                        if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
+                        **{
+                            k: v
+                            for k, v in s.config.items()
+                            if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
+                        },
+                        **({"masked": True} if s.masked else {}),
                     },
                 )
                 for s in self.layers
@@ -296,10 +299,10 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
                 f"layer '{spec.name}' ({spec.kind}) merges masked sequences; not supported"
             )
         if h.recurrent and fed[0]:
-            spec.config["masked"] = True
+            spec.masked = True
             for sub in ("forward", "backward"):
                 if sub in spec.config:
-                    spec.config[sub].config["masked"] = True
+                    spec.config[sub].masked = True
         masked[i] = fed[0] or h.starts_mask(spec)
     output_kind = OutputKind.MANY_TO_MANY if len(out_shape) == 3 else OutputKind.MANY_TO_ONE
     spec_model = ModelSpec(

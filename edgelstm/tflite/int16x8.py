@@ -295,7 +295,7 @@ def _requantize_after_gather(model: Any, sg: Any) -> None:
 
 def has_fused_lstm(ms: Any) -> bool:
     """Whether the sequence model will contain UNIDIRECTIONAL_SEQUENCE_LSTM (unmasked LSTMs)."""
-    return any(s.kind == "LSTM" and not s.config.get("masked") for s in ms.layers)
+    return any(s.kind == "LSTM" and not s.masked for s in ms.layers)
 
 
 __all__ = [

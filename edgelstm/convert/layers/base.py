@@ -21,6 +21,7 @@ class LayerSpec:
     weights: list[np.ndarray]
     out_dim: int | None = None  # features per time step after this layer
     inputs: list[int] = field(default_factory=lambda: [-1])  # specs it reads; -1: model input
+    masked: bool = False  # a recurrent layer fed a masked sequence: it skips the masked steps
     blockers: list[str] = field(default_factory=list)  # why it cannot be streamed
     notes: list[str] = field(default_factory=list)
 

@@ -113,11 +113,7 @@ class _Recurrent(Handler):
 
         if spec.config["go_backwards"]:
             x = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_reverse")(x)
-        unroll = (
-            not self.fusable
-            or spec.config.get("masked", False)
-            or not fusable_activations(spec.config)
-        )
+        unroll = not self.fusable or spec.masked or not fusable_activations(spec.config)
         layer = self._keras_layer(spec, keras, tf, unroll)
         y = layer(x)
         layer.set_weights(self._keras_weights(spec))
