@@ -261,3 +261,45 @@ def test_evaluate_runs_each_artifact_where_its_parity_was_measured(
     data = (out / "lstm_seq_sequence_int16x8.tflite").read_bytes()
     with pytest.raises(BadInputError, match=r"UNIDIRECTIONAL_SEQUENCE_LSTM.*failed to prepare"):
         predict(data, xs, variant=Variant.SEQUENCE, runtime="litert")
+
+
+def test_unrolled_gru_int16x8_steps_get_their_own_bias(tmp_path) -> None:
+    """temporal-order-gru (the zoo's GRU(64), T = 110, inputs zero at most steps): the converter
+    gives every step's copy of the recurrent FC one int16x8 bias, quantized for one step's input
+    scale (and clamped there); convert gives each copy its own. Measured on the artifact and on
+    its bytes with every copy pointed back at the shared bias."""
+    from edgelstm.convert import convert_model
+    from edgelstm.convert.verify import run_sequence
+    from edgelstm.tflite.passes import load_model, pack_model
+
+    zoo = Path(__file__).resolve().parent.parent / "models" / "temporal-order-gru"
+    out = tmp_path / "o"
+    cfg = ConvertConfig(
+        variants=[Variant.SEQUENCE],
+        quantizations=[Quantization.FLOAT, Quantization.INT16X8],
+        calibration=str(zoo / "calibration.npz"),
+        calibration_samples=64,
+        verify_samples=8,
+    )
+    manifest = convert_model(zoo / "model.keras", out, cfg)
+    art = manifest.artifact("sequence", "int16x8")
+    assert any("got a bias of their own" in n for n in art.notes), art.notes
+    assert art.parity is not None and art.parity.passed, art.parity
+    data = (out / art.file).read_bytes()
+    model = load_model(data)
+    sg = model.subgraphs[0]
+    names = {t.name: i for i, t in enumerate(sg.tensors)}
+    undone = 0
+    for op in sg.operators:
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            name = sg.tensors[op.inputs[2]].name
+            if name.endswith(b"/per_step"):
+                op.inputs = [*op.inputs[:2], names[name.removesuffix(b"/per_step")]]
+                undone += 1
+    assert undone == 109  # every step's recurrent FC but the first (its state is all zeros)
+    xs = np.load(zoo / "eval.npz")["x"][:8].astype(np.float32)
+    seq = (out / manifest.artifact("sequence", "float").file).read_bytes()
+    ref = run_sequence(seq, read_tflite(seq), xs)
+    err = lambda d: float(np.max(np.abs(run_sequence(d, read_tflite(d), xs) - ref)))  # noqa: E731
+    shared = pack_model(model)
+    assert err(data) <= art.parity.bound < err(shared), (err(data), err(shared))

@@ -27,6 +27,21 @@ def _fused_cell_maxima(ms: ModelSpec, cal_x: np.ndarray, n_fused: int) -> list[f
     return [max(cells.values(), default=0.0)] * n_fused
 
 
+def _float_bias_vectors(ms: ModelSpec) -> list[np.ndarray]:
+    """Every vector of the source model's weights that can be a bias: 1-D arrays and the rows of
+    a GRU's [2, 3u] bias (the cells of wrappers included)."""
+    out: list[np.ndarray] = []
+    for spec, handler in zip(ms.layers, ms.handlers, strict=True):
+        for s in [spec, *handler.cells(spec)]:
+            for w in s.weights:
+                w = np.asarray(w)
+                if w.ndim == 1:
+                    out.append(w)
+                elif w.ndim == 2 and w.shape[0] <= 4:
+                    out.extend(w)
+    return out
+
+
 def _artifact(
     file: str, info: TFLiteInfo, variant: Variant, quant: Quantization, ms: ModelSpec
 ) -> Artifact:

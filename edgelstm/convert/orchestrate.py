@@ -22,7 +22,13 @@ from edgelstm.arrays import load_array
 from edgelstm.convert import build, isolate, verify
 from edgelstm.convert import int16x8 as int16
 from edgelstm.convert import outdir as outdir_mod
-from edgelstm.convert.artifacts import _artifact, _dynamic_note, _fused_cell_maxima, _fusion_check
+from edgelstm.convert.artifacts import (
+    _artifact,
+    _dynamic_note,
+    _float_bias_vectors,
+    _fused_cell_maxima,
+    _fusion_check,
+)
 from edgelstm.convert.calibration import (
     _load_stream,
     _plan_verification,
@@ -35,7 +41,7 @@ from edgelstm.convert.load import load_keras_model
 from edgelstm.convert.result import ConversionResult
 from edgelstm.convert.verify import keras_reference, run_sequence, run_step
 from edgelstm.errors import BadInputError, ConversionError, UnsupportedLayerError, VerificationError
-from edgelstm.tflite.passes import run_passes, widen_lstm_cell_range
+from edgelstm.tflite.passes import requantize_int16_fc_bias, run_passes, widen_lstm_cell_range
 from edgelstm.tflite_info import read_tflite
 from edgelstm.types import Artifact, ConvertConfig, Manifest, Quantization, Variant
 
@@ -250,6 +256,11 @@ def convert(
             tie_notes.extend(pass_notes)
             # The integer fused LSTM's int16 cell range, from the float cell's (via_int8: the
             # requantizer already sized the cell from it).
+            if variant == Variant.SEQUENCE and quant == Quantization.INT16X8 and not via_int8:
+                data, shared = requantize_int16_fc_bias(data, _float_bias_vectors(ms))
+                if shared:
+                    info = read_tflite(data)
+                tie_notes.extend(shared)
             fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
             if quant.is_integer and fused and calib is not None and not via_int8:
                 c_max = _fused_cell_maxima(ms, calib[: cfg.calibration_samples], fused)

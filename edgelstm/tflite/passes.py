@@ -328,6 +328,82 @@ def widen_lstm_cell_range(data: bytes, c_max: list[float]) -> tuple[bytes, list[
     return (pack_model(model) if edited else data), changed
 
 
+def requantize_int16_fc_bias(
+    data: bytes, float_biases: list[np.ndarray]
+) -> tuple[bytes, list[str]]:
+    """Give every int16x8 FULLY_CONNECTED a bias of its own, quantized with its input's scale.
+
+    An unrolled int16x8 sequence model runs one copy of a recurrent FC per step, and the
+    converter gives all copies ONE bias tensor, quantized for the step with the smallest input
+    range, while each copy's input has its own scale: every other step adds its bias at the wrong
+    scale, and the smallest range also clamps it at 2^30 (temporal-order-gru: a recurrent bias of
+    1.75 stored as 1.66; the model's max error 0.99). The kernels add the bias in units of input
+    scale x weight scale, whatever the bias tensor says. The float values come from
+    `float_biases` (the source model's bias vectors): the one the stored bias approximates."""
+    fb = schema()
+    model = load_model(data)
+    sg = model.subgraphs[0]
+    fc = {
+        i
+        for i, oc in enumerate(model.operatorCodes)
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == fb.BuiltinOperator.FULLY_CONNECTED
+    }
+    changed: list[str] = []
+    cache: dict[int, np.ndarray | None] = {}
+    for op in sg.operators:
+        if op.opcodeIndex not in fc or len(op.inputs) < 3 or op.inputs[2] < 0:
+            continue
+        x, w, b = (sg.tensors[i] for i in op.inputs[:3])
+        buf = model.buffers[b.buffer].data
+        if x.type != fb.TensorType.INT16 or b.type != fb.TensorType.INT64 or buf is None:
+            continue
+        ws = np.asarray(w.quantization.scale, np.float64)
+        want = float(x.quantization.scale[0]) * ws * np.ones(len(b.quantization.scale))
+        if want.min() < 1e-30:  # a constant-zero input: no bias scale could hold the bias
+            continue
+        have = np.asarray(b.quantization.scale, np.float64)
+        q = np.frombuffer(bytes(buf), np.int64)
+        ok = np.abs(q) < _INT16_FC_BIAS_LIMIT * 0.999  # entries not clamped
+        if ok.all() and np.allclose(have, want, rtol=1e-6, atol=0):
+            continue
+        if op.inputs[2] not in cache:  # the float bias this stored one approximates
+            approx = q * have
+            cache[op.inputs[2]] = next(
+                (
+                    np.asarray(c, np.float64)
+                    for c in float_biases
+                    if c.shape == approx.shape
+                    and np.all(np.abs(c - approx)[ok] <= 2 * have[ok] + 1e-5 * np.abs(c)[ok])
+                ),
+                None,
+            )
+        real = cache[op.inputs[2]]
+        if real is None:
+            continue
+        bias = copy.deepcopy(b)
+        bias.quantization.scale = [float(v) for v in want]
+        new = fb.BufferT()
+        new.data = np.clip(np.round(real / want), -(2**62), 2**62).astype(np.int64).tobytes()
+        model.buffers.append(new)
+        bias.buffer = len(model.buffers) - 1
+        bias.name = b.name + b"/per_step"
+        sg.tensors.append(bias)
+        inputs = list(op.inputs)
+        inputs[2] = len(sg.tensors) - 1
+        op.inputs = inputs
+        changed.append(op.outputs[0])
+    if not changed:
+        return data, []
+    return pack_model(model), [
+        f"{len(changed)} int16x8 FULLY_CONNECTED ops got a bias of their own, quantized with "
+        "their input's scale (the converter shared one bias across the unrolled steps)"
+    ]
+
+
+# Measured: where the shared bias's scale is tiny, the converter clamps it at about 2^30.
+_INT16_FC_BIAS_LIMIT = 2**30
+
+
 def _referenced_buffers(model: Any) -> set[int]:
     used = {0}  # buffer 0 is the schema's empty sentinel
     for sg in model.subgraphs:
