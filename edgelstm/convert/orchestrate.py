@@ -113,6 +113,30 @@ def _step_only_length(model: Any, cfg: ConvertConfig) -> tuple[int | None, str]:
     )
 
 
+def _source_passes(
+    data: bytes,
+    info: Any,
+    variant: Variant,
+    quant: Quantization,
+    ms: ModelSpec,
+    calib: np.ndarray | None,
+    cfg: ConvertConfig,
+) -> tuple[bytes, Any, list[str]]:
+    """The flatbuffer edits that need the source model (tflite.passes, after POST_CONVERSION):
+    each integer fused LSTM's int16 cell range from the float cell's |c| on the calibration
+    data; each unrolled int16x8 FC's own bias from the source model's float biases."""
+    notes: list[str] = []
+    if variant == Variant.SEQUENCE and quant == Quantization.INT16X8:
+        data, shared = requantize_int16_fc_bias(data, _float_bias_vectors(ms))
+        notes.extend(shared)
+    fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)  # (no edit here adds ops)
+    if quant.is_integer and fused and calib is not None:
+        c_max = _fused_cell_maxima(ms, calib[: cfg.calibration_samples], fused)
+        data, widened = widen_lstm_cell_range(data, c_max)
+        notes.extend(widened)
+    return data, (read_tflite(data) if notes else info), notes
+
+
 def convert(
     model_path: str | Path,
     cfg: ConvertConfig,
@@ -254,20 +278,11 @@ def convert(
                     continue
             data, info, pass_notes = run_passes(data, variant, quant)  # tflite.passes, in order
             tie_notes.extend(pass_notes)
-            # The integer fused LSTM's int16 cell range, from the float cell's (via_int8: the
-            # requantizer already sized the cell from it).
-            if variant == Variant.SEQUENCE and quant == Quantization.INT16X8 and not via_int8:
-                data, shared = requantize_int16_fc_bias(data, _float_bias_vectors(ms))
-                if shared:
-                    info = read_tflite(data)
-                tie_notes.extend(shared)
-            fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
-            if quant.is_integer and fused and calib is not None and not via_int8:
-                c_max = _fused_cell_maxima(ms, calib[: cfg.calibration_samples], fused)
-                data, widened = widen_lstm_cell_range(data, c_max)
-                if widened:
-                    info = read_tflite(data)
-                tie_notes.extend(widened)
+            if not via_int8:  # (the requantizer sized its cell and biases itself)
+                data, info, source_notes = _source_passes(
+                    data, info, variant, quant, ms, calib, cfg
+                )
+                tie_notes.extend(source_notes)
             art = _artifact(file, info, variant, quant, ms)
             art.notes.extend(tie_notes)
             if quant == Quantization.DYNAMIC:

@@ -1,7 +1,9 @@
 """Edits of a converted .tflite through the official schema's object API (no byte surgery).
 
 `POST_CONVERSION` lists the passes every converted artifact goes through, in order, each with
-what it matches and why it exists; `run_passes` applies them.
+what it matches and why it exists; `run_passes` applies them. Two edits need the source model and
+run after them, from `convert`: `widen_lstm_cell_range` (the float cell's |c|) and
+`requantize_int16_fc_bias` (the float biases).
 """
 
 from __future__ import annotations
