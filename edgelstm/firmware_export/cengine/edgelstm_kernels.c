@@ -573,6 +573,40 @@ void el_fc_s8_fast_sr(const int8_t *x, int cols, int cols_pad, const int8_t *str
     el_fc_s8_stream(x, cols, cols_pad, stream, rows, out_zp, xs, y, 1);
 }
 
+void el_fc_s8_small(const int8_t *x, int cols, const int8_t *w, const int32_t *bias,
+                    const int32_t *mult, const int8_t *e1, int rows, int32_t out_zp, int8_t *y,
+                    int single)
+{
+    const int32_t k = 1 + 2 * out_zp;
+    const int cp = (cols + 3) & ~3;
+    int r, i;
+    for (r = 0; r < rows; ++r, w += cp) {
+        int32_t acc = bias[r], v;
+        i = 0;
+#if EL_USE_DSP
+        for (; i + 4 <= cols; i += 4) { /* x0 x2 and x1 x3 against w0 w2 and w1 w3 */
+            int32_t xv, wv;
+            memcpy(&xv, x + i, 4);
+            memcpy(&wv, w + i, 4);
+            acc = __smlad(__sxtb16(xv), __sxtb16(wv), acc);
+            xv = (int32_t)(((uint32_t)xv >> 8) | ((uint32_t)xv << 24));
+            wv = (int32_t)(((uint32_t)wv >> 8) | ((uint32_t)wv << 24));
+            acc = __smlad(__sxtb16(xv), __sxtb16(wv), acc);
+        }
+#endif
+        for (; i < cols; ++i) {
+            acc += (int32_t)x[i] * w[i];
+        }
+        if (single) {
+            v = el_smmul(acc * 2, mult[r]);
+            y[r] = (int8_t)el_sat8(((v >> e1[r]) + k) >> 1);
+        } else {
+            v = el_smmulr(acc * 2, mult[r]);
+            y[r] = (int8_t)el_sat8((el_tie_away(v, e1[r]) + k) >> 1);
+        }
+    }
+}
+
 /* ---- int8 elementwise ---------------------------------------------------------------------- */
 
 /* el_mbqm(a, m, -e) in one multiply-add. With neg = (a < 0) (m > 0, so the sign of a*m), the
@@ -874,8 +908,23 @@ __attribute__((naked, noipa)) static void el_cell_dsp(const el_lstm_cell_t *p,
         "pop {r4-r11, pc}\n");
 }
 
-/* The gate ADD and its tables on a DSP core, 4 n codes in memory order: r0 x1, r1 x2, r2 gates,
- * r3 = {t + 128, mo, keo, n, the 4 segments' tables}; 13 instructions a code. */
+/* The gate ADD and its tables on a DSP core: r0 x1, r1 x2, r2 gates, r3 = {r + 128, mo, keo,
+ * a, b, n (even), the 4 segments' tables, 0}; two codes an iteration, 14 instructions a code. */
+#define EL_GATE_CODE \
+    "ldrsb r11, [r1], #1\n\t" \
+    "ldrsb r12, [r4, r11]\n\t" \
+    "mla r12, r11, r8, r12\n\t" \
+    "ldrsb r11, [r0], #1\n\t" \
+    "add r12, r12, r11, lsl #20\n\t" \
+    "add r12, r12, r7\n\t" \
+    "smmulr r12, r12, r5\n\t" \
+    "add r12, r12, r12, asr #31\n\t" \
+    "asr r12, r12, r6\n\t" \
+    "add r12, r12, r6, asr #8\n\t" \
+    "ssat r12, #8, r12, asr #1\n\t" \
+    "ldrsb r12, [r9, r12]\n\t" \
+    "strb r12, [r2], #1\n\t"
+
 __attribute__((naked, noipa)) static void el_gates_dsp(const int8_t *x1, const int8_t *x2,
                                                        int8_t *gates, const int32_t *q)
 {
@@ -885,28 +934,18 @@ __attribute__((naked, noipa)) static void el_gates_dsp(const int8_t *x1, const i
     (void)q;
     __asm__ volatile(
         "push {r4-r11, lr}\n\t"
-        "mov lr, r3\n\t"
-        "ldm lr!, {r4-r6, r9}\n\t"
-        "add r11, r2, r9, lsl #2\n"
+        "ldm r3!, {r4-r8, lr}\n"
         "2:\n\t"
-        "ldr r7, [lr], #4\n\t"
-        "add r8, r2, r9\n"
+        "ldr r9, [r3], #4\n\t"
+        "cmp r9, #0\n\t"
+        "beq 3f\n\t"
+        "add r10, r2, lr\n"
         "1:\n\t"
-        "ldrsb r10, [r1], #1\n\t"
-        "ldrsb r12, [r0], #1\n\t"
-        "ldr r10, [r4, r10, lsl #2]\n\t"
-        "add r10, r10, r12, lsl #20\n\t"
-        "smmulr r10, r10, r5\n\t"
-        "add r10, r10, r10, asr #31\n\t"
-        "asr r10, r10, r6\n\t"
-        "add r10, r10, r6, asr #8\n\t"
-        "ssat r10, #8, r10, asr #1\n\t"
-        "ldrsb r10, [r7, r10]\n\t"
-        "strb r10, [r2], #1\n\t"
-        "cmp r2, r8\n\t"
+        EL_GATE_CODE EL_GATE_CODE
+        "cmp r2, r10\n\t"
         "bne 1b\n\t"
-        "cmp r2, r11\n\t"
-        "bne 2b\n\t"
+        "b 2b\n"
+        "3:\n\t"
         "pop {r4-r11, pc}\n");
 }
 #else
@@ -923,29 +962,30 @@ void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2
     const int32_t offs[4] = {p->off_i, p->off_f, p->off_g, p->off_o};
     const int8_t *gi = gates + p->off_i, *gf = gates + p->off_f, *gg = gates + p->off_g;
     const int8_t *walk[8], *seg[4] = {0, 0, 0, 0}; /* each segment's table */
-    int s, k;
-#if !EL_USE_DSP
-    int j;
-#endif
+    int j, s, k;
     for (s = 0; s < 4; ++s) { /* the offsets are whole segments of n */
         for (k = 0; k < 4; ++k) {
             seg[s] = offs[k] == s * n ? luts[k] : seg[s];
         }
     }
 #if EL_USE_DSP
-    if (n > 0) { /* 32-bit pointers */
-        const int32_t q[8] = {(int32_t)p->gate_t, p->gate_mo, p->gate_keo, n, (int32_t)seg[0],
-                              (int32_t)seg[1], (int32_t)seg[2], (int32_t)seg[3]};
+    if (n > 0 && n % 2 == 0) { /* 32-bit pointers */
+        const int32_t q[11] = {(int32_t)p->gate_r, p->gate_mo,       p->gate_keo,
+                               p->gate_a,          p->gate_b,        n,
+                               (int32_t)seg[0],    (int32_t)seg[1],  (int32_t)seg[2],
+                               (int32_t)seg[3],    0};
         el_gates_dsp(x1, x2, gates, q);
-    }
-#else
-    for (s = 0; s < 4; ++s) {
-        for (j = s * n; j < (s + 1) * n; ++j) {
-            const int32_t raw2 = p->gate_t[x2[j]] + (int32_t)((uint32_t)x1[j] << 20);
-            gates[j] = seg[s][el_keo_round(el_smmulr(raw2, p->gate_mo), p->gate_keo)];
+    } else
+#endif
+    {
+        for (s = 0; s < 4; ++s) {
+            for (j = s * n; j < (s + 1) * n; ++j) {
+                const int32_t raw2 = p->gate_a + p->gate_b * x2[j] + p->gate_r[x2[j]] +
+                                     (int32_t)((uint32_t)x1[j] << 20);
+                gates[j] = seg[s][el_keo_round(el_smmulr(raw2, p->gate_mo), p->gate_keo)];
+            }
         }
     }
-#endif
     walk[0] = p->a_is_ig ? gi : gf; /* MUL A's operands (gate first), then MUL B's */
     walk[1] = p->a_is_ig ? gg : c;
     walk[2] = p->a_is_ig ? gf : gi;

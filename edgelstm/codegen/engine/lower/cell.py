@@ -63,15 +63,30 @@ def add_table(fast: AddFast) -> np.ndarray:
     return out.astype(np.int32)
 
 
+def gate_line(fast: AddFast) -> tuple[np.ndarray, int, int] | None:
+    """add_table as a + b v + r[v] with an int8 residual r (the line through the table's ends,
+    centred), or None when the residual does not fit (then the cell is not fused)."""
+    t = add_table(fast).astype(np.int64)
+    v = np.arange(-128, 128)
+    b = round(float(t[-1] - t[0]) / 255)
+    rest = t - b * v
+    a = (int(rest.max()) + int(rest.min())) // 2
+    r = rest - a
+    if np.abs(r).max() > 127:
+        return None
+    return r.astype(np.int8), a, b
+
+
 def keo(e1: int, k: int) -> int:
     """el_lstm_cell_t's packed (e - 1, k): (k << 8) | (e - 1)."""
     return (k << 8) | e1
 
 
-def cell_params(gate_t: str, gate: AddFast, mul_a: MulFast, mul_b: MulFast, mul_o: MulFast,
-                add: AddFast, a_is_ig: bool, offsets: list[int], luts: list[str]) -> str:  # fmt: skip
+def cell_params(gate_r: str, line: tuple[int, int], gate: AddFast, mul_a: MulFast, mul_b: MulFast,
+                mul_o: MulFast, add: AddFast, a_is_ig: bool, offsets: list[int],
+                luts: list[str]) -> str:  # fmt: skip
     """el_lstm_cell_t's initializer (table names, the tables' entry 128 as the kernel reads)."""
-    vals = [f"{gate_t} + 128", str(gate.mo), str(keo(gate.eo, gate.k))]
+    vals = [f"{gate_r} + 128", str(gate.mo), str(keo(gate.eo, gate.k))]
     for m in (mul_a, mul_b, mul_o):
         vals.append(f"{{{m.c1}, {m.c2}, {m.mo}, {keo(m.eo, m.k)}}}")
     assert add.sign == 1
@@ -79,6 +94,7 @@ def cell_params(gate_t: str, gate: AddFast, mul_a: MulFast, mul_b: MulFast, mul_
     vals[-1] += f", {keo(add.eo, add.k)}}}"
     vals += [str(int(a_is_ig)), *map(str, offsets)]
     vals += [f"{t} + 128" for t in luts]
+    vals += [str(line[0]), str(line[1])]
     return "{" + ", ".join(vals) + "}"
 
 
@@ -225,6 +241,8 @@ def _match_chain(
     fast_muls.append(_fast_mul(lw, mul_oh, a_out[po]))
     if gate is None or cell is None or any(m is None for m in fast_muls):
         return None
+    if gate_line(gate[0]) is None:
+        return None
     # the cell ADD's fast form: (in1, in2) = inputs[0], inputs[1], or swapped
     cell_first = cell_add.inputs[1] if cell[1] else cell_add.inputs[0]
     fused = [*acts.values(), mul_fc, mul_ig, mul_oh, cell_add, tanh_c]
@@ -258,8 +276,10 @@ def lstm_cell(lw: Lowering, cell: LstmCell) -> list[str]:
     pn = f"{lw.name}_p{root.index}"
     tables = {k: _lut_table(lw, a, centred=True) for k, a in cell.acts.items()}
     tables["c"] = _lut_table(lw, cell.tanh_c, centred=True)
-    gt = lw.add_const("int32_t", f"{lw.name}_addt{root.index}", add_table(cell.gate),
-                      "gate ADD: the second input's term")  # fmt: skip
+    line = gate_line(cell.gate)
+    assert line is not None
+    gr = lw.add_const("int8_t", f"{lw.name}_addr{root.index}", line[0],
+                      "gate ADD: the second input's term, residual of a + b v")  # fmt: skip
     a_out = {k: a.outputs[0] for k, a in cell.acts.items()}
     fc, ig, oh = (
         _fast_mul(lw, cell.mul_fc, a_out["f"]),
@@ -268,7 +288,7 @@ def lstm_cell(lw: Lowering, cell: LstmCell) -> list[str]:
     )
     assert fc is not None and ig is not None and oh is not None
     mul_a, mul_b = (ig, fc) if cell.cell_swap else (fc, ig)
-    init = cell_params(gt, cell.gate, mul_a, mul_b, oh, cell.cell, cell.cell_swap,
+    init = cell_params(gr, line[1:], cell.gate, mul_a, mul_b, oh, cell.cell, cell.cell_swap,
                        [cell.offsets[k] for k in "ifgo"], [tables[k] for k in "ifgoc"])  # fmt: skip
     lw.prog.consts.append(f"static const el_lstm_cell_t {pn} = {init};")
     lw.prog.const_bytes += 4 * 34
