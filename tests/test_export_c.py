@@ -218,7 +218,8 @@ def test_qemu_int8_step_kinds(converted, tmp_path: Path, kind: str) -> None:
     src = (tmp_path / "k_model.c").read_text()
     assert "el_fc_s8_fast(" in src  # the fast FC path is the one exercised
     if kind == "lstm":
-        assert "el_add_s8_fast_lut(" in src  # gate ADD + LOGISTIC/TANH fused
+        # the whole cell (gate ADD, tables, MULs, cell ADD, tanh) in one loop over units
+        assert "el_lstm_cell_s8(" in src and "el_mul_s8_fast(" not in src
         sr = export_c(
             d / _step_file(manifest, "int8"),
             tmp_path / "sr",
@@ -496,6 +497,9 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
         data.append(_c_arr("int32_t", f"fc{ci}_b", bias))
         data.append(_c_arr("int32_t", f"fc{ci}_m", mult))
         data.append(_c_arr("int8_t", f"fc{ci}_e", shift))
+        # el_fc_s8_small: row-major rows, columns padded to 4, e - 1
+        data.append(_c_arr("int8_t", f"fc{ci}_sw", wpad[:rows, : -(-cols // 4) * 4].reshape(-1)))
+        data.append(_c_arr("int8_t", f"fc{ci}_e1", -shift - 1))
         for xi, x in enumerate(
             [np.full(cols, -128), np.full(cols, 127), *rng.integers(-128, 128, (3, cols))]
         ):
@@ -538,6 +542,14 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
                     rows,
                     f"el_fc_s8_rows(fc{ci}_x{xi}, {cols}, {cp}, fc{ci}_r, {rows}, {zp}, xs, y, "
                     f"{sr});",
+                    wanted,
+                )
+            for sr, wanted in ((0, want), (1, single)):
+                emit(
+                    f"fcsm{ci}.{xi}.{sr}",
+                    rows,
+                    f"el_fc_s8_small(fc{ci}_x{xi}, {cols}, fc{ci}_sw, fc{ci}_b, fc{ci}_m, "
+                    f"fc{ci}_e1, {rows}, {zp}, y, {sr});",
                     wanted,
                 )
             emit(
@@ -616,6 +628,77 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
             data.append(f"static const el_mul_fast_t {name} = {{{', '.join(map(str, vals))}}};\n")
             emit(name, 256, f"el_mul_s8_fast(&{name}, ex1, 1, ex2, 1, y, 256);", want)
             n_mul += 1
+    # the fused LSTM cell (el_lstm_cell_s8): gate ADD (table form) + 4 tables, MUL(f, c),
+    # MUL(i, g), the cell ADD (both operand orders), tables, MUL(o, tanh c), against the same
+    # ops one at a time; x1 / x2 hold every code once, gates in a shuffled order, 64 or 63 units
+    from edgelstm.codegen.engine.lower.cell import cell_params, gate_line
+    from edgelstm.codegen.engine.lower.elementwise import MulFast
+
+    def add_ref(prm: quant.AddSubParams, a: int, b: int) -> int:
+        raw = _mbqm((prm.in1_off + a) << 20, prm.in1_mult, prm.in1_shift) + _mbqm(
+            (prm.in2_off + b) << 20, prm.in2_mult, prm.in2_shift
+        )
+        return int(np.clip(_mbqm(raw, prm.out_mult, prm.out_shift) + prm.out_off, -128, 127))
+
+    def mul_ref(z1: int, z2: int, m: int, sh: int, zo: int, a: int, b: int) -> int:
+        return int(np.clip(_mbqm((a - z1) * (b - z2), m, sh) + zo, -128, 127))
+
+    n_cell = 0
+    cstate = rng.integers(-128, 128, 64)
+    data.append(_c_arr("int8_t", "cst", cstate))
+    while n_cell < 6:
+        sc = [float(v) for v in 10 ** rng.uniform(-3, 0, 12)]
+        z = [int(v) for v in rng.integers(-128, 128, 12)]
+        gp = quant.addsub_params(sc[0], z[0], sc[1], z[1], sc[2], z[2])
+        cp = quant.addsub_params(sc[3], z[3], sc[4], z[4], sc[5], z[5])
+        gfast, cfast = _add_fast(gp, 1, -128, 127), _add_fast(cp, 1, -128, 127)
+        swap = bool(n_cell % 2)  # the cell ADD's fast form with (i * g, f * c) as (x1, x2)
+        if swap:
+            cfast = _add_fast(cp.swapped(), 1, -128, 127)
+        # (in1 zp, in1 scale, in2 zp, in2 scale, out zp, out scale): fc (gate f, c), ig, oh
+        mp = [(z[6 + k], sc[6 + k], z[9 + k], sc[9 + k]) for k in range(3)]
+        mq = []
+        for k, (za, sa_, zb, sb_) in enumerate(mp):
+            zo_, so_ = (z[3], sc[3]) if k == 0 else (z[4], sc[4])
+            if k == 2:
+                zo_, so_ = int(z[0] // 2), sc[0] * 2
+            m, sh = quant.quantize_multiplier(sa_ * sb_ / so_)
+            mq.append((za, zb, m, sh, zo_))
+        if gfast is None or cfast is None or any(q[3] > -1 for q in mq):
+            continue
+        name = f"cell{n_cell}"
+        order = rng.permutation(4)  # gate k's segment
+        nu = 64 if n_cell < 4 else 63  # an odd count runs the portable gate loop
+        offs = [int(order[k]) * nu for k in range(4)]
+        tabs = rng.integers(-128, 128, (5, 256))  # i, f, g, o, tanh(c), indexed by code + 128
+        line = gate_line(gfast)
+        assert line is not None
+        data.append(_c_arr("int8_t", f"{name}_t", line[0]))
+        data += [_c_arr("int8_t", f"{name}_l{k}", tabs[k]) for k in range(5)]
+        mf = [MulFast(-2 * za, -zb, m, -sh - 1, 1 + 2 * zo_) for za, zb, m, sh, zo_ in mq]
+        init = cell_params(
+            f"{name}_t", line[1:], gfast, *((mf[1], mf[0]) if swap else (mf[0], mf[1])), mf[2], cfast,
+            swap, offs, [f"{name}_l{k}" for k in range(5)],
+        )  # fmt: skip
+        data.append(f"static const el_lstm_cell_t {name} = {init};\n")
+        c_want, h_want = [], []
+        for j in range(nu):
+            a = [
+                int(tabs[k][add_ref(gp, int(x1[offs[k] + j]), int(x2[offs[k] + j])) + 128])
+                for k in range(4)
+            ]
+            fc = mul_ref(*mq[0][:2], *mq[0][2:], a[1], int(cstate[j]))
+            ig = mul_ref(*mq[1][:2], *mq[1][2:], a[0], a[2])
+            cn = add_ref(cp, fc, ig)  # the kernel takes i * g first when swapped
+            c_want.append(cn)
+            h_want.append(mul_ref(*mq[2][:2], *mq[2][2:], a[3], int(tabs[4][cn + 128])))
+        emit(
+            name,
+            2 * nu,
+            f"el_lstm_cell_s8(&{name}, ex1, ex2, cst, gb, y, y + {nu}, {nu});",
+            np.array(c_want + h_want),
+        )
+        n_cell += 1
     # DIV: every pair of codes, both divisor signs (a divisor at its zero point gives out_off);
     # MEAN: rows of 1..40 codes summed, 1/n folded into the multiplier
     for k in range(8):
@@ -645,7 +728,7 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
     src = (
         '#include <stdio.h>\n#include "edgelstm_kernels.h"\n'
         + "".join(data)
-        + "static int16_t xs[136];\nstatic int8_t y[256];\n"
+        + "static int16_t xs[136];\nstatic int8_t y[256], gb[256];\n"
         + "static void el_out(const char *label, const int8_t *v, int n)\n{\n    int i;\n"
         + '    printf("%s ", label);\n    for (i = 0; i < n; ++i) {\n'
         + '        printf("%02x", (unsigned)(uint8_t)v[i]);\n    }\n    printf("\\n");\n}\n'

@@ -573,6 +573,40 @@ void el_fc_s8_fast_sr(const int8_t *x, int cols, int cols_pad, const int8_t *str
     el_fc_s8_stream(x, cols, cols_pad, stream, rows, out_zp, xs, y, 1);
 }
 
+void el_fc_s8_small(const int8_t *x, int cols, const int8_t *w, const int32_t *bias,
+                    const int32_t *mult, const int8_t *e1, int rows, int32_t out_zp, int8_t *y,
+                    int single)
+{
+    const int32_t k = 1 + 2 * out_zp;
+    const int cp = (cols + 3) & ~3;
+    int r, i;
+    for (r = 0; r < rows; ++r, w += cp) {
+        int32_t acc = bias[r], v;
+        i = 0;
+#if EL_USE_DSP
+        for (; i + 4 <= cols; i += 4) { /* x0 x2 and x1 x3 against w0 w2 and w1 w3 */
+            int32_t xv, wv;
+            memcpy(&xv, x + i, 4);
+            memcpy(&wv, w + i, 4);
+            acc = __smlad(__sxtb16(xv), __sxtb16(wv), acc);
+            xv = (int32_t)(((uint32_t)xv >> 8) | ((uint32_t)xv << 24));
+            wv = (int32_t)(((uint32_t)wv >> 8) | ((uint32_t)wv << 24));
+            acc = __smlad(__sxtb16(xv), __sxtb16(wv), acc);
+        }
+#endif
+        for (; i < cols; ++i) {
+            acc += (int32_t)x[i] * w[i];
+        }
+        if (single) {
+            v = el_smmul(acc * 2, mult[r]);
+            y[r] = (int8_t)el_sat8(((v >> e1[r]) + k) >> 1);
+        } else {
+            v = el_smmulr(acc * 2, mult[r]);
+            y[r] = (int8_t)el_sat8((el_tie_away(v, e1[r]) + k) >> 1);
+        }
+    }
+}
+
 /* ---- int8 elementwise ---------------------------------------------------------------------- */
 
 /* el_mbqm(a, m, -e) in one multiply-add. With neg = (a < 0) (m > 0, so the sign of a*m), the
@@ -806,6 +840,176 @@ void el_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const i
         const int32_t prod2 = (c1 + 2 * *x1) * (c2 + *x2);
         y[i] = (int8_t)el_sat8((el_tie_away(el_smmulr(prod2, mo), eo) + k) >> 1);
     }
+}
+
+/* el_lstm_cell_s8 (see the header): the (e - 1, k) pair packed as keo = (k << 8) | (e - 1) */
+static inline int32_t el_keo_round(int32_t s, int32_t keo)
+{
+    return el_sat8((el_tie_away(s, keo & 255) + (keo >> 8)) >> 1);
+}
+
+#if EL_USE_DSP
+/* The loop over units on a DSP core: r0 = the parameters, r1 = the walking pointers (a1, a2,
+ * b1, b2, o, c_out, h, h_end). MUL A (the cell ADD's first input), MUL B, the cell ADD, STRB
+ * c_out, the tanh table, MUL O, STRB h. Each MUL: (c1 + 2 a)(c2 + b), SMMULR, ties away, ASR by
+ * the low byte of keo, + k (keo ASR #8), SSAT #8 ASR #1; parameters by LDRD. */
+#define EL_CELL_MUL(X, B, OFF) \
+    "ldrd r10, r11, [r0, #" #OFF "]\n\t" \
+    "add " X ", r10, " X ", lsl #1\n\t" \
+    "add " B ", " B ", r11\n\t" \
+    "mul " X ", " X ", " B "\n\t" \
+    "ldrd r10, r11, [r0, #(" #OFF " + 8)]\n\t" \
+    "smmulr " X ", " X ", r10\n\t" \
+    "add " X ", " X ", " X ", asr #31\n\t" \
+    "asr " X ", " X ", r11\n\t" \
+    "add " X ", " X ", r11, asr #8\n\t" \
+    "ssat " X ", #8, " X ", asr #1\n\t"
+
+__attribute__((naked, noipa)) static void el_cell_dsp(const el_lstm_cell_t *p,
+                                                      const int8_t **walk)
+{
+    (void)p;
+    (void)walk;
+    __asm__ volatile(
+        "push {r4-r11, lr}\n\t"
+        "ldr lr, [r1, #28]\n\t"
+        "ldm r1, {r1-r7}\n"
+        "1:\n\t"
+        "ldrsb r8, [r1], #1\n\t"
+        "ldrsb r9, [r2], #1\n\t"
+        EL_CELL_MUL("r8", "r9", 12)
+        "ldrsb r9, [r3], #1\n\t"
+        "ldrsb r12, [r4], #1\n\t"
+        EL_CELL_MUL("r9", "r12", 28)
+        "ldrd r10, r11, [r0, #60]\n\t"
+        "add r8, r10, r8, lsl #19\n\t"
+        "add r9, r11, r9, lsl #21\n\t"
+        "ldrd r10, r11, [r0, #68]\n\t"
+        "smmulr r9, r9, r10\n\t"
+        "add r9, r9, r9, asr #31\n\t"
+        "asr r9, r9, r11\n\t"
+        "add r9, r9, #1\n\t"
+        "add r8, r8, r9, asr #1\n\t"
+        "lsl r8, r8, #1\n\t"
+        "ldrd r10, r11, [r0, #76]\n\t"
+        "smmulr r8, r8, r10\n\t"
+        "add r8, r8, r8, asr #31\n\t"
+        "asr r8, r8, r11\n\t"
+        "add r8, r8, r11, asr #8\n\t"
+        "ssat r8, #8, r8, asr #1\n\t"
+        "strb r8, [r6], #1\n\t"
+        "ldr r10, [r0, #120]\n\t"
+        "ldrsb r12, [r10, r8]\n\t"
+        "ldrsb r9, [r5], #1\n\t"
+        EL_CELL_MUL("r9", "r12", 44)
+        "strb r9, [r7], #1\n\t"
+        "cmp r7, lr\n\t"
+        "bne 1b\n\t"
+        "pop {r4-r11, pc}\n");
+}
+
+/* The gate ADD and its tables on a DSP core: r0 x1, r1 x2, r2 gates, r3 = {r + 128, mo, keo,
+ * a, b, n (even), the 4 segments' tables, 0}; two codes an iteration, 14 instructions a code. */
+#define EL_GATE_CODE \
+    "ldrsb r11, [r1], #1\n\t" \
+    "ldrsb r12, [r4, r11]\n\t" \
+    "mla r12, r11, r8, r12\n\t" \
+    "ldrsb r11, [r0], #1\n\t" \
+    "add r12, r12, r11, lsl #20\n\t" \
+    "add r12, r12, r7\n\t" \
+    "smmulr r12, r12, r5\n\t" \
+    "add r12, r12, r12, asr #31\n\t" \
+    "asr r12, r12, r6\n\t" \
+    "add r12, r12, r6, asr #8\n\t" \
+    "ssat r12, #8, r12, asr #1\n\t" \
+    "ldrsb r12, [r9, r12]\n\t" \
+    "strb r12, [r2], #1\n\t"
+
+__attribute__((naked, noipa)) static void el_gates_dsp(const int8_t *x1, const int8_t *x2,
+                                                       int8_t *gates, const int32_t *q)
+{
+    (void)x1;
+    (void)x2;
+    (void)gates;
+    (void)q;
+    __asm__ volatile(
+        "push {r4-r11, lr}\n\t"
+        "ldm r3!, {r4-r8, lr}\n"
+        "2:\n\t"
+        "ldr r9, [r3], #4\n\t"
+        "cmp r9, #0\n\t"
+        "beq 3f\n\t"
+        "add r10, r2, lr\n"
+        "1:\n\t"
+        EL_GATE_CODE EL_GATE_CODE
+        "cmp r2, r10\n\t"
+        "bne 1b\n\t"
+        "b 2b\n"
+        "3:\n\t"
+        "pop {r4-r11, pc}\n");
+}
+#else
+static inline int32_t el_cell_mul(const int32_t *m, int32_t a, int32_t b)
+{
+    return el_keo_round(el_smmulr((m[0] + 2 * a) * (m[1] + b), m[2]), m[3]);
+}
+#endif
+
+void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2,
+                     const int8_t *c, int8_t *gates, int8_t *c_out, int8_t *h, int n)
+{
+    const int8_t *const luts[4] = {p->lut_i, p->lut_f, p->lut_g, p->lut_o};
+    const int32_t offs[4] = {p->off_i, p->off_f, p->off_g, p->off_o};
+    const int8_t *gi = gates + p->off_i, *gf = gates + p->off_f, *gg = gates + p->off_g;
+    const int8_t *walk[8], *seg[4] = {0, 0, 0, 0}; /* each segment's table */
+    int j, s, k;
+    for (s = 0; s < 4; ++s) { /* the offsets are whole segments of n */
+        for (k = 0; k < 4; ++k) {
+            seg[s] = offs[k] == s * n ? luts[k] : seg[s];
+        }
+    }
+#if EL_USE_DSP
+    if (n > 0 && n % 2 == 0) { /* 32-bit pointers */
+        const int32_t q[11] = {(int32_t)p->gate_r, p->gate_mo,       p->gate_keo,
+                               p->gate_a,          p->gate_b,        n,
+                               (int32_t)seg[0],    (int32_t)seg[1],  (int32_t)seg[2],
+                               (int32_t)seg[3],    0};
+        el_gates_dsp(x1, x2, gates, q);
+    } else
+#endif
+    {
+        for (s = 0; s < 4; ++s) {
+            for (j = s * n; j < (s + 1) * n; ++j) {
+                const int32_t raw2 = p->gate_a + p->gate_b * x2[j] + p->gate_r[x2[j]] +
+                                     (int32_t)((uint32_t)x1[j] << 20);
+                gates[j] = seg[s][el_keo_round(el_smmulr(raw2, p->gate_mo), p->gate_keo)];
+            }
+        }
+    }
+    walk[0] = p->a_is_ig ? gi : gf; /* MUL A's operands (gate first), then MUL B's */
+    walk[1] = p->a_is_ig ? gg : c;
+    walk[2] = p->a_is_ig ? gf : gi;
+    walk[3] = p->a_is_ig ? c : gg;
+    walk[4] = gates + p->off_o;
+    walk[5] = c_out;
+    walk[6] = h;
+    walk[7] = h + n;
+#if EL_USE_DSP
+    if (n > 0) {
+        el_cell_dsp(p, walk);
+    }
+#else
+    for (j = 0; j < n; ++j) {
+        const int32_t a = el_cell_mul(p->mul_a, walk[0][j], walk[1][j]);
+        const int32_t b = el_cell_mul(p->mul_b, walk[2][j], walk[3][j]);
+        const int32_t *d = p->add;
+        const int32_t sa = d[0] + (int32_t)((uint32_t)a << 19);
+        const int32_t t = el_tie_away(el_smmulr(d[1] + (int32_t)((uint32_t)b << 21), d[2]), d[3]);
+        const int32_t cn = el_keo_round(el_smmulr((sa + ((t + 1) >> 1)) * 2, d[4]), d[5]);
+        c_out[j] = (int8_t)cn;
+        h[j] = (int8_t)el_cell_mul(p->mul_o, walk[4][j], p->lut_c[cn]);
+    }
+#endif
 }
 
 void el_lut_s8(const int8_t *lut, const int8_t *x, int8_t *y, int n)

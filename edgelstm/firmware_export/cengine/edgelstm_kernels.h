@@ -71,6 +71,14 @@ void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream
 void el_fc_s8_fast_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
                       int32_t out_zp, int16_t *xs, int8_t *y);
 
+/* The same layer with few rows (a model's head: el_fc_s8_fast's 4-row blocks would pad it and
+ * expand x for them): w row-major, rows x cols_pad4 (cols rounded up to 4, zero padded), bias
+ * with the input zero point folded in, mult and e1 (= e - 1) per row; the preconditions and the
+ * requantization of el_fc_s8_fast (`single`: el_fc_s8_fast_sr's). SMLAD on SXTB16 pairs. */
+void el_fc_s8_small(const int8_t *x, int cols, const int8_t *w, const int32_t *bias,
+                    const int32_t *mult, const int8_t *e1, int rows, int32_t out_zp, int8_t *y,
+                    int single);
+
 typedef struct {
     int32_t in1_off, in1_mult, in1_shift;
     int32_t in2_off, in2_mult, in2_shift;
@@ -116,6 +124,31 @@ typedef struct {
 
 void el_mul_s8_fast(const el_mul_fast_t *p, const int8_t *x1, int step1, const int8_t *x2,
                     int step2, int8_t *y, int n);
+
+/* One int8 LSTM cell update, fused (the ops of a TFLite step model's unrolled LSTM cell, same
+ * bytes as running them one by one). The gate ADD is el_add_s8_fast's formula with the second
+ * input's term t[v] = 2 * (c1 + (tie_away(SMMULR(c2 + (v << 21), m2), e2) + 1) / 2) (floor
+ * halving; raw * 2 = t[x2] + (x1 << 20)) as gate_a + gate_b * v + gate_r[v]: a line and an int8
+ * residual per code v = -128..127, written by the generator from the same parameters. First
+ * the gates, gates[off_k + j] = lut_k[add(x1[off_k + j], x2[off_k + j])] (each offset a multiple
+ * of n, 4 n in all; `gates` may be x1 or x2), then per unit j c_out = add(A, B) with {A, B} =
+ * {f * c, i * g} (el_add_s8_fast's formula; the generator puts the ADD's first input in mul_a)
+ * and h = o * lut_c[c_out] (el_mul_s8_fast's formula): the products and the cell's tanh never
+ * go through memory. c apart from gates, c_out and h. Every `keo` is (k << 8) | (e - 1); the
+ * table pointers point at entry 128 (the value 0), as the assembly loops read them. */
+typedef struct {
+    const int8_t *gate_r;            /* 256 entries, + 128 */
+    int32_t gate_mo, gate_keo;
+    int32_t mul_a[4], mul_b[4], mul_o[4]; /* c1, c2, mo, keo (el_mul_fast_t's) */
+    int32_t add[6];                  /* c1, c2, m2, e2, mo, keo (el_add_fast_t's, sign +1) */
+    int32_t a_is_ig;                 /* mul_a is i * g (and mul_b f * c), else the other way */
+    int32_t off_i, off_f, off_g, off_o; /* gate offsets in x1 / x2 / gates (elements) */
+    const int8_t *lut_i, *lut_f, *lut_g, *lut_o, *lut_c; /* centred 256-entry tables, + 128 */
+    int32_t gate_a, gate_b;
+} el_lstm_cell_t;
+
+void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2,
+                     const int8_t *c, int8_t *gates, int8_t *c_out, int8_t *h, int n);
 
 /* y[i] = lut[(uint8_t)x[i]] (LOGISTIC, TANH, ABS, EXP, LOG, RSQRT, ELU, RELU, QUANTIZE). */
 void el_lut_s8(const int8_t *lut, const int8_t *x, int8_t *y, int n);

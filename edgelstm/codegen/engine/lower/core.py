@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from edgelstm.codegen.engine import quant
 from edgelstm.codegen.engine.graph import Graph, Op, Tensor
-from edgelstm.codegen.engine.lower import arith, elementwise, fc, layout, logic, reduce
+from edgelstm.codegen.engine.lower import arith, cell, elementwise, fc, layout, logic, reduce
 from edgelstm.codegen.engine.lower.program import (
     ALIAS_OPS,
     ARENA_ALIGN,
@@ -75,6 +76,11 @@ class Lowering:
         # applies the tables as it writes, the activation ops become no-ops
         self.lut_after: dict[int, list[Op]] = {}
         self.lut_fused: set[int] = set()
+        # int8 LSTM cells run as one kernel at their gate ADD (cell.match_cells); their other
+        # ops emit nothing and their intermediate tensors get no arena space
+        self.cells: dict[int, cell.LstmCell] = {}
+        self.cell_fused: set[int] = set()
+        self.cell_internal: set[int] = set()
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -229,7 +235,26 @@ class Lowering:
             elif op.name in ("SPLIT", "SPLIT_V"):
                 data_idx, axis_idx = layout.split_operands(op)
                 self._split_views(op, self.t(axis_idx), data_idx)
+            elif op.name == "QUANTIZE" and self._identity_requant(op):
+                self.views[op.outputs[0]] = (op.inputs[0], 0)
+        self.cells = cell.match_cells(self)
+        for c in self.cells.values():
+            self.cell_fused.update(c.fused)
+            self.cell_internal.update(c.internal)
         self._inplace_views()
+
+    def _identity_requant(self, op: Op) -> bool:
+        """An int8 -> int8 QUANTIZE whose table is the identity (scales a rounding apart, as a
+        state's copy): a view of its input, when that lives in the arena."""
+        x, y = self.t(op.inputs[0]), self.t(op.outputs[0])
+        root, _ = self.root(op.inputs[0])
+        if not (_is_int8(x) and _is_int8(y)) or x.zp != y.zp:
+            return False
+        if self.t(root).data is not None or root == self.x_index or root in self.state_inputs:
+            return False
+        m, s = quant.quantize_multiplier(x.scale / y.scale)
+        table = quant.requant_table(x.zp, y.zp, m, s)
+        return bool((table == np.arange(256, dtype=np.uint8).view(np.int8)).all())
 
     def _inplace_views(self) -> None:
         """Let an elementwise op write over an input that dies with it (same size and dtype)."""
@@ -251,6 +276,8 @@ class Lowering:
             touch(idx, n_ops)
         for op in self.g.ops:
             if op.name not in INPLACE_OPS or not op.outputs or op.outputs[0] in self.views:
+                continue
+            if op.index in self.cell_fused:
                 continue
             y = self.t(op.outputs[0])
             for i in op.inputs:
@@ -303,6 +330,10 @@ class Lowering:
         for idx in self.g.outputs.values():  # copied out after the last op
             r, _ = self.root(idx)
             last[r] = n_ops
+        for c in self.cells.values():  # the fused cell writes its outputs at the gate ADD
+            for o in (c.cell_add.outputs[0], c.mul_oh.outputs[0]):
+                r, _ = self.root(o)
+                first[r] = min(first[r], c.root.index)
         roots = [
             r
             for r in first
@@ -310,6 +341,7 @@ class Lowering:
             and r != self.x_index
             and r not in self.state_inputs
             and r not in self.pre_off
+            and r not in self.cell_internal
         ]
         roots.sort(key=lambda r: (-self.t(r).nbytes, first[r], r))
         placed: list[tuple[int, int, int, int]] = []  # (start, end, first, last)
@@ -411,9 +443,14 @@ class Lowering:
             # with a split, the state-independent ops keep their order in <name>_step_input
             body = self.prog.body_input if op.index in self.input_ops else self.prog.body
             body.append(f"/* {op.index}: {op.name} -> '{out.name if out else ''}' */")
-            body.extend(HANDLERS[op.name](self, op))
+            if op.index in self.cells:
+                body.extend(cell.lstm_cell(self, self.cells[op.index]))
+            elif op.index in self.cell_fused:
+                body.append("/* in the fused LSTM cell */")
+            else:
+                body.extend(HANDLERS[op.name](self, op))
             body.append(f"EL_PROFILE({op.index});")
-            fused = op.index in self.lut_fused
+            fused = op.index in self.lut_fused or op.index in self.cell_fused
             self.prog.ops.append((op.index, op.name, self.layer_of(op), fused))
         if self.fc_deferred:  # every deferred FC is emitted by the ADD that reads it
             raise BadInputError("internal: an FC fused into an ADD was never emitted")

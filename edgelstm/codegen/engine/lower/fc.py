@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from edgelstm.codegen.engine.lower.core import Lowering
 
 
+# int8 FCs with at most this many rows (a head) run el_fc_s8_small: a 4-row block would pad them
+# and expand the input for a single dot product
+SMALL_ROWS = 2
+
+
 @dataclass(frozen=True)
 class Requant:
     """Per-row requantization of an int8 FC, padded to whole 4-row blocks: Q31 multipliers and
@@ -132,6 +137,16 @@ def _fc_s8(lw: Lowering, op: Op, prm: FCParams) -> list[str]:
         return [
             f"el_fc_s8_rows({lw.ref(op.inputs[0], True)}, {cols}, {cp}, {sn}, {rows}, "
             f"{prm.out_zp}, {p}_xs, {lw.ref(op.outputs[0])}, {int(lw.single_round)});"
+        ]
+    if rq.e_minus_1 and rows <= SMALL_ROWS:  # a head: row-major rows, no 4-row padding
+        c4 = -(-cols // 4) * 4
+        wn = lw.add_const("int8_t", f"{p}_w{k}", prm.weights[:rows, :c4], f"'{w.name}' {w.shape}")
+        bn = lw.add_const("int32_t", f"{p}_b{k}", prm.bias[:rows], "bias, input zero point folded")
+        mn = lw.add_const("int32_t", f"{p}_m{k}", rq.mult[:rows], "requantize multipliers")
+        en = lw.add_const("int8_t", f"{p}_s{k}", rq.shift[:rows], "requantize e - 1")
+        return [
+            f"el_fc_s8_small({lw.ref(op.inputs[0], True)}, {cols}, {wn}, {bn}, {mn}, {en}, "
+            f"{rows}, {prm.out_zp}, {lw.ref(op.outputs[0])}, {int(lw.single_round)});"
         ]
     if rq.e_minus_1 and prm.paired_dsp:  # one stream: per block bias, weights, multipliers, e - 1
         stream = fc_stream(prm.weights, prm.bias, rq.mult, rq.shift)
