@@ -253,8 +253,11 @@ def test_the_split_engine_keeps_every_op_and_the_export_is_unchanged() -> None:
     split = generate(STEP_Q, name="e", split_input=True, fuse_fc_add=True)
     assert plain.prog.pre_bytes == 0 and "e_step_input" not in plain.files["e_model.c"]
     assert split.prog.pre_bytes > 0 and "e_step_input(" in split.files["e_model.c"]
-    # the per-op list (EL_PROFILE indices, the export's per-op profile) covers every op
-    assert split.prog.ops == plain.prog.ops
+    # the per-op list (EL_PROFILE indices, the export's per-op profile) covers every op; which
+    # ops run inside a fused kernel differs (the export fuses the LSTM cell, the native build its
+    # recurrent FC with the gates)
+    assert [o[:3] for o in split.prog.ops] == [o[:3] for o in plain.prog.ops]
+    assert any(o[3] for o in plain.prog.ops) and any(o[3] for o in split.prog.ops)
     assert [o[0] for o in plain.prog.ops] == [op.index for op in plain.graph.ops]
 
 
