@@ -39,6 +39,21 @@ static void put32(int8_t *p, int32_t v)
 }
 
 /* el_fc_s8_fast's stream from row-major weights w[rows][cols] (as lower.fc_stream writes it) */
+/* Random int8 ADD parameters in the ranges the lowering produces. */
+static el_add_fast_t random_add_params(void)
+{
+    el_add_fast_t ap;
+    ap.c1 = range(-128, 127) * (1 << 19);
+    ap.c2 = range(-128, 127) * (1 << 21);
+    ap.m2 = (int32_t)((1u << 30) + (rnd() % (1u << 30)));
+    ap.e2 = range(0, 12);
+    ap.sign = range(0, 1) ? 1 : -1;
+    ap.mo = (int32_t)((1u << 30) + (rnd() % (1u << 30)));
+    ap.eo = range(0, 24);
+    ap.k = 1 + 2 * range(-128, 127);
+    return ap;
+}
+
 static int8_t *make_stream(const int8_t *w, const int32_t *bias, const int32_t *mult,
                            const int8_t *e1, int rows, int cols, int cols_pad)
 {
@@ -117,14 +132,7 @@ static int check_fc_s8(int cases)
             for (i = 0; i < 4 * 256; ++i) {
                 tabs[i / 256][i % 256] = (int8_t)range(-128, 127);
             }
-            ap.c1 = range(-128, 127) * (1 << 19);
-            ap.c2 = range(-128, 127) * (1 << 21);
-            ap.m2 = (int32_t)((1u << 30) + (rnd() % (1u << 30)));
-            ap.e2 = range(0, 12);
-            ap.sign = range(0, 1) ? 1 : -1;
-            ap.mo = (int32_t)((1u << 30) + (rnd() % (1u << 30)));
-            ap.eo = range(0, 24);
-            ap.k = 1 + 2 * range(-128, 127);
+            ap = random_add_params();
             el_fc_s8_fast_add_lut(x, cols, cols_pad, stream, rows, zp, xs, &ap, other, t % 2,
                                   rows / nseg, nseg, luts, ya);
             el_simd_fc_s8_fast_add_lut(x, cols, cols_pad, stream, rows, zp, xs, &ap, other, t % 2,
@@ -167,14 +175,7 @@ static int check_elementwise(int cases)
             a[i] = (int8_t)range(-128, 127);
             b[i] = (int8_t)range(-128, 127);
         }
-        ap.c1 = range(-128, 127) * (1 << 19);
-        ap.c2 = range(-128, 127) * (1 << 21);
-        ap.m2 = (int32_t)((1u << 30) + (rnd() % (1u << 30)));
-        ap.e2 = range(0, 12);
-        ap.sign = range(0, 1) ? 1 : -1;
-        ap.mo = (int32_t)((1u << 30) + (rnd() % (1u << 30)));
-        ap.eo = range(0, 24);
-        ap.k = 1 + 2 * range(-128, 127);
+        ap = random_add_params();
         mp.c1 = 2 * range(-128, 127);
         mp.c2 = range(-128, 127);
         mp.mo = (int32_t)((1u << 30) + (rnd() % (1u << 30)));
