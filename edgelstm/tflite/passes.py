@@ -330,6 +330,10 @@ def widen_lstm_cell_range(data: bytes, c_max: list[float]) -> tuple[bytes, list[
     return (pack_model(model) if edited else data), changed
 
 
+# Measured: where the shared bias's scale is tiny, the converter clamps it at about 2^30.
+_INT16_FC_BIAS_LIMIT = 2**30
+
+
 def requantize_int16_fc_bias(
     data: bytes, float_biases: list[np.ndarray]
 ) -> tuple[bytes, list[str]]:
@@ -400,10 +404,6 @@ def requantize_int16_fc_bias(
         f"{len(changed)} int16x8 FULLY_CONNECTED ops got a bias of their own, quantized with "
         "their input's scale (the converter shared one bias across the unrolled steps)"
     ]
-
-
-# Measured: where the shared bias's scale is tiny, the converter clamps it at about 2^30.
-_INT16_FC_BIAS_LIMIT = 2**30
 
 
 def _referenced_buffers(model: Any) -> set[int]:
