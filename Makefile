@@ -30,7 +30,7 @@ demo: setup
 
 # The suite, then the runtime side in fresh venvs WITHOUT TensorFlow (litert; tflite-runtime+numpy<2).
 test: setup
-	EDGELSTM_REQUIRE_TOOLCHAIN=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -p no:cacheprovider
+	EDGELSTM_REQUIRE_TOOLCHAIN=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -p no:cacheprovider --durations=15
 	tests/runtime_env_check.sh all
 	tests/pi_userland_check.sh all
 
