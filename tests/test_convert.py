@@ -442,3 +442,37 @@ def test_cell_range_measured_behind_a_layer_that_mixes_time_steps(front: str) ->
     k = next(k for k, spec, _ in ms.state_layout() if spec.name == "cell_after_front")
     assert got[f"state{k}_h"] == pytest.approx(h_max, abs=1e-5)
     assert got[f"state{k}_c"] == pytest.approx(c_max, abs=1e-5)
+
+
+def test_a_refused_quantization_keeps_what_converted(tmp_path: Path) -> None:
+    """int16x8 of a sequence-only model with pooling is refused (no 16x8 MAX_POOL_2D requant,
+    no step model to fall back on): the float artifact is still published with its manifest,
+    and the run fails (exit 2) naming what did not convert."""
+    import keras
+
+    from edgelstm._tf import import_tf
+    from edgelstm.errors import ConversionError
+
+    import_tf()
+    keras.utils.set_random_seed(2)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((8, 2)), L.MaxPooling1D(2), L.LSTM(3), L.Dense(1)])
+    path = tmp_path / "pooled.keras"
+    model.save(path)
+    cal = tmp_path / "cal.npy"
+    np.save(cal, np.random.default_rng(2).normal(size=(24, 8, 2)).astype(np.float32))
+    cfg = ConvertConfig(
+        quantizations=[Quantization.FLOAT, Quantization.INT16X8], calibration=str(cal),
+        verify_samples=4,
+    )  # fmt: skip
+    with pytest.raises(ConversionError, match=r"sequence/int16x8.*MAX_POOL_2D") as err:
+        convert_model(path, tmp_path / "o", cfg)
+    assert err.value.exit_code == 2
+    assert "wrote the 1 artifact(s) that converted (pooled_sequence_float.tflite)" in str(err.value)
+    written = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert [a["file"] for a in written["artifacts"]] == ["pooled_sequence_float.tflite"]
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.*") if p.name[0] != ".") == [
+        "manifest.json",
+        "pooled_sequence_float.tflite",
+    ]
+    assert any(n.startswith("not converted: sequence/int16x8") for n in written["notes"])

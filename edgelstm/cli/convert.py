@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgelstm.cli._app import App, comma_list
-from edgelstm.errors import ConversionError, EdgeLSTMError, VerificationError
+from edgelstm.errors import ConversionError, EdgeLSTMError
 from edgelstm.types import ConvertConfig, Manifest, Quantization, Variant
 
 
@@ -196,15 +196,14 @@ def convert(
     try:
         with beat:
             manifest = convert_model(model, outdir, cfg, progress=progress)
-    except VerificationError as exc:
-        # Some artifacts passed and were written: show them, then fail naming the rest.
+    except (EdgeLSTMError, KeyboardInterrupt, MemoryError) as exc:
+        # Some artifacts converted and passed and were written: show them, then fail naming the
+        # rest (a missed bound, a quantization the converter refused).
         written = getattr(exc, "manifest", None)
         if written is not None and as_json:
             app.out_json(written.to_dict())
         elif written is not None:
             app.out(format_manifest(written, outdir))
-        raise
-    except (EdgeLSTMError, KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:
         # The user's model reached a path our code did not foresee (a layer config, a converter

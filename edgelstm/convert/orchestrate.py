@@ -40,7 +40,13 @@ from edgelstm.convert.graph import ModelSpec, parse_model
 from edgelstm.convert.load import load_keras_model
 from edgelstm.convert.result import ConversionResult
 from edgelstm.convert.verify import keras_reference, run_sequence, run_step
-from edgelstm.errors import BadInputError, ConversionError, UnsupportedLayerError, VerificationError
+from edgelstm.errors import (
+    BadInputError,
+    ConversionError,
+    EdgeLSTMError,
+    UnsupportedLayerError,
+    VerificationError,
+)
 from edgelstm.tflite.passes import requantize_int16_fc_bias, run_passes, widen_lstm_cell_range
 from edgelstm.tflite_info import read_tflite
 from edgelstm.types import STEP_OUTPUT, Artifact, ConvertConfig, Manifest, Quantization, Variant
@@ -335,6 +341,7 @@ def convert(
             artifacts.append(art)
             files[file] = data
 
+        unconverted: list[str] = []  # failures no other variant of the quantization makes up for
         if failures:
             ok_keys = {(a.variant, a.quantization) for a in artifacts}
             for f in failures:
@@ -348,9 +355,11 @@ def convert(
                         f"{f} -- fell back to the {alt.value} {quant.value} artifact, which converted"
                     )
                 else:
-                    raise ConversionError(f"conversion failed: {f}")
+                    unconverted.append(f)
+            if unconverted and not artifacts:
+                raise ConversionError(f"conversion failed: {'; '.join(unconverted)}")
         bad = [a for a in artifacts if a.parity and not a.parity.passed]
-        partial: VerificationError | None = None
+        partial: EdgeLSTMError | None = None
         if bad and cfg.verify_fail:
             why = "; ".join(
                 verify.failure_text(a.file, a.parity, a.quantization) for a in bad if a.parity
@@ -377,6 +386,14 @@ def convert(
                 f"{why}, so it was not written; wrote the {len(good)} artifact(s) that passed "
                 f"({', '.join(a.file for a in good)}){hint}; "
                 "pass --no-verify-fail to keep the failing one too"
+            )
+        if unconverted:
+            # Like a missed bound: publish what converted, then fail naming what did not.
+            notes.append(f"not converted: {'; '.join(unconverted)}")
+            partial = ConversionError(
+                f"conversion failed: {'; '.join(unconverted)}; wrote the {len(artifacts)} "
+                f"artifact(s) that converted ({', '.join(a.file for a in artifacts)})"
+                + (f"; also: {partial}" if partial else "")
             )
 
         manifest = Manifest(

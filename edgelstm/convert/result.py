@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgelstm.convert import outdir as outdir_mod
-from edgelstm.errors import BadInputError, VerificationError
+from edgelstm.errors import BadInputError, EdgeLSTMError
 from edgelstm.fsutil import no_space, raise_if_terminated, signals_as_interrupt, write_atomic
 from edgelstm.types import ConvertConfig, Manifest, manifest_from_dict
 
@@ -27,12 +27,12 @@ if TYPE_CHECKING:
 class ConversionResult:
     """What a conversion made, in memory: the manifest and the bytes of every artifact in it.
 
-    `failed` is the error for artifacts that did not pass verification (they are not in
-    `files`); `save` writes the rest, and `convert_model` raises it after saving."""
+    `failed` is the error for artifacts that did not convert or did not pass verification
+    (they are not in `files`); `save` writes the rest, and `convert_model` raises it after saving."""
 
     manifest: Manifest
     files: dict[str, bytes] = field(default_factory=dict)
-    failed: VerificationError | None = None
+    failed: EdgeLSTMError | None = None
 
     def save(self, outdir: str | Path, on_wait: Callable[[], None] | None = None) -> Manifest:
         """Publish into `outdir` (merged with the artifacts of earlier runs of the same model

@@ -155,7 +155,7 @@ def requantize_int8_to_int16x8(
     if bad:
         raise UnsupportedLayerError(
             f"int16x8 sequence model: op(s) {', '.join(bad)} cannot be requantized to 16x8 "
-            "(use the int16x8 step model, or int8)"
+            "(int8 takes them, and so does the int16x8 step model of a model that streams)"
         )
     if any(name == "GATHER" for name, _ in ops):
         _requantize_after_gather(model, sg)
