@@ -46,6 +46,10 @@ def _artifact(
     file: str, info: TFLiteInfo, variant: Variant, quant: Quantization, ms: ModelSpec
 ) -> Artifact:
     states = info.states()
+    if ms.multi_io:  # name each signature tensor's Keras input / output
+        keras = {io.name: io.keras_name for io in ms.inputs + ms.outputs}
+        for t in info.inputs + info.outputs:
+            t.keras_name = keras.get(t.name, "")
     layout = [(k, spec) for k, spec, _ in ms.state_layout()]
     for st in states:
         k = int(st.layer[len("state") :])
