@@ -3,9 +3,9 @@
 Each case builds a seeded model (units 4-6, T=6) of one class: recurrent last layers without a head,
 Bidirectional, stateful / fixed-batch models, non-default activations, masking, .h5 files from
 Keras 3 and tf_keras, the extra layers (LeakyReLU, LayerNormalization, RNN(cell), ...), branching
-models (parallel branches merged by Concatenate/Add/Average/Multiply/Subtract/Maximum), and the
-models edgelstm refuses (multi-input, multi-output, return_state), which must fail with exit 2
-and a message naming the layer.
+models (parallel branches merged by Concatenate/Add/Average/Multiply/Subtract/Maximum), models
+with several inputs (sequences, side features) and outputs, and the models edgelstm refuses
+(shared layers, return_state), which must fail with exit 2 and a message naming the layer.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class Case:
     # Known int8 gaps (issue #13, int8 accuracy): variants whose int8 artifact exceeds its bound
     # on these tiny random models or crashes the TF converter. The test asserts each is reported.
     int8_gaps: tuple[str, ...] = ()
+    # Several inputs: each one's signature name and per-sample shape (calibration is a .npz)
+    inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 def _seq(*layers: Any, tokens: bool = False, batch: int | None = None) -> Callable[[Any], Any]:
@@ -67,6 +69,36 @@ def _two_heads(keras: Any) -> tuple[Any, Any]:
     a = keras.Input((T, D))
     h = L.GRU(4, name="trunk")(a)
     return a, [L.Dense(2, name="gain")(h), L.Dense(1, name="vad")(h)]
+
+
+def _two_seq_inputs(keras: Any) -> tuple[Any, Any]:
+    L = keras.layers
+    a, b = keras.Input((T, D), name="audio"), keras.Input((T, 2), name="aux")
+    h = L.LSTM(4, return_sequences=True, name="a_lstm")(a)
+    g = L.GRU(3, return_sequences=True, name="b_gru")(b)
+    return [a, b], L.Dense(2, name="head")(L.Concatenate(name="join")([h, g]))
+
+
+def _denoiser(keras: Any) -> tuple[Any, Any]:
+    L = keras.layers
+    a = keras.Input((T, D), name="frames")
+    h = L.GRU(5, return_sequences=True, name="trunk")(a)
+    gain = L.Dense(D, activation="sigmoid", name="gain")(h)
+    vad = L.Dense(1, activation="sigmoid", name="vad")(L.SimpleRNN(3, return_sequences=True)(h))
+    return a, [gain, vad]
+
+
+def _side_two_heads(keras: Any) -> tuple[Any, Any]:
+    L = keras.layers
+    a, b = keras.Input((T, D), name="frames"), keras.Input((2,), name="speaker")
+    h = L.LSTM(4, return_sequences=True, name="trunk")(a)
+    s = L.Dense(4, activation="tanh", name="side_proj")(b)
+    top = L.GRU(4, name="top")(h)
+    joined = L.Add(name="add_side")([top, s])
+    return [a, b], [
+        L.Dense(3, activation="softmax", name="cls")(joined),
+        L.Dense(1, name="score")(s),
+    ]
 
 
 def _branches(keras: Any) -> tuple[Any, Any]:
@@ -352,9 +384,15 @@ CASES: dict[str, Case] = {
     "branch_last_subtract": Case(_functional(_last_outputs_subtract)),
     "branch_emb_concat": Case(_functional(_emb_branches), tokens=True),
     "branch_three_max": Case(_functional(_three_way_max)),
+    # several inputs and/or outputs (signature x0, x1 / y0, y1)
+    "two_inputs": Case(_functional(_two_inputs), inputs=(("x0", (T, D)), ("x1", (2,)))),
+    "two_heads": Case(_functional(_two_heads)),
+    "two_seq_inputs": Case(_functional(_two_seq_inputs), inputs=(("x0", (T, D)), ("x1", (T, 2)))),
+    "denoiser_two_seq_outputs": Case(_functional(_denoiser)),
+    "side_features_two_heads": Case(
+        _functional(_side_two_heads), inputs=(("x0", (T, D)), ("x1", (2,)))
+    ),
     # refused, with a message naming the layer (exit 2)
-    "two_inputs": Case(_functional(_two_inputs), refused="2 inputs"),
-    "two_heads": Case(_functional(_two_heads), refused="2 outputs"),
     "shared_layer": Case(_functional(_shared_layer), refused="'shared_proj' is called 2 times"),
     "seq2seq_return_state": Case(_functional(_seq2seq), refused="encoder"),
     "bidi_merge_none": Case(
@@ -395,9 +433,16 @@ def save_case(name: str, case: Case, root: Path) -> Path:
     return path
 
 
-def calibration(case: Case, n: int = 40, seed: int = 3) -> np.ndarray:
-    """Seeded calibration data shaped like the case's input (token 0 = padding appears)."""
+def calibration(case: Case, n: int = 40, seed: int = 3) -> Any:
+    """Seeded calibration data shaped like the case's input (token 0 = padding appears); for
+    several inputs, Named arrays by signature name."""
     rng = np.random.default_rng(seed)
+    if case.inputs:
+        from edgelstm.arrays import Named
+
+        return Named(
+            {k: rng.standard_normal((n, *shape)).astype(np.float32) for k, shape in case.inputs}
+        )
     if case.tokens:
         x = rng.integers(1, VOCAB, (n, T)).astype(np.int32)
         x[: n // 2, : T // 3] = 0  # left padding, as a masked model sees it

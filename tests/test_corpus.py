@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from corpus import CASES, calibration, save_case
 
+from edgelstm.arrays import Named
 from edgelstm.convert import convert_model
 from edgelstm.convert.verify import run_sequence, run_step
 from edgelstm.errors import EdgeLSTMError, VerificationError
@@ -23,6 +24,7 @@ from edgelstm.types import ConvertConfig, Quantization, Variant, manifest_from_d
 CONVERTS = sorted(k for k, c in CASES.items() if c.refused is None)
 REFUSED = sorted(k for k, c in CASES.items() if c.refused is not None)
 STREAMED = sorted(k for k in CONVERTS if CASES[k].streamable)
+N_OUTPUTS = {"two_heads": 2, "denoiser_two_seq_outputs": 2, "side_features_two_heads": 2}
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +38,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Any:
         if name not in done:
             case = CASES[name]
             path = save_case(name, case, root)
-            cal = root / f"{name}_cal.npy"
-            np.save(cal, calibration(case))
+            data = calibration(case)
+            cal = root / f"{name}_cal.{'npz' if case.inputs else 'npy'}"
+            if case.inputs:
+                np.savez(cal, **data.arrays)
+            else:
+                np.save(cal, data)
             cfg = ConvertConfig(
                 quantizations=[Quantization.FLOAT, Quantization.INT8],
                 calibration=str(cal),
@@ -83,6 +89,15 @@ def test_converts_float_and_int8(name: str, corpus: Any) -> None:
         info = read_tflite(out / art.file)
         assert not info.unfused_ops, (art.file, info.unfused_ops)
         assert info.inputs[0].shape[0] == 1
+        # one signature tensor per Keras input / output (x / y, or x0, x1 / y0, y1 for several)
+        states = {s.input for s in info.states()} | {s.output for s in info.states()}
+        ins = sorted(t.name for t in info.inputs if t.name not in states)
+        outs = sorted(t.name for t in info.outputs if t.name not in states)
+        n_in, n_out = max(len(case.inputs), 1), N_OUTPUTS.get(name, 1)
+        assert ins == (["x"] if n_in == 1 else [f"x{k}" for k in range(n_in)]), ins
+        assert outs == (["y"] if n_out == 1 else [f"y{k}" for k in range(n_out)]), outs
+        if n_in > 1 or n_out > 1:  # the manifest names each tensor's Keras input / output
+            assert all(t.keras_name for t in art.inputs + art.outputs if t.name not in states)
 
 
 @pytest.mark.parametrize("name", STREAMED)
@@ -96,9 +111,15 @@ def test_step_streams_like_sequence(name: str, corpus: Any) -> None:
     seq_data, step_data = (out / seq.file).read_bytes(), (out / step.file).read_bytes()
     ys = run_sequence(seq_data, read_tflite(seq_data), xs)
     steps = run_step(step_data, read_tflite(step_data), xs, CASES[name].tokens)
-    if ys.ndim == steps.ndim - 1:  # many-to-one: the last step is the answer
-        steps = steps[:, -1]
-    np.testing.assert_allclose(steps.reshape(ys.shape), ys, atol=1e-5)
+    pairs = (
+        [(ys.arrays[k], steps.arrays[k]) for k in ys.names]
+        if isinstance(ys, Named)
+        else [(ys, steps)]
+    )
+    for y, st in pairs:
+        if y.ndim == st.ndim - 1:  # many-to-one: the last step is the answer
+            st = st[:, -1]
+        np.testing.assert_allclose(st.reshape(y.shape), y, atol=1e-5)
 
 
 def test_int8_fused_lstm_cell_range_fix_is_what_passes_the_bound(corpus: Any) -> None:
