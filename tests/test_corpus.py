@@ -203,3 +203,58 @@ def test_step_c_engine_matches(name: str, quant: str, corpus: Any, tmp_path: Pat
     assert parity["ok"], parity
     if quant == "int8":
         assert parity["max_lsb_diff"] == 0, parity
+
+
+MULTI_IO = sorted(k for k in STREAMED if CASES[k].inputs or k in N_OUTPUTS)
+
+
+@pytest.mark.parametrize("name", MULTI_IO)
+def test_step_runner_takes_and_gives_dicts(name: str, corpus: Any) -> None:
+    """StepRunner / SequenceRunner on a model with several inputs or outputs: dicts by signature
+    name (a side input fed whole at every step); the float step model streams the sequence
+    model's outputs, the int8 one within its bound."""
+    from edgelstm.runtime import SequenceRunner, StepRunner
+
+    out, manifest = corpus(name)
+    assert not isinstance(manifest, Exception), f"{name}: {manifest}"
+    data = calibration(CASES[name], n=2, seed=13)
+    for q in ("float", "int8"):
+        seq = SequenceRunner(out / manifest.artifact("sequence", "float").file)
+        step = StepRunner(out / manifest.artifact("step", q).file)
+        assert step.multi_io and step.output_names == seq.output_names
+        for i in range(2):
+            x = {k: v[i] for k, v in data.arrays.items()} if CASES[name].inputs else data[i]
+            want, got = seq.run(x), step.run(x)
+            want = want if isinstance(want, dict) else {"y": want}
+            got = got if isinstance(got, dict) else {"y": got}
+            art = manifest.artifact("step", q)
+            tol = 1e-5 if q == "float" else art.parity.bound
+            for k, y in want.items():
+                g = got[k] if y.ndim == got[k].ndim else got[k][-1]  # many-to-one: last step
+                np.testing.assert_allclose(g.reshape(y.shape), y, atol=tol, err_msg=f"{q} {k}")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        pytest.param({"x0": (40, 6, 3)}, "no array 'x1' (model input", id="missing-key"),
+        pytest.param({"x0": (40, 6, 3), "x1": (40, 3)}, "array 'x1' (model input", id="bad-shape"),
+        pytest.param({"x0": (40, 6, 3), "x1": (39, 2)}, "different numbers", id="bad-count"),
+    ],
+)
+def test_bad_multi_input_calibration_is_exit_2(
+    arrays: dict, message: str, run_cli: Any, corpus: Any, tmp_path: Path
+) -> None:
+    """A calibration .npz that lacks an input's key or mis-shapes it: one line, exit 2,
+    nothing written."""
+    path = save_case("cli_two_inputs", CASES["two_inputs"], tmp_path)
+    rng = np.random.default_rng(0)
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, **{k: rng.standard_normal(s).astype(np.float32) for k, s in arrays.items()})
+    code, _out, err = run_cli(
+        "convert", str(path), "-o", str(tmp_path / "o"), "--quantize", "int8",
+        "--calibration", str(cal),
+    )  # fmt: skip
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+    assert not (tmp_path / "o").exists()
