@@ -258,3 +258,23 @@ def test_bad_multi_input_calibration_is_exit_2(
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert code == 2 and len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("variant", ["sequence", "step"])
+def test_tflm_export_describes_every_tensor(variant: str, corpus: Any, tmp_path: Path) -> None:
+    """The TFLite Micro export of a model with two inputs: macros for each input and output,
+    the README naming each one's Keras tensor."""
+    from edgelstm.export.tflm import export_tflm
+
+    out, manifest = corpus("side_features_two_heads")
+    assert not isinstance(manifest, Exception), manifest
+    art = manifest.artifact(variant, "int8")
+    export_tflm(out / art.file, tmp_path, manifest=manifest, real_builds=[])
+    header = next(tmp_path.glob("*_model_data.h")).read_text()
+    for kind, names in (("INPUT", ["X0", "X1"]), ("OUTPUT", ["Y0", "Y1"])):
+        for nm in names:
+            assert f"_{kind}_{nm}_INDEX " in header and f"_{kind}_{nm}_SCALE " in header, nm
+    readme = (tmp_path / "README.md").read_text()
+    keras = {t.name: t.keras_name for t in art.inputs + art.outputs if t.keras_name}
+    assert sorted(keras) == ["x0", "x1", "y0", "y1"] and keras["y0"] == "cls", keras
+    assert all(f"`{n}` = Keras `{k}`" in readme for n, k in keras.items()), readme
