@@ -24,7 +24,13 @@ from edgelstm.types import ConvertConfig, Quantization, Variant, manifest_from_d
 CONVERTS = sorted(k for k, c in CASES.items() if c.refused is None)
 REFUSED = sorted(k for k, c in CASES.items() if c.refused is not None)
 STREAMED = sorted(k for k in CONVERTS if CASES[k].streamable)
-N_OUTPUTS = {"two_heads": 2, "denoiser_two_seq_outputs": 2, "side_features_two_heads": 2}
+N_OUTPUTS = {
+    "two_heads": 2,
+    "denoiser_two_seq_outputs": 2,
+    "side_features_two_heads": 2,
+    "bidi_merge_none": 2,
+    "bidi_none_two_heads": 2,
+}
 
 
 @pytest.fixture(scope="session")

@@ -248,13 +248,18 @@ def _layer_states_numpy(spec: Any, handler: Any, ys: np.ndarray, key: str, out: 
     if spec.kind == "Bidirectional":
         c = spec.config
         parts = []
-        for sub, rev in ((c["forward"], False), (c["backward"], True)):
+        halves = [(c["forward"], False), (c["backward"], True)]
+        if c["merge_mode"] in ("forward", "backward"):  # merge_mode=None: one half per spec
+            halves = halves[:1] if c["merge_mode"] == "forward" else halves[1:]
+        for sub, rev in halves:
             sh = _sub_handler(sub)
             seq = ys[::-1] if rev else ys
             y = _layer_states_numpy(sub, sh, seq, f"{key}_{'bwd' if rev else 'fwd'}", out)
             if rev and sub.config["return_sequences"]:
                 y = y[::-1]
             parts.append(y)
+        if len(parts) == 1:
+            return parts[0]
         merge = {
             "concat": lambda a, b: np.concatenate([a, b], axis=-1),
             "sum": lambda a, b: a + b,

@@ -404,13 +404,18 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
             )
         else:
             pairs = parse_layer(h, layer, dims[srcs[0]])
+        first = srcs
         for hh, spec in pairs:  # an RNN of stacked cells: a chain of several specs
-            spec.inputs = srcs
+            k = spec.config.get("_output")
+            spec.inputs = first if k is not None else srcs
             specs.append(spec)
             handlers.append(hh)
             srcs = [len(specs) - 1]
             dims[srcs[0]] = spec.out_dim
-        index[layer.name] = len(specs) - 1
+            if k:  # output k of a layer with several (Bidirectional merge_mode=None)
+                index[f"{layer.name}#{k}"] = len(specs) - 1
+        outs0 = [i for i, (_, sp) in enumerate(pairs) if sp.config.get("_output") == 0]
+        index[layer.name] = len(specs) - len(pairs) + outs0[0] if outs0 else len(specs) - 1
     inputs = [
         IOSpec(
             name=sig,

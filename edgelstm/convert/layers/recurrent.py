@@ -207,20 +207,21 @@ class SimpleRNNHandler(_Recurrent):
 
 @register("Bidirectional")
 class BidirectionalHandler(Handler):
-    args = "merge_mode concat/sum/mul/ave around LSTM/GRU/SimpleRNN (not None)"
+    args = (
+        "merge_mode concat/sum/mul/ave/None around LSTM/GRU/SimpleRNN (None: two outputs, the "
+        "forward and backward halves)"
+    )
     stream = "sequence model only"
     kind = "Bidirectional"
     recurrent = True
     per_step = False
 
-    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
-        cfg = _cfg(layer)
+    def _parse(self, layer: Any, in_dim: int | None, merge: Any) -> LayerSpec:
         fwd_layer = layer.forward_layer
         bwd_layer = layer.backward_layer
         fwd = handler_for(type(fwd_layer).__name__, fwd_layer.name).parse(fwd_layer, in_dim)
         bwd = handler_for(type(bwd_layer).__name__, bwd_layer.name).parse(bwd_layer, in_dim)
-        merge = cfg.get("merge_mode", "concat")
-        if merge not in ("concat", "sum", "mul", "ave"):
+        if merge not in ("concat", "sum", "mul", "ave", "forward", "backward"):
             raise UnsupportedLayerError(
                 f"layer '{layer.name}': merge_mode={merge!r} is not supported"
             )
@@ -242,8 +243,27 @@ class BidirectionalHandler(Handler):
         )
         return spec
 
+    def parse_many(self, layer: Any, in_dim: int | None) -> list[tuple[Handler, LayerSpec]]:
+        """One spec; with merge_mode=None two, one per half (the layer's outputs 0 and 1), each
+        reading the layer's input (`config["_output"]` = which output it is)."""
+        if _cfg(layer).get("merge_mode", "concat") is not None:
+            return [(self, self.parse(layer, in_dim))]
+        out = []
+        for k, half in enumerate(("forward", "backward")):
+            spec = self._parse(layer, in_dim, half)
+            spec.config["_output"] = k
+            if k:
+                spec.name = f"{layer.name}_backward_half"
+            out.append((self, spec))
+        return out
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        return self._parse(layer, in_dim, _cfg(layer).get("merge_mode", "concat"))
+
     def cells(self, spec: LayerSpec) -> list[LayerSpec]:
-        return [spec.config["forward"], spec.config["backward"]]
+        m = spec.config["merge_mode"]
+        halves = ("forward",) if m == "forward" else ("backward",) if m == "backward" else None
+        return [spec.config[h] for h in halves or ("forward", "backward")]
 
     def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
         import tensorflow as tf
@@ -254,12 +274,17 @@ class BidirectionalHandler(Handler):
         # Each half keeps its own go_backwards (lowered as REVERSE_V2 + a forward layer, so both
         # stay fused): with an explicit backward_layer the *forward* half may be the reversed one.
         # As in Keras, the backward half's sequence output is flipped whatever its direction.
-        yf = fh.sequence(fwd, x, keras)
+        half = c["merge_mode"] if c["merge_mode"] in ("forward", "backward") else None
+        yf = fh.sequence(fwd, x, keras) if half != "backward" else None
+        if half == "forward":  # merge_mode=None: this spec is the layer's output 0 alone
+            return yf
         yb = bh.sequence(bwd, x, keras)
         if bwd.config["return_sequences"]:
             yb = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_unreverse")(
                 yb
             )
+        if half == "backward":  # ... and output 1
+            return yb
         merge = {
             "concat": keras.layers.Concatenate(axis=-1, name=f"{spec.name}_concat"),
             "sum": keras.layers.Add(name=f"{spec.name}_sum"),
