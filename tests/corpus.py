@@ -188,6 +188,13 @@ def _bidi_none_concat(keras: Any) -> tuple[Any, Any]:
     return a, L.Dense(2, name="head")(L.Concatenate(name="join")([b, L.Dense(3, name="proj")(f)]))
 
 
+def _encoder_states(keras: Any) -> tuple[Any, Any]:
+    L = keras.layers
+    a = keras.Input((T, D))
+    _, h, c = L.LSTM(4, return_state=True, name="encoder")(a)
+    return a, [h, c]
+
+
 def _seq2seq(keras: Any) -> tuple[Any, Any]:
     L = keras.layers
     a = keras.Input((T, D))
@@ -408,12 +415,17 @@ CASES: dict[str, Case] = {
     ),
     # refused, with a message naming the layer (exit 2)
     "shared_layer": Case(_functional(_shared_layer), refused="'shared_proj' is called 2 times"),
-    "seq2seq_return_state": Case(_functional(_seq2seq), refused="encoder"),
+    # one model with encoder and decoder: deploy them as two (test_seq2seq_inference_loop)
+    "seq2seq_return_state": Case(
+        _functional(_seq2seq), refused="initial state from layer 'encoder'"
+    ),
     # Bidirectional(merge_mode=None): two outputs, or two tensors feeding other layers
     "bidi_merge_none": Case(
         _seq(lambda L: L.Bidirectional(L.LSTM(4), merge_mode=None, name="bidi_none")),
         streamable=False,
     ),
+    # an encoder's final states (return_state=True) as the outputs of a sequence model
+    "encoder_return_state": Case(_functional(_encoder_states), streamable=False),
     "bidi_none_two_heads": Case(_functional(_bidi_none_heads), streamable=False),
     "bidi_none_concat_seq": Case(
         _functional(_bidi_none_concat),

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from corpus import CASES, calibration, save_case
+from corpus import CASES, D, T, calibration, save_case
 
 from edgelstm.arrays import Named
 from edgelstm.convert import convert_model
@@ -30,6 +30,7 @@ N_OUTPUTS = {
     "side_features_two_heads": 2,
     "bidi_merge_none": 2,
     "bidi_none_two_heads": 2,
+    "encoder_return_state": 2,
 }
 
 
@@ -284,3 +285,66 @@ def test_tflm_export_describes_every_tensor(variant: str, corpus: Any, tmp_path:
     keras = {t.name: t.keras_name for t in art.inputs + art.outputs if t.keras_name}
     assert sorted(keras) == ["x0", "x1", "y0", "y1"] and keras["y0"] == "cls", keras
     assert all(f"`{n}` = Keras `{k}`" in readme for n, k in keras.items()), readme
+
+
+def test_seq2seq_inference_loop_matches_keras(tmp_path: Path) -> None:
+    """The Keras seq2seq example's inference loop on edgelstm artifacts: the encoder
+    (return_state=True) as a sequence model whose outputs are its final h and c, the decoder as a
+    step model started from them with StepRunner.set_state, fed back its own greedy token."""
+    import keras
+
+    from edgelstm.runtime import SequenceRunner, StepRunner
+
+    V, U, STEPS = 5, 4, 6
+    keras.utils.set_random_seed(11)
+    L = keras.layers
+    enc_in = keras.Input((T, D))
+    _, h, c = L.LSTM(U, return_state=True, name="encoder")(enc_in)
+    dec_in = keras.Input((None, V))
+    dec_lstm = L.LSTM(U, return_sequences=True, return_state=True, name="decoder")
+    dense = L.Dense(V, activation="softmax", name="next")
+    dense(dec_lstm(dec_in, initial_state=[h, c])[0])  # the training graph builds the layers
+    # The example's inference models (Keras), and the decoder to deploy: the same two layers
+    # without return_state (its state is the step model's I/O)
+    encoder = keras.Model(enc_in, [h, c])
+    h_in, c_in = keras.Input((U,)), keras.Input((U,))
+    y, h2, c2 = dec_lstm(dec_in, initial_state=[h_in, c_in])
+    decoder = keras.Model([dec_in, h_in, c_in], [dense(y), h2, c2])
+    deploy = keras.Sequential(
+        [keras.Input((T, V)), L.LSTM(U, return_sequences=True), L.Dense(V, activation="softmax")]
+    )
+    deploy.layers[0].set_weights(dec_lstm.get_weights())
+    deploy.layers[1].set_weights(dense.get_weights())
+    encoder.save(tmp_path / "enc.keras")
+    deploy.save(tmp_path / "dec.keras")
+    cfg = ConvertConfig(verify_samples=4)
+    enc_m = convert_model(tmp_path / "enc.keras", tmp_path / "enc", cfg)
+    dec_cfg = ConvertConfig(verify_samples=4, variants=[Variant.STEP])
+    dec_m = convert_model(tmp_path / "dec.keras", tmp_path / "dec", dec_cfg)
+    assert [t.keras_name for t in enc_m.artifact("sequence", "float").outputs] == [
+        "encoder#1",
+        "encoder#2",
+    ]
+    enc = SequenceRunner(tmp_path / "enc" / enc_m.artifact("sequence", "float").file)
+    dec = StepRunner(tmp_path / "dec" / dec_m.artifact("step", "float").file)
+    x = np.random.default_rng(2).standard_normal((1, T, D)).astype(np.float32)
+
+    states = [np.asarray(v) for v in encoder(x)]
+    tok, want_tokens, want_probs = 0, [], []
+    for _ in range(STEPS):
+        p, hh, cc = decoder([np.eye(V, dtype=np.float32)[tok][None, None], *states])
+        tok = int(np.argmax(p[0, -1]))
+        want_tokens.append(tok)
+        want_probs.append(np.asarray(p[0, -1]))
+        states = [np.asarray(hh), np.asarray(cc)]
+
+    final = enc.run(x[0])
+    dec.set_state({"state0_h": final["y0"], "state0_c": final["y1"]})
+    tok, got_tokens, got_probs = 0, [], []
+    for _ in range(STEPS):
+        p = dec.push(np.eye(V, dtype=np.float32)[tok])
+        tok = int(np.argmax(p))
+        got_tokens.append(tok)
+        got_probs.append(p)
+    assert got_tokens == want_tokens
+    np.testing.assert_allclose(np.stack(got_probs), np.stack(want_probs), atol=1e-5)

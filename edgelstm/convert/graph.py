@@ -397,6 +397,13 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
         srcs = [index[p] for p in ps]
         if h.merges:
             pairs = parse_layer(h, layer, [dims[j] for j in srcs])
+        elif len(srcs) != 1 and h.recurrent and any("#" in p for p in ps[1:]):
+            src = next(p for p in ps[1:] if "#" in p).split("#")[0]
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' takes its initial state from layer '{src}' "
+                "(return_state); deploy the encoder (its final states as outputs) and the "
+                "decoder (a step model: StepRunner.set_state) as two models"
+            )
         elif len(srcs) != 1:
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' ({type(layer).__name__}) takes {len(srcs)} inputs; "
@@ -407,7 +414,11 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
         first = srcs
         for hh, spec in pairs:  # an RNN of stacked cells: a chain of several specs
             k = spec.config.get("_output")
+            # a layer's further outputs: a Bidirectional half reads the layer's input, a final
+            # state (return_state) the recurrent spec it belongs to
             spec.inputs = first if k is not None else srcs
+            if "_of" in spec.config:
+                spec.inputs = [len(specs) - k]
             specs.append(spec)
             handlers.append(hh)
             srcs = [len(specs) - 1]
@@ -478,7 +489,7 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
     after_last = {i.source: False for i in inputs}
     for i, (spec, h) in enumerate(zip(specs, handlers, strict=True)):
         seen_last = any(after_last[j] for j in spec.inputs)
-        if seen_last and not h.per_step:
+        if seen_last and not h.per_step and spec.kind != "RecurrentState":
             spec.blockers.append(f"{spec.name}: follows a layer with return_sequences=False")
         # (a Bidirectional's config has no return_sequences: it blocks streaming on its own)
         after_last[i] = seen_last or (h.recurrent and not spec.config.get("return_sequences", True))

@@ -68,9 +68,17 @@ class _Recurrent(Handler):
             out_dim=int(cfg["units"]),
         )
         if cfg.get("return_state"):
-            raise UnsupportedLayerError(
-                f"layer '{name}': return_state=True is not supported (the step model returns "
-                "the state explicitly; remove return_state from the deploy model)"
+            # An encoder: its final states are model outputs (sequence model only; a step model
+            # carries its state as I/O already). Its consumers are checked in parse_model.
+            if cfg.get("return_sequences") or cfg.get("go_backwards") or cfg.get("stateful"):
+                raise UnsupportedLayerError(
+                    f"layer '{name}': return_state=True is supported with return_sequences, "
+                    "go_backwards and stateful off (an encoder returning its final state)"
+                )
+            spec.config["return_state"] = True
+            spec.blockers.append(
+                f"{name}: return_state=True: its final states are outputs of the sequence model "
+                "(a step model carries the state as its own I/O)"
             )
         if cfg.get("time_major"):
             raise UnsupportedLayerError(f"layer '{name}': time_major=True is not supported")
@@ -105,6 +113,25 @@ class _Recurrent(Handler):
     def states(self, spec: LayerSpec) -> list[StateSpec]:
         return [StateSpec(role, (spec.config["units"],)) for role in self.state_roles]
 
+    def parse_many(self, layer: Any, in_dim: int | None) -> list[tuple[Handler, LayerSpec]]:
+        """One spec; with return_state=True also one per final state (the layer's outputs
+        1, 2, ...: h, then c for an LSTM), each reading the layer's spec."""
+        spec = self.parse(layer, in_dim)
+        if not spec.config.get("return_state"):
+            return [(self, spec)]
+        spec.config["_output"] = 0
+        out: list[tuple[Handler, LayerSpec]] = [(self, spec)]
+        for k, role in enumerate(self.state_roles, 1):
+            st = LayerSpec(
+                kind="RecurrentState",
+                name=f"{layer.name}_state_{role}",
+                config={"_output": k, "_of": spec, "role": role, "units": spec.config["units"]},
+                weights=[],
+                out_dim=spec.config["units"],
+            )
+            out.append((STATE_OUTPUT, st))
+        return out
+
     def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
         raise NotImplementedError
 
@@ -113,9 +140,20 @@ class _Recurrent(Handler):
 
         if spec.config["go_backwards"]:
             x = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_reverse")(x)
-        unroll = not self.fusable or spec.masked or not fusable_activations(spec.config)
+        # return_state: the fused op has no final cell state output, so the layer is unrolled
+        unroll = (
+            not self.fusable
+            or spec.masked
+            or not fusable_activations(spec.config)
+            or bool(spec.config.get("return_state"))
+        )
         layer = self._keras_layer(spec, keras, tf, unroll)
-        y = layer(x)
+        if spec.config.get("return_state"):
+            layer.return_state = True
+            y, *states = layer(x)
+            spec.config["_state_tensors"] = states  # read by the RecurrentState specs
+        else:
+            y = layer(x)
         layer.set_weights(self._keras_weights(spec))
         return y
 
@@ -140,7 +178,7 @@ class _Recurrent(Handler):
 
 @register("LSTM")
 class LSTMHandler(_Recurrent):
-    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation / recurrent_activation below (tanh/sigmoid fuse; others unroll)"
+    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation / recurrent_activation below (tanh/sigmoid fuse; others unroll), return_state (final states as outputs; unrolled)"
     kind = "LSTM"
     fusable = True
     state_roles = ("h", "c")
@@ -163,7 +201,7 @@ class LSTMHandler(_Recurrent):
 
 @register("GRU")
 class GRUHandler(_Recurrent):
-    args = "units, return_sequences, go_backwards, stateful, use_bias, reset_after both ways, every activation / recurrent_activation below"
+    args = "units, return_sequences, go_backwards, stateful, use_bias, reset_after both ways, every activation / recurrent_activation below, return_state (final state as an output)"
     kind = "GRU"
     state_roles = ("h",)
 
@@ -186,7 +224,7 @@ class GRUHandler(_Recurrent):
 
 @register("SimpleRNN")
 class SimpleRNNHandler(_Recurrent):
-    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation below"
+    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation below, return_state (final state as an output)"
     kind = "SimpleRNN"
     state_roles = ("h",)
 
@@ -203,6 +241,20 @@ class SimpleRNNHandler(_Recurrent):
             unroll=unroll,
             name=spec.name,
         )
+
+
+class StateOutputHandler(Handler):
+    """A recurrent layer's final state k as a tensor of its own (return_state=True): built
+    with the layer in the sequence model. Not registered: parse_many creates its specs."""
+
+    kind = "RecurrentState"
+    per_step = False
+
+    def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
+        return spec.config["_of"].config["_state_tensors"][spec.config["_output"] - 1]
+
+
+STATE_OUTPUT = StateOutputHandler()
 
 
 @register("Bidirectional")
