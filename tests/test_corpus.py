@@ -7,6 +7,7 @@ shared by the tests below through a session cache.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from corpus import CASES, D, T, calibration, save_case
 from edgelstm.arrays import Named
 from edgelstm.convert import convert_model
 from edgelstm.convert.verify import run_sequence, run_step
-from edgelstm.errors import EdgeLSTMError, VerificationError
+from edgelstm.errors import BadInputError, EdgeLSTMError, VerificationError
 from edgelstm.tflite_info import read_tflite
 from edgelstm.types import ConvertConfig, Quantization, Variant, manifest_from_dict
 
@@ -241,41 +242,46 @@ def test_step_runner_takes_and_gives_dicts(name: str, corpus: Any) -> None:
                 np.testing.assert_allclose(g.reshape(y.shape), y, atol=tol, err_msg=f"{q} {k}")
 
 
-@pytest.mark.parametrize(
-    ("arrays", "message"),
-    [
-        pytest.param({"x0": (40, 6, 3)}, "no array 'x1' (model input", id="missing-key"),
-        pytest.param({"x0": (40, 6, 3), "x1": (40, 3)}, "array 'x1' (model input", id="bad-shape"),
-        pytest.param({"x0": (40, 6, 3), "x1": (39, 2)}, "different numbers", id="bad-count"),
-    ],
-)
-def test_bad_multi_input_calibration_is_exit_2(
-    arrays: dict, message: str, run_cli: Any, corpus: Any, tmp_path: Path
-) -> None:
-    """A calibration .npz that lacks an input's key or mis-shapes it: one line, exit 2,
-    nothing written."""
+BAD_MULTI_CALIBRATION = [
+    ({"x0": (40, 6, 3)}, "no array 'x1' (model input"),  # missing key
+    ({"x0": (40, 6, 3), "x1": (40, 3)}, "array 'x1' (model input"),  # mis-shaped
+    ({"x0": (40, 6, 3), "x1": (39, 2)}, "different numbers"),  # sample counts differ
+]
+
+
+def test_bad_multi_input_calibration_is_exit_2(run_cli: Any, tmp_path: Path) -> None:
+    """A calibration .npz that lacks an input's key, mis-shapes it or differs in sample
+    count: BadInputError (exit 2) naming it; through the CLI one line, nothing written."""
+    import keras
+
+    from edgelstm.convert.calibration import load_calibration
+    from edgelstm.convert.graph import parse_model
+
     path = save_case("cli_two_inputs", CASES["two_inputs"], tmp_path)
+    ms = parse_model(keras.models.load_model(path), "keras3")
     rng = np.random.default_rng(0)
-    cal = tmp_path / "cal.npz"
-    np.savez(cal, **{k: rng.standard_normal(s).astype(np.float32) for k, s in arrays.items()})
+    for k, (arrays, message) in enumerate(BAD_MULTI_CALIBRATION):
+        cal = tmp_path / f"cal{k}.npz"
+        np.savez(cal, **{n: rng.standard_normal(s).astype(np.float32) for n, s in arrays.items()})
+        with pytest.raises(BadInputError, match=re.escape(message)):
+            load_calibration(cal, ms)
     code, _out, err = run_cli(
         "convert", str(path), "-o", str(tmp_path / "o"), "--quantize", "int8",
-        "--calibration", str(cal),
+        "--calibration", str(tmp_path / "cal0.npz"),
     )  # fmt: skip
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert code == 2 and len(lines) == 1 and message in lines[0], err
+    assert code == 2 and len(lines) == 1 and BAD_MULTI_CALIBRATION[0][1] in lines[0], err
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("variant", ["sequence", "step"])
-def test_tflm_export_describes_every_tensor(variant: str, corpus: Any, tmp_path: Path) -> None:
-    """The TFLite Micro export of a model with two inputs: macros for each input and output,
-    the README naming each one's Keras tensor."""
+def test_tflm_export_describes_every_tensor(corpus: Any, tmp_path: Path) -> None:
+    """The TFLite Micro export of a step model with two inputs and two outputs: macros for
+    each input and output, the README naming each one's Keras tensor."""
     from edgelstm.export.tflm import export_tflm
 
     out, manifest = corpus("side_features_two_heads")
     assert not isinstance(manifest, Exception), manifest
-    art = manifest.artifact(variant, "int8")
+    art = manifest.artifact("step", "int8")
     export_tflm(out / art.file, tmp_path, manifest=manifest, real_builds=[])
     header = next(tmp_path.glob("*_model_data.h")).read_text()
     for kind, names in (("INPUT", ["X0", "X1"]), ("OUTPUT", ["Y0", "Y1"])):
