@@ -361,6 +361,14 @@ CASES: dict[str, Case] = {
             lambda L: L.TimeDistributed(L.Dense(3, activation="relu")),
         )
     ),
+    "preprocessing_front": Case(
+        _seq(
+            lambda L: L.Rescaling(0.5, offset=0.1),
+            lambda L: L.Normalization(mean=[0.1, -0.2, 0.3], variance=[1.0, 2.0, 0.5]),
+            lambda L: L.GRU(4),
+            lambda L: L.Dense(2),
+        ),
+    ),
     "td_layernorm": Case(
         _seq(
             lambda L: L.LSTM(4, return_sequences=True),
@@ -377,6 +385,16 @@ CASES: dict[str, Case] = {
     ),
     "global_max_pool": Case(
         _seq(lambda L: L.GRU(4, return_sequences=True), lambda L: L.GlobalMaxPooling1D()),
+        streamable=False,
+    ),
+    "pad_crop_upsample": Case(
+        _seq(
+            lambda L: L.ZeroPadding1D(1),
+            lambda L: L.Cropping1D((2, 1)),
+            lambda L: L.UpSampling1D(2),
+            lambda L: L.LSTM(4),
+            lambda L: L.Dense(2),
+        ),
         streamable=False,
     ),
     "flatten_head": Case(

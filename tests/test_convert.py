@@ -403,3 +403,42 @@ def test_convert_is_pure_and_save_publishes(keras_model_file, tmp_path: Path) ->
     assert chained.to_dict() == saved.to_dict()
     for name, data in res.files.items():
         assert (tmp_path / "b" / name).read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "front",
+    ["AveragePooling1D", "Conv1D-stride2"],
+    ids=["pool", "strided-conv"],
+)
+def test_cell_range_measured_behind_a_layer_that_mixes_time_steps(front: str) -> None:
+    """The int8 fused LSTM's cell range comes from the float cell (widen_lstm_cell_range); an
+    LSTM behind pooling or a strided Conv1D once got no measurement, so its cell saturated at
+    the converter's +-1 (0.16 error on a tiny pooled model). The ranges must match Keras's own
+    cell stepped over the front-end's output."""
+    import keras
+
+    from edgelstm._tf import import_tf
+    from edgelstm.convert import build
+    from edgelstm.convert.graph import parse_model
+
+    import_tf()
+    keras.utils.set_random_seed(5)
+    L = keras.layers
+    pre = L.AveragePooling1D(2) if front == "AveragePooling1D" else L.Conv1D(4, 3, strides=2)
+    lstm = L.LSTM(4, name="cell_after_front")
+    model = keras.Sequential([keras.Input((12, 3)), pre, lstm, L.Dense(1)])
+    xs = np.random.default_rng(5).normal(size=(6, 12, 3)).astype(np.float32) * 2.0
+    ms = parse_model(model, "keras3")
+    assert not ms.streamable
+    got = build.state_abs_max(ms, xs)
+    seqs = np.asarray(keras.Sequential([keras.Input((12, 3)), pre])(xs))
+    h_max = c_max = 0.0
+    for seq in seqs:
+        state = [np.zeros((1, 4), np.float32)] * 2
+        for t in range(seq.shape[0]):
+            _, state = lstm.cell(seq[t : t + 1], state)
+            h_max = max(h_max, float(np.abs(state[0]).max()))
+            c_max = max(c_max, float(np.abs(state[1]).max()))
+    k = next(k for k, spec, _ in ms.state_layout() if spec.name == "cell_after_front")
+    assert got[f"state{k}_h"] == pytest.approx(h_max, abs=1e-5)
+    assert got[f"state{k}_c"] == pytest.approx(c_max, abs=1e-5)

@@ -230,3 +230,21 @@ def test_masking_int8_with_padded_calibration(tmp_path: Path) -> None:
     for art in manifest.artifacts:
         assert art.parity is not None and art.parity.passed, (art.file, art.parity)
         assert "masked steps not compared" in art.parity.note
+
+
+@pytest.mark.parametrize(
+    ("ref_hi", "named"), [(0.66, True), (0.50, False)], ids=["past-range", "inside-range"]
+)
+def test_output_saturation_is_named_only_when_it_is_the_error(ref_hi: float, named: bool) -> None:
+    """int8 output range [-0.363, 0.493] (the converter's, from calibration data): held-out
+    outputs reaching 0.66 explain a 0.16 error; outputs inside it (0.50 is one step past) do not."""
+    from edgelstm.types import TensorInfo
+
+    out = TensorInfo("y", 0, 9, [1, 1], "int8", scale=0.00335648818872869, zero_point=-20)
+    reference = np.array([[-0.27], [0.1], [ref_hi]])
+    why = verify.output_saturation(reference, out, max_abs=0.16)
+    assert bool(why) is named
+    if named:
+        assert "[-0.27, 0.66]" in why and "[-0.363, 0.493]" in why
+    float_out = TensorInfo("y", 0, 9, [1, 1], "float32")
+    assert verify.output_saturation(reference, float_out, max_abs=0.16) == ""

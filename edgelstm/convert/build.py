@@ -293,9 +293,10 @@ def state_abs_max(ms: ModelSpec, xs: np.ndarray) -> dict[str, float]:
     """max |v| of every state input (`state{k}_{h,c,win}`) while the float cell runs over the
     sequences `xs`: the ranges quantized states must hold.
 
-    Streamable models run the step math; the others (Bidirectional, go_backwards, ...) run layer
-    by layer up to the first layer that mixes time steps (Bidirectional halves as
-    `{layer}_fwd_{role}` / `{layer}_bwd_{role}`)."""
+    Streamable models run the step math; the others (Bidirectional, go_backwards, pooling, ...)
+    run layer by layer over the whole batch: recurrent layers in the NumPy cell (Bidirectional
+    halves as `{layer}_fwd_{role}` / `{layer}_bwd_{role}`), every other layer in its tf_keras
+    rebuild, so an LSTM behind a layer that mixes time steps still gets its range measured."""
     out: dict[str, float] = {}
     if ms.streamable:
         for seq in xs:
@@ -305,31 +306,41 @@ def state_abs_max(ms: ModelSpec, xs: np.ndarray) -> dict[str, float]:
                         out[name] = max(out.get(name, 0.0), float(np.max(np.abs(v))))
         return out
     ks = {id(spec): k for k, spec, _ in ms.state_layout()}
-    for seq in xs:
-        # spec index -> its output sequence; None after a layer that mixes time steps (no
-        # recurrent state is gathered past it)
-        if isinstance(seq, Named):  # side inputs (not sequences): no state is gathered past them
-            vals: dict[int, Any] = {
-                io.source: np.asarray(seq.arrays[io.name], np.float64) if io.sequence else None
-                for io in ms.inputs
-            }
-        else:
-            vals = {-1: np.asarray(seq, np.int64 if ms.token_input else np.float64)}
-        for i, (spec, handler) in enumerate(zip(ms.layers, ms.handlers, strict=True)):
-            ins = [vals[j] for j in spec.inputs]
-            vals[i] = None
-            if any(v is None for v in ins):
-                continue
-            if not handler.per_step and not handler.recurrent and spec.kind != "Conv1D":
-                continue  # mixes time steps
-            if spec.kind == "Conv1D" and spec.config["strides"] != 1:
-                continue
+    # spec index -> its outputs for every sequence [N, ...]; None where a layer could not be run
+    # here (no state is gathered past it: the converter's own ranges stand)
+    if isinstance(xs, Named):  # several inputs, by signature name (side inputs [N, F] too)
+        vals: dict[int, Any] = {
+            io.source: np.asarray(xs.arrays[io.name], np.float32) for io in ms.inputs
+        }
+    else:
+        vals = {-1: np.asarray(xs, np.int32 if ms.token_input else np.float32)}
+    for i, (spec, handler) in enumerate(zip(ms.layers, ms.handlers, strict=True)):
+        ins = [vals[j] for j in spec.inputs]
+        vals[i] = None
+        if any(v is None for v in ins):
+            continue
+        if handler.recurrent:
             key = f"state{ks[id(spec)]}" if id(spec) in ks else spec.name
-            if spec.kind == "Embedding":
-                vals[i] = spec.weights[0][ins[0].reshape(-1)]
-            elif handler.merges:
-                steps = zip(*ins, strict=True)
-                vals[i] = np.stack([handler.step_numpy(spec, list(v), [])[0] for v in steps])
-            else:
-                vals[i] = _layer_states_numpy(spec, handler, ins[0], key, out)
+            ys = np.stack([_layer_states_numpy(spec, handler, v, key, out) for v in ins[0]])
+            vals[i] = ys if _returns_sequences(spec) else ys[:, -1]
+        else:
+            vals[i] = _keras_layer_numpy(spec, handler, ins)
     return out
+
+
+def _returns_sequences(spec: Any) -> bool:
+    sub = spec.config.get("forward")  # a Bidirectional: its halves say
+    return bool((sub.config if sub is not None else spec.config).get("return_sequences", True))
+
+
+def _keras_layer_numpy(spec: Any, handler: Any, ins: list[np.ndarray]) -> np.ndarray | None:
+    """One non-recurrent layer applied to a batch through its tf_keras rebuild (the layer the
+    sequence model converts), or None when it cannot run on its own."""
+    keras = import_tf_keras()
+    ins = [v.astype(np.float32) if v.dtype.kind == "f" else v for v in ins]
+    try:
+        tensors = [keras.Input(shape=v.shape[1:], dtype=str(v.dtype)) for v in ins]
+        y = handler.sequence(spec, tensors[0] if len(tensors) == 1 else tensors, keras)
+        return np.asarray(keras.Model(tensors, y)(ins if len(ins) > 1 else ins[0]), np.float64)
+    except Exception:  # a range estimate only: the converter's calibration stands without it
+        return None

@@ -43,7 +43,7 @@ from edgelstm.convert.verify import keras_reference, run_sequence, run_step
 from edgelstm.errors import BadInputError, ConversionError, UnsupportedLayerError, VerificationError
 from edgelstm.tflite.passes import requantize_int16_fc_bias, run_passes, widen_lstm_cell_range
 from edgelstm.tflite_info import read_tflite
-from edgelstm.types import Artifact, ConvertConfig, Manifest, Quantization, Variant
+from edgelstm.types import STEP_OUTPUT, Artifact, ConvertConfig, Manifest, Quantization, Variant
 
 Progress = Callable[[str], None]
 # (source info, sequence length or None) -> None; raises BadInputError to stop a conversion early
@@ -310,6 +310,10 @@ def convert(
                 plan, run, quant, variant, ms.output_kind, _is_classifier(ms), run_stream,
                 stream_gates=_stream_is_deployment(ms, cfg),
             )  # fmt: skip
+            y_out = next((t for t in info.outputs if t.name == STEP_OUTPUT), None)
+            if not art.parity.passed and quant.is_integer and y_out is not None:
+                why = verify.output_saturation(plan.reference, y_out, art.parity.max_abs)
+                art.parity.note = "; ".join(n for n in (art.parity.note, why) if n)
             st = art.parity.stream
             if st and not st["gates"] and not st["passed"]:
                 art.notes.append(

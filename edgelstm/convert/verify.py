@@ -17,7 +17,7 @@ import numpy as np
 from edgelstm.arrays import Named
 from edgelstm.runtime.litert import LiteRTRunner
 from edgelstm.tflite_info import TFLiteInfo
-from edgelstm.types import OutputKind, Parity, Quantization, Variant
+from edgelstm.types import OutputKind, Parity, Quantization, TensorInfo, Variant
 
 # Absolute bound for float; for the rest, a fraction of the reference range (at least 1.0 wide).
 PARITY_BOUNDS: dict[Quantization, tuple[str, float]] = {
@@ -492,4 +492,23 @@ def failure_text(file: str, p: Parity, quant: Quantization) -> str:
             f"max abs error {p.stream['max_abs']:.3g} streaming {p.stream['steps']} steps across "
             "windows"
         )
-    return f"{file}: {' and '.join(parts)} exceeds the bound {p.bound:.3g} for {quant.value}"
+    why = f" ({p.note})" if p.note else ""
+    return f"{file}: {' and '.join(parts)} exceeds the bound {p.bound:.3g} for {quant.value}{why}"
+
+
+def output_saturation(reference: np.ndarray, out: TensorInfo, max_abs: float) -> str:
+    """Why an integer artifact missed its bound when the reference outputs reach past what its
+    output tensor can hold (a range the converter takes from the calibration data alone), or ""
+    when that is not most of the error."""
+    if not out.quantized or out.dtype not in ("int8", "int16") or not reference.size:
+        return ""
+    lim = np.iinfo(out.dtype)
+    lo, hi = (lim.min - out.zero_point) * out.scale, (lim.max - out.zero_point) * out.scale
+    r_lo, r_hi = float(reference.min()), float(reference.max())
+    if max(lo - r_lo, r_hi - hi) < 0.5 * max_abs:
+        return ""
+    return (
+        f"the reference outputs span [{r_lo:.3g}, {r_hi:.3g}], past the {out.dtype} output "
+        f"range [{lo:.3g}, {hi:.3g}] calibrated on the calibration data: calibrate on data that "
+        "covers the outputs' full range"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ class Handler:
     kind: str = ""
     recurrent: bool = False
     per_step: bool = True  # applies to each time step independently (Dense, Dropout, ...)
-    args: str = ""  # the supported arguments, for the README table
+    args: str | Mapping[str, str] = ""  # the supported arguments (per class name), README table
     stream: str = ""  # how it streams, when not obvious from recurrent/per_step
     fusable: bool = False  # its sequence form may become the fused UNIDIRECTIONAL_SEQUENCE_LSTM
     state_roles: tuple[str, ...] = ()  # the step model's state inputs per layer, in order
@@ -135,7 +135,8 @@ def support_table() -> str:
         stream = h.stream or (
             "state as explicit I/O" if h.recurrent else "per step" if h.per_step else "-"
         )
-        rows.append(f"| {name} | {h.args} | {stream} |")
+        args = h.args.get(name, "") if isinstance(h.args, Mapping) else h.args
+        rows.append(f"| {name} | {args} | {stream} |")
     from edgelstm.convert.layers.activations import ACTIVATIONS
 
     acts = ", ".join(ACTIVATIONS[:-2]) + " (softmax, log_softmax: not as recurrent activations)"

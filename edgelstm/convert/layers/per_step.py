@@ -1,4 +1,5 @@
-"""Layers applied to each time step on its own: Dense, normalisation, identity, TimeDistributed."""
+"""Layers applied to each time step on its own: Dense, normalisation (Batch/Layer/Normalization,
+Rescaling), identity, TimeDistributed."""
 
 from __future__ import annotations
 
@@ -186,6 +187,68 @@ class BatchNormHandler(Handler):
     def step_numpy(self, spec, x, states):
         scale, shift = spec.weights
         return x * scale + shift, []
+
+
+def _per_feature(layer: Any, what: str, v: Any, d: int | None) -> np.ndarray:
+    """A scalar or per-feature vector (any shape that broadcasts over the feature axis alone)
+    as float32 of length d."""
+    a = np.asarray(v, np.float64)
+    if a.size != 1 and (d is None or a.size != d or a.shape[-1] != d):
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' ({type(layer).__name__}): {what} of shape {a.shape} is not "
+            f"per feature (only the feature axis, -1, is supported)"
+        )
+    return np.broadcast_to(a.reshape(-1), (d or 1,)).astype(np.float32)
+
+
+@register("Normalization")
+class NormalizationHandler(BatchNormHandler):
+    args = "axis -1 or None, mean/variance adapted or given, invert (folded into scale + shift)"
+    """The preprocessing layer inside a model: (x - mean) / sqrt(variance), per feature."""
+
+    kind = "Normalization"
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        mean, var = getattr(layer, "mean", None), getattr(layer, "variance", None)
+        if mean is None or var is None:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' (Normalization) has no mean/variance: adapt() it first"
+            )
+        mean = _per_feature(layer, "mean", mean, in_dim).astype(np.float64)
+        var = _per_feature(layer, "variance", var, in_dim).astype(np.float64)
+        # Keras divides by max(sqrt(variance), epsilon) (1e-7 in both Keras 3 and tf_keras).
+        std = np.maximum(np.sqrt(var), 1e-7)
+        if _cfg(layer).get("invert"):
+            scale, shift = std, mean
+        else:
+            scale, shift = 1.0 / std, -mean / std
+        return LayerSpec(
+            kind=self.kind,
+            name=layer.name,
+            config={},
+            weights=[scale.astype(np.float32), shift.astype(np.float32)],
+            out_dim=in_dim,
+        )
+
+
+@register("Rescaling")
+class RescalingHandler(BatchNormHandler):
+    args = "scale, offset (scalars or per feature)"
+    """x * scale + offset, per feature."""
+
+    kind = "Rescaling"
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        cfg = _cfg(layer)
+        scale = _per_feature(layer, "scale", cfg.get("scale", 1.0), in_dim)
+        shift = _per_feature(layer, "offset", cfg.get("offset", 0.0), in_dim)
+        return LayerSpec(
+            kind=self.kind,
+            name=layer.name,
+            config={},
+            weights=[scale, shift],
+            out_dim=in_dim,
+        )
 
 
 @register("LayerNormalization")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -123,9 +124,25 @@ class Conv1DHandler(Handler):
     "AveragePooling1D",
     "RepeatVector",
     "Reshape",
+    "ZeroPadding1D",
+    "Cropping1D",
+    "UpSampling1D",
 )
 class SequenceOnlyHandler(Handler):
-    args = "pool_size, strides, padding, n, static target_shape"
+    args = MappingProxyType(
+        {
+            "Flatten": "to a static shape",
+            "GlobalAveragePooling1D": "keepdims",
+            "GlobalMaxPooling1D": "keepdims",
+            "MaxPooling1D": "pool_size, strides, padding",
+            "AveragePooling1D": "pool_size, strides, padding",
+            "RepeatVector": "n",
+            "Reshape": "static target_shape",
+            "ZeroPadding1D": "padding",
+            "Cropping1D": "cropping",
+            "UpSampling1D": "size",
+        }
+    )
     stream = "sequence model only"
     """Layers that mix time steps: fine in the sequence model, block streaming."""
 
@@ -153,7 +170,17 @@ class SequenceOnlyHandler(Handler):
         cfg = {
             k: v
             for k, v in spec.config.items()
-            if k in ("pool_size", "strides", "padding", "keepdims", "n", "target_shape")
+            if k
+            in (
+                "pool_size",
+                "strides",
+                "padding",
+                "keepdims",
+                "n",
+                "target_shape",
+                "cropping",
+                "size",
+            )
         }
         if cls == "Flatten":
             return keras.layers.Flatten(name=spec.name)(x)
