@@ -54,3 +54,37 @@ def load_xy(path: str | Path, what: str = "data") -> tuple[np.ndarray, np.ndarra
         names = ", ".join(arrays) or "none"
         raise BadInputError(f"{path}: {what} has no array 'x' (arrays: {names})")
     return arrays["x"], arrays.get("y")
+
+
+class Named:
+    """Several arrays sharing their first axis (samples), one per model input or output, indexed
+    and sliced together: the data of a model with several inputs or outputs, where a model with
+    one has a plain ndarray. `named[i]` is sample i (an int) or a subset (a slice or indices)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = dict(arrays)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def __getitem__(self, idx: object) -> Named:
+        return Named({k: v[idx] for k, v in self.arrays.items()})  # type: ignore[index]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return "Named(" + ", ".join(f"{k}={v.shape}" for k, v in self.arrays.items()) + ")"
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.arrays)
+
+    def map(self, fn: object) -> Named:
+        """The same names, each array passed through `fn`."""
+        return Named({k: fn(v) for k, v in self.arrays.items()})  # type: ignore[operator]
+
+    @staticmethod
+    def concat(parts: list[Named]) -> Named:
+        return Named({k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays})

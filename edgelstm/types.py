@@ -74,6 +74,8 @@ class TensorInfo:
     dtype: str
     scale: float = 0.0
     zero_point: int = 0
+    # The Keras input / output it stands for, on a model with several ("" otherwise: x / y)
+    keras_name: str = ""
 
     @property
     def quantized(self) -> bool:
@@ -125,6 +127,8 @@ class Parity:
     # Step models: one long stream across windows, state never reset
     # ({steps, max_abs, mean_abs, bound, passed}); `passed` above requires it too.
     stream: dict[str, Any] | None = None
+    # Several outputs: {name: {max_abs, mean_abs, bound, passed}}; the figures above are the worst
+    outputs: dict[str, Any] | None = None
 
 
 @dataclass
@@ -147,7 +151,18 @@ class Artifact:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return _artifact_plain(_plain(asdict(self)))
+
+
+def _artifact_plain(a: dict[str, Any]) -> dict[str, Any]:
+    """Drop the multi-I/O fields where unused, so a one-input, one-output model's manifest is
+    as it was before they existed."""
+    for t in a.get("inputs", []) + a.get("outputs", []):
+        if not t.get("keras_name"):
+            t.pop("keras_name", None)
+    if a.get("parity") and a["parity"].get("outputs") is None:
+        a["parity"].pop("outputs", None)
+    return a
 
 
 @dataclass
@@ -187,7 +202,9 @@ class Manifest:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        d = _plain(asdict(self))
+        d["artifacts"] = [_artifact_plain(a) for a in d["artifacts"]]
+        return d
 
     def artifact(self, variant: Variant | str, quantization: Quantization | str) -> Artifact:
         """The artifact of that variant and quantization (KeyError when absent)."""

@@ -106,6 +106,12 @@ def stream(
     if output is not None and output.suffix.lower() not in (".npy", ".csv"):
         raise BadInputError(f"{output}: --output must end in .npy or .csv")
     runner = StepRunner(model, None if runtime == "auto" else runtime, threads=threads)
+    if runner.multi_io:
+        raise BadInputError(
+            f"{model.name}: the step model has inputs {', '.join(runner.input_names)} and outputs "
+            f"{', '.join(runner.output_names)}; `edgelstm stream` feeds one input and prints one "
+            "output: use edgelstm.runtime.StepRunner from Python (push takes a dict by input name)"
+        )
     app.info(
         f"{model.name}: step model on {runner.runtime.value}, {runner.input_size} "
         f"{'token id' if runner.token_input else 'value(s)'} in, {runner.output_size} out per step, "

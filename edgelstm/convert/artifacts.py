@@ -46,6 +46,10 @@ def _artifact(
     file: str, info: TFLiteInfo, variant: Variant, quant: Quantization, ms: ModelSpec
 ) -> Artifact:
     states = info.states()
+    if ms.multi_io:  # name each signature tensor's Keras input / output
+        keras = {io.name: io.keras_name for io in ms.inputs + ms.outputs}
+        for t in info.inputs + info.outputs:
+            t.keras_name = keras.get(t.name, "")
     layout = [(k, spec) for k, spec, _ in ms.state_layout()]
     for st in states:
         k = int(st.layer[len("state") :])
@@ -76,11 +80,17 @@ def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[
         if handler_for(cell.kind, cell.name).fusable
     ]
     fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
-    unfused_lstms = [s for s in lstms if s.masked or not fusable_activations(s.config)]
+    unfused_lstms = [
+        s
+        for s in lstms
+        if s.masked or not fusable_activations(s.config) or s.config.get("return_state")
+    ]
     for s in unfused_lstms:
         why = (
             "masking (a masked LSTM is unrolled into plain ops)"
             if s.masked
+            else "return_state=True (the fused op has no final cell state; unrolled into plain ops)"
+            if s.config.get("return_state")
             else "its activations are not tanh/sigmoid (unrolled into plain ops)"
         )
         notes.append(f"{s.name}: not fused: {why}")

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from edgelstm._tf import import_tf, import_tf_keras
-from edgelstm.convert.graph import ModelSpec, _first_line
+from edgelstm.arrays import Named
+from edgelstm.convert.graph import IOSpec, ModelSpec, _first_line
 from edgelstm.errors import EdgeLSTMError, UnsupportedLayerError
 from edgelstm.types import STEP_INPUT, STEP_OUTPUT, state_input_name, state_output_name
 
@@ -23,11 +24,14 @@ def build_sequence_model(ms: ModelSpec) -> Any:
     """The tf_keras sequence model (batch 1, length ms.seq_len) with the source weights."""
     keras = import_tf_keras()
     keras.backend.clear_session()
-    if ms.token_input:
-        x = keras.Input(shape=(ms.seq_len,), batch_size=1, dtype="int32", name=STEP_INPUT)
-    else:
-        x = keras.Input(shape=(ms.seq_len, ms.in_dim), batch_size=1, name=STEP_INPUT)
-    vals = {-1: x}  # spec index -> its output tensor (-1: the model input)
+    vals: dict[int, Any] = {}  # spec index -> its output tensor (-1 - k: model input k)
+    ins = []
+    for io in ms.inputs or _single_io(ms)[0]:
+        if io.tokens:
+            vals[io.source] = keras.Input(shape=io.shape, batch_size=1, dtype="int32", name=io.name)
+        else:
+            vals[io.source] = keras.Input(shape=io.shape, batch_size=1, name=io.name)
+        ins.append(vals[io.source])
     for i, (spec, handler) in enumerate(zip(ms.layers, ms.handlers, strict=True)):
         try:
             vals[i] = handler.sequence(spec, _operand(spec, vals), keras)
@@ -38,7 +42,17 @@ def build_sequence_model(ms: ModelSpec) -> Any:
                 f"cannot convert layer '{spec.name}' ({spec.kind}) to the sequence model: "
                 f"{type(exc).__name__}: {_first_line(exc)}"
             ) from exc
-    return keras.Model(x, vals[len(ms.layers) - 1], name="edgelstm_sequence")
+    if not ms.multi_io:
+        return keras.Model(ins[0], vals[len(ms.layers) - 1], name="edgelstm_sequence")
+    return keras.Model(ins, [vals[o.source] for o in ms.outputs], name="edgelstm_sequence")
+
+
+def _single_io(ms: ModelSpec) -> tuple[list[IOSpec], list[IOSpec]]:
+    """The IOSpecs of a ModelSpec built by hand with in_dim/token_input only (no `inputs`)."""
+    shape = (ms.seq_len or 1,) if ms.token_input else (ms.seq_len or 1, ms.in_dim or 1)
+    x = IOSpec(STEP_INPUT, STEP_INPUT, shape, True, -1, ms.token_input)
+    y = IOSpec(STEP_OUTPUT, STEP_OUTPUT, (), True, len(ms.layers) - 1)
+    return [x], [y]
 
 
 def _operand(spec: Any, vals: dict[int, Any]) -> Any:
@@ -48,25 +62,41 @@ def _operand(spec: Any, vals: dict[int, Any]) -> Any:
 
 
 def step_input_specs(ms: ModelSpec) -> list[tuple[str, tuple[int, ...], str]]:
-    """(name, shape, dtype) of the step model's inputs: x first, then the states in order."""
-    specs: list[tuple[str, tuple[int, ...], str]] = [
-        (STEP_INPUT, (1,), "int32") if ms.token_input else (STEP_INPUT, (1, ms.in_dim), "float32")
-    ]
+    """(name, shape, dtype) of the step model's inputs: x (or x0, x1, ...) first, then the
+    states in order. A sequence input gives one step [1, D] ([1] token id); a side-feature input
+    is fed whole [1, F] at every step."""
+    specs: list[tuple[str, tuple[int, ...], str]]
+    if ms.multi_io:
+        specs = [(io.name, (1,) if io.tokens else (1, io.shape[-1]), io.dtype) for io in ms.inputs]
+    else:
+        specs = [
+            (STEP_INPUT, (1,), "int32")
+            if ms.token_input
+            else (STEP_INPUT, (1, ms.in_dim), "float32")
+        ]
     for k, _spec, states in ms.state_layout():
         for st in states:
             specs.append((state_input_name(k, st.role), (1, *st.shape), "float32"))
     return specs
 
 
+def _n_inputs(ms: ModelSpec) -> int:
+    return len(ms.inputs) if ms.multi_io else 1
+
+
 def _run_step(
     ms: ModelSpec, x: Any, states: list[Any], step_fn: str, tf: Any = None
 ) -> tuple[Any, list[Any]]:
-    """Apply every layer's one-step function, threading the state tensors through."""
+    """Apply every layer's one-step function, threading the state tensors through. With several
+    inputs or outputs, `x` and the result are lists in the model's order."""
     layout = {id(spec): n for _, spec, sts in ms.state_layout() for n in [len(sts)]}
     pos = 0
     new_states: list[Any] = []
-    vals: dict[int, Any] = {-1: x}  # spec index -> its output this step (-1: the model input)
-    masks: dict[int, Any] = {-1: None}  # the mask each output carries (merges take unmasked only)
+    xs = x if isinstance(x, list) else [x]
+    # spec index -> its output this step (-1 - k: model input k)
+    vals: dict[int, Any] = {-1 - k: v for k, v in enumerate(xs)}
+    # the mask each output carries (merges take unmasked only)
+    masks: dict[int, Any] = {-1 - k: None for k in range(len(xs))}
     for i, (spec, handler) in enumerate(zip(ms.layers, ms.handlers, strict=True)):
         n = layout.get(id(spec), 0)
         mine = states[pos : pos + n]
@@ -87,6 +117,8 @@ def _run_step(
                 mask = None  # the mask ends at a layer that returns only its last output
         new_states.extend(nxt)
         vals[i], masks[i] = y, mask
+    if ms.multi_io:
+        return [vals[o.source] for o in ms.outputs], new_states
     return vals[len(ms.layers) - 1], new_states
 
 
@@ -95,15 +127,18 @@ def build_step_module(ms: ModelSpec) -> Any:
     tf = import_tf()
     specs = step_input_specs(ms)
     names = [n for n, _, _ in specs]
-    out_names = [STEP_OUTPUT] + [
+    n_in = _n_inputs(ms)
+    y_names = [o.name for o in ms.outputs] if ms.multi_io else [STEP_OUTPUT]
+    out_names = y_names + [
         state_output_name(k, st.role) for k, _spec, sts in ms.state_layout() for st in sts
     ]
 
     def serve(*args: Any) -> dict[str, Any]:
-        x, states = args[0], list(args[1:])
-        y, nxt = _run_step(ms, x, states, "tf", tf)
-        outputs = {STEP_OUTPUT: tf.identity(y, name=STEP_OUTPUT)}
-        for name, tensor in zip(out_names[1:], nxt, strict=True):
+        x, states = list(args[:n_in]), list(args[n_in:])
+        y, nxt = _run_step(ms, x if ms.multi_io else x[0], states, "tf", tf)
+        ys = y if ms.multi_io else [y]
+        outputs = {n: tf.identity(t, name=n) for n, t in zip(y_names, ys, strict=True)}
+        for name, tensor in zip(out_names[len(y_names) :], nxt, strict=True):
             outputs[name] = tf.identity(tensor, name=name)
         return outputs
 
@@ -118,15 +153,32 @@ def build_step_module(ms: ModelSpec) -> Any:
 
 
 def build_sequence_module(model: Any, ms: ModelSpec) -> Any:
-    """Wrap a Keras model (any framework) in a batch-1 signature: input `x`, output `y`."""
+    """Wrap a Keras model (any framework) in a batch-1 signature: input `x`, output `y` (with
+    several: x0, x1, ... / y0, y1, ... in the model's order)."""
     tf = import_tf()
-    shape = (1, ms.seq_len) if ms.token_input else (1, ms.seq_len, ms.in_dim)
-    dtype = tf.int32 if ms.token_input else tf.float32
     module = tf.Module()
     # Track the weights only: tracking the Keras model itself makes tf.saved_model.save trace and
     # serialise every layer's call functions (Keras metadata the converter never reads), which
     # is most of the sequence graph's build time.
     module.weights = list(model.variables)
+    if ms.multi_io:
+
+        def serve_many(*xs: Any) -> dict[str, Any]:
+            ys = model(list(xs), training=False)
+            ys = ys if isinstance(ys, (list, tuple)) else [ys]
+            return {o.name: y for o, y in zip(ms.outputs, ys, strict=True)}
+
+        module.serve = tf.function(
+            serve_many,
+            input_signature=[
+                tf.TensorSpec((1, *io.shape), getattr(tf, io.dtype), name=io.name)
+                for io in ms.inputs
+            ],
+            autograph=False,
+        )
+        return module
+    shape = (1, ms.seq_len) if ms.token_input else (1, ms.seq_len, ms.in_dim)
+    dtype = tf.int32 if ms.token_input else tf.float32
 
     def serve(x: Any) -> dict[str, Any]:
         return {STEP_OUTPUT: model(x, training=False)}
@@ -145,30 +197,49 @@ def save_module(module: Any, path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
 
 
-def run_step_numpy(ms: ModelSpec, xs: np.ndarray) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+def run_step_numpy(
+    ms: ModelSpec, xs: np.ndarray | Named
+) -> tuple[np.ndarray | Named, list[dict[str, np.ndarray]]]:
     """Run the float step math over one sequence in NumPy (float64).
 
     Returns the per-step outputs [T, ...] and the inputs fed at every step (x and states), which
-    are the realistic calibration samples for a quantized step model.
-    """
+    are the realistic calibration samples for a quantized step model. With several inputs `xs`
+    is Named (a side-feature input [F] is fed at every step, or [T, F]: one row per step) and the
+    outputs are Named by output."""
     specs = step_input_specs(ms)
-    states = [np.zeros(shape, np.float64) for _, shape, _ in specs[1:]]
+    n_in = _n_inputs(ms)
+    states = [np.zeros(shape, np.float64) for _, shape, _ in specs[n_in:]]
     ys = []
     feeds = []
-    for t in range(xs.shape[0]):
-        x = np.asarray(xs[t : t + 1], np.int64 if ms.token_input else np.float64)
-        if ms.token_input:
-            x = x.reshape(1)
+    if isinstance(xs, Named):
+        arrays = [np.asarray(xs.arrays[io.name]) for io in ms.inputs]
+        steps = max(len(a) for a, io in zip(arrays, ms.inputs, strict=True) if io.sequence)
+    else:
+        arrays, steps = [xs], xs.shape[0]
+    for t in range(steps):
+        x = []
+        for k, a in enumerate(arrays):
+            io = ms.inputs[k] if ms.inputs else None
+            if io is not None and not io.sequence and a.ndim == 1:
+                v = a[None]  # a side input: the same features at every step
+            else:
+                v = a[t : t + 1]
+            tokens = io.tokens if io is not None else ms.token_input
+            v = np.asarray(v, np.int64 if tokens else np.float64)
+            x.append(v.reshape(1) if tokens else v)
         feeds.append(
-            {specs[0][0]: x.astype(np.int32 if ms.token_input else np.float32)}
-            | {
-                name: s.astype(np.float32)
-                for (name, _, _), s in zip(specs[1:], states, strict=True)
+            {
+                name: v.astype(np.int32 if dtype == "int32" else np.float32)
+                for (name, _, dtype), v in zip(specs, x + states, strict=True)
             }
         )
-        y, states = _run_step(ms, x, states, "numpy")
-        ys.append(np.asarray(y, np.float64)[0])
-    return np.stack(ys), feeds
+        y, states = _run_step(ms, x if ms.multi_io else x[0], states, "numpy")
+        ys.append([np.asarray(v, np.float64)[0] for v in (y if ms.multi_io else [y])])
+    if ms.multi_io:
+        return Named(
+            {o.name: np.stack([y[j] for y in ys]) for j, o in enumerate(ms.outputs)}
+        ), feeds
+    return np.stack([y[0] for y in ys]), feeds
 
 
 def _layer_states_numpy(spec: Any, handler: Any, ys: np.ndarray, key: str, out: dict) -> np.ndarray:
@@ -177,13 +248,18 @@ def _layer_states_numpy(spec: Any, handler: Any, ys: np.ndarray, key: str, out: 
     if spec.kind == "Bidirectional":
         c = spec.config
         parts = []
-        for sub, rev in ((c["forward"], False), (c["backward"], True)):
+        halves = [(c["forward"], False), (c["backward"], True)]
+        if c["merge_mode"] in ("forward", "backward"):  # merge_mode=None: one half per spec
+            halves = halves[:1] if c["merge_mode"] == "forward" else halves[1:]
+        for sub, rev in halves:
             sh = _sub_handler(sub)
             seq = ys[::-1] if rev else ys
             y = _layer_states_numpy(sub, sh, seq, f"{key}_{'bwd' if rev else 'fwd'}", out)
             if rev and sub.config["return_sequences"]:
                 y = y[::-1]
             parts.append(y)
+        if len(parts) == 1:
+            return parts[0]
         merge = {
             "concat": lambda a, b: np.concatenate([a, b], axis=-1),
             "sum": lambda a, b: a + b,
@@ -232,7 +308,12 @@ def state_abs_max(ms: ModelSpec, xs: np.ndarray) -> dict[str, float]:
     ks = {id(spec): k for k, spec, _ in ms.state_layout()}
     # spec index -> its outputs for every sequence [N, ...]; None where a layer could not be run
     # here (no state is gathered past it: the converter's own ranges stand)
-    vals: dict[int, Any] = {-1: np.asarray(xs, np.int32 if ms.token_input else np.float32)}
+    if isinstance(xs, Named):  # several inputs, by signature name (side inputs [N, F] too)
+        vals: dict[int, Any] = {
+            io.source: np.asarray(xs.arrays[io.name], np.float32) for io in ms.inputs
+        }
+    else:
+        vals = {-1: np.asarray(xs, np.int32 if ms.token_input else np.float32)}
     for i, (spec, handler) in enumerate(zip(ms.layers, ms.handlers, strict=True)):
         ins = [vals[j] for j in spec.inputs]
         vals[i] = None

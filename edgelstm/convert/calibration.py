@@ -8,17 +8,23 @@ from pathlib import Path
 
 import numpy as np
 
-from edgelstm.arrays import load_array
+from edgelstm.arrays import Named, load_array, load_arrays
 from edgelstm.convert import build, verify
-from edgelstm.convert.graph import ModelSpec
+from edgelstm.convert.graph import IOSpec, ModelSpec
 from edgelstm.convert.verify import VerifyPlan
 from edgelstm.errors import BadInputError
 from edgelstm.types import ConvertConfig, OutputKind
 
 
-def load_calibration(path: str | Path, ms: ModelSpec, what: str = "calibration") -> np.ndarray:
-    """Calibration sequences from .npy or .npz (key `x`), checked against the model's input."""
+def load_calibration(
+    path: str | Path, ms: ModelSpec, what: str = "calibration"
+) -> np.ndarray | Named:
+    """Calibration sequences from .npy or .npz (key `x`), checked against the model's input.
+    A model with several inputs reads a .npz with one array per input, keyed by its signature
+    name (x0, x1, ...): [N, T, D] for a sequence input, [N, F] for side features."""
     path = Path(path)
+    if len(ms.inputs) > 1:
+        return _load_named(path, ms, what)
     x = load_array(path, what)
     want = (ms.seq_len,) if ms.token_input else (ms.seq_len, ms.in_dim)
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
@@ -38,6 +44,45 @@ def load_calibration(path: str | Path, ms: ModelSpec, what: str = "calibration")
     return x.astype(np.int32 if ms.token_input else np.float32)
 
 
+def _load_named(path: Path, ms: ModelSpec, what: str) -> Named:
+    arrays = load_arrays(path, what)
+    want = ", ".join(f"'{io.name}' {_shape_text(io)}" for io in ms.inputs)
+    out: dict[str, np.ndarray] = {}
+    for io in ms.inputs:
+        if io.name not in arrays:
+            have = ", ".join(arrays) or "none"
+            raise BadInputError(
+                f"{path}: {what} data has no array '{io.name}' (model input '{io.keras_name}'); "
+                f"a model with {len(ms.inputs)} inputs needs a .npz with {want} (arrays: {have})"
+            )
+        x = arrays[io.name]
+        if x.ndim != len(io.shape) + 1 or tuple(x.shape[1:]) != io.shape:
+            raise BadInputError(
+                f"{path}: {what} array '{io.name}' (model input '{io.keras_name}') has shape "
+                f"{tuple(x.shape)}, the model needs {_shape_text(io)}"
+            )
+        if x.dtype.kind != "f":
+            raise BadInputError(
+                f"{path}: {what} array '{io.name}' must be floating point (got {x.dtype})"
+            )
+        if len(x) == 0:
+            raise BadInputError(f"{path}: {what} array '{io.name}' is empty")
+        if not np.isfinite(x).all():
+            raise BadInputError(f"{path}: {what} array '{io.name}' contains NaN or inf")
+        out[io.name] = x.astype(np.float32)
+    sizes = {k: len(v) for k, v in out.items()}
+    if len(set(sizes.values())) > 1:
+        raise BadInputError(
+            f"{path}: {what} arrays have different numbers of samples "
+            + ", ".join(f"{k}: {n}" for k, n in sizes.items())
+        )
+    return Named(out)
+
+
+def _shape_text(io: IOSpec) -> str:
+    return "(N, " + ", ".join(map(str, io.shape)) + ")"
+
+
 def _check_token_range(path: Path, x: np.ndarray, ms: ModelSpec, what: str) -> None:
     """Token ids must index the Embedding table (Keras would fail deep inside a gather)."""
     vocab = int(ms.layers[0].config["input_dim"])
@@ -50,9 +95,13 @@ def _check_token_range(path: Path, x: np.ndarray, ms: ModelSpec, what: str) -> N
         )
 
 
-def synthetic_inputs(ms: ModelSpec, n: int, seed: int) -> np.ndarray:
+def synthetic_inputs(ms: ModelSpec, n: int, seed: int) -> np.ndarray | Named:
     """Seeded inputs shaped like the model's, for parity checks without user data."""
     rng = np.random.default_rng(seed)
+    if len(ms.inputs) > 1:
+        return Named(
+            {io.name: rng.standard_normal((n, *io.shape)).astype(np.float32) for io in ms.inputs}
+        )
     if ms.token_input:
         vocab = ms.layers[0].config["input_dim"]
         return rng.integers(0, vocab, size=(n, ms.seq_len)).astype(np.int32)
@@ -146,6 +195,10 @@ def _plan_verification(
 def _load_stream(path: str | Path, ms: ModelSpec) -> np.ndarray:
     """--calibration-stream: one long stream [L, D] (floats) or [L] (token ids)."""
     path = Path(path)
+    if len(ms.inputs) > 1:
+        raise BadInputError(
+            f"{path}: --calibration-stream is not supported for a model with several inputs"
+        )
     x = load_array(path, "calibration stream", first_if_missing=True)
     want = 1 if ms.token_input else 2
     if x.ndim != want or (not ms.token_input and x.shape[1] != ms.in_dim) or len(x) == 0:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.arrays import Named
 from edgelstm.convert.layers import handler_for
 from edgelstm.tflite.int16x8 import (
     CELL_HEADROOM,
@@ -38,7 +39,7 @@ def lstm_state_ranges(ms: Any, xs: np.ndarray) -> list[LstmRange] | None:
         return None
 
 
-def run_sequence_tflm(model: bytes, info: Any, xs: np.ndarray) -> np.ndarray:
+def run_sequence_tflm(model: bytes, info: Any, xs: np.ndarray | Named) -> np.ndarray | Named:
     """Outputs of each sequence in TFLite Micro's interpreter, state reset in between.
 
     LiteRT cannot run it: its fused-LSTM kernel has no int16-activation path (it rejects the
@@ -47,6 +48,13 @@ def run_sequence_tflm(model: bytes, info: Any, xs: np.ndarray) -> np.ndarray:
     from edgelstm.runtime.backends import load_backend
 
     backend = load_backend(model, "tflm", info=info)
+    if isinstance(xs, Named) or len(info.outputs) > 1:  # several inputs / outputs: by name
+        many = []
+        for x in xs if isinstance(xs, Named) else Named({"x": xs}):
+            backend.reset()
+            res = backend.run({k: v[None] for k, v in x.arrays.items()})
+            many.append({t.name: res[t.name][0] for t in info.outputs})
+        return Named({t.name: np.stack([m[t.name] for m in many]) for t in info.outputs})
     outs = []
     for x in xs:
         backend.reset()

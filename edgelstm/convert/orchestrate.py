@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgelstm import __version__
-from edgelstm.arrays import load_array
+from edgelstm.arrays import Named, load_array
 from edgelstm.convert import build, isolate, verify
 from edgelstm.convert import int16x8 as int16
 from edgelstm.convert import outdir as outdir_mod
@@ -210,7 +210,8 @@ def convert(
         f"reference outputs from the {framework} model on {len(plan.x)} held-out sequences"
         + (f" and {len(plan.cal_x)} calibration sequences" if plan.cal_x is not None else "")
     )
-    ref = onnx_ref or (lambda xs: keras_reference(model, xs, progress))
+    out_names = [o.name for o in ms.outputs] if ms.multi_io else None
+    ref = onnx_ref or (lambda xs: keras_reference(model, xs, progress, names=out_names))
     plan.reference = ref(plan.x)
     if plan.cal_x is not None:
         plan.cal_reference = ref(plan.cal_x)
@@ -234,7 +235,9 @@ def convert(
             if calib is not None and needs_cal:
                 cal_file = work / f"calib_{variant.value}.npz"
                 cal_x = calib[: cfg.calibration_samples]
-                if variant == Variant.SEQUENCE:
+                if variant == Variant.SEQUENCE and isinstance(cal_x, Named):
+                    np.savez(cal_file, **{k: v[:, None] for k, v in cal_x.arrays.items()})
+                elif variant == Variant.SEQUENCE:
                     np.savez(cal_file, x=cal_x[:, None])
                 else:
                     # Cap steps so calibration stays quick on long sequences.

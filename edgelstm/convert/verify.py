@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.arrays import Named
 from edgelstm.runtime.litert import LiteRTRunner
 from edgelstm.tflite_info import TFLiteInfo
 from edgelstm.types import OutputKind, Parity, Quantization, TensorInfo, Variant
@@ -36,9 +37,17 @@ def bound_for(quant: Quantization, reference: np.ndarray) -> float:
     return value * max(span, 1.0)
 
 
-def run_sequence(model: bytes, info: TFLiteInfo, xs: np.ndarray) -> np.ndarray:
-    """Outputs for each sequence, resetting the fused LSTM's variable state in between."""
+def run_sequence(model: bytes, info: TFLiteInfo, xs: np.ndarray | Named) -> np.ndarray | Named:
+    """Outputs for each sequence, resetting the fused LSTM's variable state in between. Several
+    inputs (Named, by signature name) give Named outputs, by signature name."""
     runner = LiteRTRunner(model, info)
+    if isinstance(xs, Named) or len(info.outputs) > 1:
+        many = []
+        for x in xs if isinstance(xs, Named) else Named({"x": xs}):
+            runner.reset()
+            res = runner.invoke({k: v[None] for k, v in x.arrays.items()})
+            many.append({t.name: res[t.name][0] for t in info.outputs})
+        return Named({t.name: np.stack([m[t.name] for m in many]) for t in info.outputs})
     outs = []
     for x in xs:
         runner.reset()
@@ -49,14 +58,17 @@ def run_sequence(model: bytes, info: TFLiteInfo, xs: np.ndarray) -> np.ndarray:
 def run_step(
     model: bytes,
     info: TFLiteInfo,
-    xs: np.ndarray,
+    xs: np.ndarray | Named,
     token_input: bool,
     mask: np.ndarray | None = None,
-) -> np.ndarray:
+) -> np.ndarray | Named:
     """Outputs at every step [N, T, ...], state carried step to step and reset per sequence.
 
     Masked steps (`mask[n, t]` False) are skipped, as the manifest tells deployers to: the output
-    there repeats the last unmasked one (zeros before any)."""
+    there repeats the last unmasked one (zeros before any). With several inputs or outputs, Named
+    in and out: a side-feature input [N, F] is fed at every step ([N, T, F]: one row per step)."""
+    if isinstance(xs, Named) or len(info.outputs) - len(info.states()) > 1:
+        return _run_step_named(model, info, xs)
     runner = LiteRTRunner(model, info)
     states = info.states()
     outs = []
@@ -81,22 +93,58 @@ def run_step(
     return np.stack(outs)
 
 
+def _run_step_named(model: bytes, info: TFLiteInfo, xs: np.ndarray | Named) -> Named:
+    runner = LiteRTRunner(model, info)
+    states = info.states()
+    state_ins = {s.input for s in states}
+    state_outs = {s.output for s in states}
+    x_names = [t.name for t in info.inputs if t.name not in state_ins]
+    y_names = [t.name for t in info.outputs if t.name not in state_outs]
+    xs = xs if isinstance(xs, Named) else Named({x_names[0]: xs})
+    steps = max(v.shape[1] for v in xs.arrays.values() if v.ndim >= 3)
+    outs: dict[str, list[np.ndarray]] = {n: [] for n in y_names}
+    for seq in xs:
+        state_vals = {s.input: np.full(s.shape, s.reset_value, np.float64) for s in states}
+        ys: dict[str, list[np.ndarray]] = {n: [] for n in y_names}
+        for t in range(steps):
+            feed = {
+                n: (seq.arrays[n][t : t + 1] if seq.arrays[n].ndim >= 2 else seq.arrays[n][None])
+                for n in x_names
+            }
+            res = runner.invoke({**feed, **state_vals})
+            for s in states:
+                state_vals[s.input] = res[s.output]
+            for n in y_names:
+                ys[n].append(res[n][0])
+        for n in y_names:
+            outs[n].append(np.stack(ys[n]))
+    return Named({n: np.stack(v) for n, v in outs.items()})
+
+
 def run_step_stream(
-    model: bytes, info: TFLiteInfo, stream: np.ndarray, token_input: bool
-) -> np.ndarray:
+    model: bytes, info: TFLiteInfo, stream: np.ndarray | Named, token_input: bool
+) -> np.ndarray | Named:
     """Outputs [L, ...] of one long stream, state carried across the whole of it (never reset):
     how a step model is deployed."""
+    if isinstance(stream, Named):
+        return run_step(model, info, stream.map(lambda v: v[None]), token_input)[0]
     return run_step(model, info, stream[None], token_input)[0]
 
 
 def keras_reference(
     model: Any,
-    xs: np.ndarray,
+    xs: np.ndarray | Named,
     progress: Callable[[str], None] | None = None,
     chunk: int = 32,
-) -> np.ndarray:
+    names: list[str] | None = None,
+) -> np.ndarray | Named:
     """The source model's outputs. Stateful models: one sequence at a time (states reset each
-    time); others in batches of `chunk`. Progress every few seconds on long runs."""
+    time); others in batches of `chunk`. Progress every few seconds on long runs. With several
+    inputs (Named, in the model's input order) or outputs (`names`, in its output order), the
+    outputs are Named."""
+    if names is not None and not isinstance(xs, Named):
+        xs = Named({"x": xs})
+    names = names or ["y"]
     stateful = any(getattr(layer, "stateful", False) for layer in getattr(model, "layers", []))
     step = 1 if stateful else chunk
     shape = getattr(model, "input_shape", None)
@@ -116,14 +164,24 @@ def keras_reference(
             # A stateful layer's state is sized for its fixed batch: run the sequence in every
             # row (rows are independent) and keep the first.
             x = np.repeat(x, batch, axis=0)
-        y = np.asarray(model(x, training=False))[: len(xs[i : i + step])]
-        outs.append(y.astype(np.float64))
+        if isinstance(x, Named):
+            args = [x.arrays[n] for n in x.names]
+            got = model(args if len(args) > 1 else args[0], training=False)
+            got = got if isinstance(got, (list, tuple)) else [got]
+            outs.append(
+                Named({n: np.asarray(g, np.float64) for n, g in zip(names, got, strict=True)})
+            )
+        else:
+            y = np.asarray(model(x, training=False))[: len(xs[i : i + step])]
+            outs.append(y.astype(np.float64))
         now = time.monotonic()
         if progress and now - last > 3.0:
             done = min(i + step, len(xs))
             eta = (now - start) / done * (len(xs) - done)
             progress(f"reference outputs: {done}/{len(xs)} sequences (~{eta:.0f} s left)")
             last = now
+    if outs and isinstance(outs[0], Named):
+        return Named.concat(outs)
     return np.concatenate(outs)
 
 
@@ -143,15 +201,23 @@ MIN_SPLIT = 8
 
 def input_mask(ms: Any, xs: np.ndarray) -> np.ndarray | None:
     """[N, T] True where a step is *not* masked, for Embedding(mask_zero=True) or a leading
-    Masking layer; None when the model masks nothing."""
-    if not ms.layers or not ms.handlers[0].starts_mask(ms.layers[0]):
+    Masking layer; None when the model masks nothing (or has several inputs: masking refused)."""
+    if isinstance(xs, Named) or not ms.layers or not ms.handlers[0].starts_mask(ms.layers[0]):
         return None
     return ms.handlers[0].step_mask(ms.layers[0], np.asarray(xs), None)[..., 0] != 0
 
 
 def matched_inputs(ms: Any, like: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Seeded inputs with the statistics of `like`: per-feature mean and std (floats), the
-    empirical token frequencies (token ids)."""
+    empirical token frequencies (token ids); per input for several (Named)."""
+    if isinstance(like, Named):
+        out = {}
+        for k, (name, v) in enumerate(like.arrays.items()):
+            flat = v.reshape(-1, v.shape[-1]).astype(np.float64)
+            rng = np.random.default_rng(seed + 7919 + k)
+            noise = rng.standard_normal((n, *v.shape[1:]))
+            out[name] = (flat.mean(0) + flat.std(0) * noise).astype(np.float32)
+        return Named(out)
     rng = np.random.default_rng(seed + 7919)
     shape = (n, *like.shape[1:])
     if ms.token_input:
@@ -180,11 +246,19 @@ def split_heldout(
 
 def is_degenerate(x: np.ndarray) -> bool:
     """All values equal: quantization ranges calibrated on it cover one point."""
+    if isinstance(x, Named):
+        return all(is_degenerate(v) for v in x.arrays.values())
     return bool(x.size == 0 or np.ptp(x) == 0)
 
 
 def calibration_warnings(x: np.ndarray, requested: int, token_input: bool) -> list[str]:
     """Why the calibration data may not represent real inputs (constant, dead features, few)."""
+    if isinstance(x, Named):
+        return [
+            f"input '{name}': {w}"
+            for name, v in x.arrays.items()
+            for w in calibration_warnings(v, requested, token_input)
+        ]
     warn = []
     if is_degenerate(x):
         warn.append(
@@ -239,7 +313,12 @@ def compare(
     """Max/mean abs error, cosine and (for classifiers) argmax agreement.
 
     With `mask` ([N, T], True = real step) a many-to-many comparison covers only the unmasked
-    positions: what a masked layer outputs at padded steps is documented as meaningless."""
+    positions: what a masked layer outputs at padded steps is documented as meaningless.
+
+    Several outputs (Named): each is compared with its own bound; the figures are the output
+    that is worst against its bound (named in `note`), every output's in `outputs`."""
+    if isinstance(reference, Named):
+        return _compare_named(reference, got, quant, variant, classifier, mask)
     if variant == Variant.STEP and output_kind == OutputKind.MANY_TO_ONE:
         got = got[:, -1]
     got = got.reshape(reference.shape)
@@ -270,6 +349,31 @@ def compare(
     )
 
 
+def _compare_named(
+    reference: Named,
+    got: Named,
+    quant: Quantization,
+    variant: Variant,
+    classifier: bool,
+    mask: np.ndarray | None,
+) -> Parity:
+    per = {}
+    for name, ref in reference.arrays.items():
+        # a many-to-one output of a step model: the last step is the answer
+        g = got.arrays[name]
+        kind = OutputKind.MANY_TO_ONE if g.ndim > ref.ndim else OutputKind.MANY_TO_MANY
+        per[name] = compare(ref, g, quant, variant, kind, classifier, mask)
+    worst = max(per, key=lambda n: per[n].max_abs / per[n].bound if per[n].bound else 0.0)
+    p = per[worst]
+    p.passed = all(q.passed for q in per.values())
+    p.note = "; ".join(x for x in (f"worst output {worst}", p.note) if x)
+    p.outputs = {
+        n: {"max_abs": q.max_abs, "mean_abs": q.mean_abs, "bound": q.bound, "passed": q.passed}
+        for n, q in per.items()
+    }
+    return p
+
+
 # --- the verification plan of one convert run ----------------------------------------------------
 
 MIN_STREAM = 64  # steps: a streamed step model is checked over at least this many
@@ -294,7 +398,15 @@ class VerifyPlan:
 
 def concat_stream(ms: Any, xs: np.ndarray, limit: int = MAX_STREAM) -> np.ndarray:
     """Windows [N, T, ...] end to end as one stream [L, ...], masked steps dropped (deployed step
-    models skip them), at most `limit` steps."""
+    models skip them), at most `limit` steps. Named (several inputs): side inputs [N, F] are
+    repeated per step of their window, [L, F]."""
+    if isinstance(xs, Named):
+        steps = max(v.shape[1] for v in xs.arrays.values() if v.ndim >= 3)
+        return xs.map(
+            lambda v: (v.reshape(-1, *v.shape[2:]) if v.ndim >= 3 else np.repeat(v, steps, 0))[
+                :limit
+            ]
+        )
     mask = input_mask(ms, xs)
     flat = xs.reshape(-1, *xs.shape[2:])
     if mask is not None:
@@ -305,10 +417,12 @@ def concat_stream(ms: Any, xs: np.ndarray, limit: int = MAX_STREAM) -> np.ndarra
 def stream_inputs(ms: Any, held: np.ndarray, seed: int) -> np.ndarray:
     """The held-out windows as one stream, topped up with matched seeded windows when short."""
     xs = held
-    steps = held.shape[0] * held.shape[1]
+    t = ms.seq_len if isinstance(held, Named) else held.shape[1]
+    steps = len(held) * t
     if steps < MIN_STREAM:
-        extra = -(-(MIN_STREAM - steps) // held.shape[1])
-        xs = np.concatenate([held, matched_inputs(ms, held, extra, seed + 1)])
+        extra = -(-(MIN_STREAM - steps) // t)
+        more = matched_inputs(ms, held, extra, seed + 1)
+        xs = Named.concat([held, more]) if isinstance(held, Named) else np.concatenate([held, more])
     return concat_stream(ms, xs)
 
 
@@ -343,9 +457,16 @@ def measure(
         p.calibration_set = {"samples": c.samples, "max_abs": c.max_abs, "mean_abs": c.mean_abs}
     if run_stream is not None and plan.stream is not None and plan.stream_reference is not None:
         ref = plan.stream_reference
-        got = run_stream(plan.stream).reshape(ref.shape)
-        err = np.abs(got - ref)
-        bound = bound_for(quant, ref)
+        got = run_stream(plan.stream)
+        if isinstance(ref, Named):  # several outputs: the worst against its bound
+            rows = []
+            for name, r in ref.arrays.items():
+                e = np.abs(got.arrays[name].reshape(r.shape) - r)
+                rows.append((e, bound_for(quant, r)))
+            err, bound = max(rows, key=lambda eb: (eb[0].max() if eb[0].size else 0.0) / eb[1])
+        else:
+            err = np.abs(got.reshape(ref.shape) - ref)
+            bound = bound_for(quant, ref)
         max_abs = float(err.max()) if err.size else 0.0
         p.stream = {
             "steps": len(plan.stream),

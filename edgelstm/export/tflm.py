@@ -207,12 +207,25 @@ def build_context(
     inputs = [_tensor_ctx(t, m) for t, m in zip(info.inputs, in_macros, strict=True)]
     outputs = [_tensor_ctx(t, m) for t, m in zip(info.outputs, out_macros, strict=True)]
     by_in = {t["name"]: t for t in inputs}
-    x = by_in.get(STEP_INPUT) or next(
-        (t for t in inputs if t["name"] not in {s.input for s in states}), inputs[0]
+    # x / y: the data tensor of a one-input, one-output model; with several (x0, x1, ... /
+    # y0, y1, ...) the first in signature order (the README's tensor table lists every one)
+    data_in = sorted(
+        (t for t in inputs if t["name"] not in {s.input for s in states}),
+        key=lambda t: (len(t["name"]), t["name"]),
     )
+    data_out = sorted(
+        (t for t in outputs if t["name"] not in {s.output for s in states}),
+        key=lambda t: (len(t["name"]), t["name"]),
+    )
+    x = by_in.get(STEP_INPUT) or next(iter(data_in), inputs[0])
     y = next((t for t in outputs if t["name"] == STEP_OUTPUT), None) or next(
-        (t for t in outputs if t["name"] not in {s.output for s in states}), outputs[0]
+        iter(data_out), outputs[0]
     )
+    if art is not None:  # the Keras input / output each tensor stands for (several only)
+        keras = {t.name: t.keras_name for t in art.inputs + art.outputs if t.keras_name}
+        for t in inputs + outputs:
+            if t["name"] in keras:
+                t["keras_name"] = keras[t["name"]]
     state_ctx = []
     for k, s in enumerate(states):
         t_in = inputs[s.input_index]

@@ -405,10 +405,17 @@ class NativeBackend(Backend):
     def _load(self) -> None:
         info: TFLiteInfo = self.info
         names = {t.name for t in info.inputs}
-        if STEP_INPUT not in names or not info.states():
+        several = "x0" in names or STEP_OUTPUT not in {t.name for t in info.outputs}
+        if (STEP_INPUT not in names and not several) or not info.states():
             raise BadInputError(
                 "the native runtime runs step models (input 'x' and state{k}_* tensors); "
                 "export or convert with --variants step"
+            )
+        if several:
+            raise BadInputError(
+                "the native runtime runs step models with one input 'x' and one output 'y'; "
+                "run a model with several inputs or outputs on litert (or its C engine: "
+                "--target c)"
             )
         if self.threads not in (None, 1):
             self.notes.append("the native engine is single-threaded: --threads ignored")

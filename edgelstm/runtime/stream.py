@@ -77,9 +77,25 @@ def embedding_rows(info: TFLiteInfo) -> int | None:
 
 
 def model_variant(info: TFLiteInfo) -> Variant:
-    """STEP when the model has an `x` input and at least one state pair, else SEQUENCE."""
-    names = {t.name for t in info.inputs}
-    return Variant.STEP if STEP_INPUT in names and info.states() else Variant.SEQUENCE
+    """STEP when the model has an `x` (or x0, x1, ...) input and at least one state pair, else
+    SEQUENCE."""
+    return Variant.STEP if io_names(info)[0] and info.states() else Variant.SEQUENCE
+
+
+def io_names(info: TFLiteInfo) -> tuple[list[str], list[str]]:
+    """(data inputs, data outputs) of a model: every signature tensor but the states, in
+    signature-name order: ["x"], ["y"] for a one-input, one-output model, else x0, x1, ... /
+    y0, y1, ..."""
+    states = info.states()
+    s_in, s_out = {s.input for s in states}, {s.output for s in states}
+    ins = sorted(t.name for t in info.inputs if t.name not in s_in)
+    outs = sorted(t.name for t in info.outputs if t.name not in s_out)
+    return _by_index(ins), _by_index(outs)
+
+
+def _by_index(names: list[str]) -> list[str]:
+    """x, or x0, x1, ..., x10 in numeric order."""
+    return sorted(names, key=lambda n: (len(n), n))
 
 
 def _states(info: TFLiteInfo, art: Artifact | None) -> list[StateTensor]:
@@ -99,6 +115,10 @@ class StepRunner:
 
     push(sample) -> output runs one time step (float in, float out); reset() starts a new
     stream; get_state()/set_state() save and restore the state (real values, by input name).
+
+    A model with several inputs (x0, x1, ...) takes a dict {name: sample} at each step, a side
+    input (features fed whole) included at every step; with several outputs (y0, y1, ...) each
+    step returns a dict {name: output}. `input_names` / `output_names` list them.
     """
 
     def __init__(
@@ -118,18 +138,18 @@ class StepRunner:
         data, self.info, path = _load(model)
         self.artifact = artifact if artifact is not None else manifest_artifact(path)
         self.states = _states(self.info, self.artifact)
-        names = {t.name for t in self.info.inputs}
-        outs = {t.name for t in self.info.outputs}
-        if STEP_INPUT not in names or STEP_OUTPUT not in outs or not self.states:
+        self.input_names, self.output_names = io_names(self.info)
+        if not self.input_names or not self.output_names or not self.states:
             raise BadInputError(
                 f"{path or 'model'}: not a step model (needs input 'x', output 'y' and "
                 "state{k}_* inputs); sequence models run whole sequences"
             )
+        self.multi_io = self.input_names != [STEP_INPUT] or self.output_names != [STEP_OUTPUT]
         self.backend = backend or load_backend(
             data, runtime, threads=threads, xnnpack=xnnpack, info=self.info, **options
         )
-        self.x_info = self.backend.input_info(STEP_INPUT)
-        self.y_info = self.backend.output_info(STEP_OUTPUT)
+        self.x_info = self.backend.input_info(self.input_names[0])
+        self.y_info = self.backend.output_info(self.output_names[0])
         # native: the state stays in the engine's struct between steps (no copies per step)
         self._in_backend = bool(getattr(self.backend, "holds_state", False))
         # Raw copy is exact when out and in share dtype, scale and zero point (edgelstm's int8
@@ -212,8 +232,11 @@ class StepRunner:
         """Run len(samples) steps from the current state; outputs stacked [T, out] (float64).
 
         On the native runtime this is ONE C call for all T steps (Python overhead paid once per
-        chunk); elsewhere it is a loop of push().
+        chunk); elsewhere it is a loop of push(). Several inputs: a dict of [T, ...] arrays (a
+        side input [F] is fed at every step); several outputs: a dict of [T, out] arrays.
         """
+        if self.multi_io:
+            return self._run_named(samples)
         xs = np.asarray(samples)
         steps = xs.reshape(len(xs), -1) if xs.ndim > 1 else xs.reshape(len(xs), 1)
         if steps.shape[1] != self.input_size:
@@ -232,8 +255,47 @@ class StepRunner:
         self.steps += len(steps)
         return dequantize(ys, yi.scale, yi.zero_point).reshape(len(steps), -1)
 
-    def push(self, sample: Any) -> np.ndarray:
-        """Run one time step; returns this step's output as a flat float64 array."""
+    def _named_inputs(self, sample: Any) -> dict[str, np.ndarray]:
+        if len(self.input_names) == 1 and not isinstance(sample, dict):
+            return {self.input_names[0]: np.asarray(sample)}
+        if not isinstance(sample, dict):
+            raise BadInputError(
+                f"this model has {len(self.input_names)} inputs: pass a dict with "
+                + ", ".join(self.input_names)
+            )
+        missing = [n for n in self.input_names if n not in sample]
+        if missing:
+            raise BadInputError(
+                f"input '{missing[0]}' missing (inputs: {', '.join(self.input_names)})"
+            )
+        return {n: np.asarray(sample[n]) for n in self.input_names}
+
+    def _run_named(self, samples: Any) -> Any:
+        xs = self._named_inputs(samples)
+        steps = max((len(v) for n, v in xs.items() if self._is_step_input(n, v)), default=0)
+        outs = []
+        for t in range(steps):
+            outs.append(
+                self._push_named(
+                    {n: (v[t] if self._is_step_input(n, v) else v) for n, v in xs.items()}
+                )
+            )
+        if len(self.output_names) == 1:
+            return np.stack(outs) if outs else np.empty((0, self.output_size))
+        return {
+            n: np.stack([o[n] for o in outs]) if outs else np.empty((0,)) for n in self.output_names
+        }
+
+    def _is_step_input(self, name: str, v: np.ndarray) -> bool:
+        """Whether `v` holds one row per step (one axis more than a sample), else it is one
+        sample, fed at every step (a side input)."""
+        return v.ndim == len(self.backend.input_info(name).shape)
+
+    def push(self, sample: Any) -> Any:
+        """Run one time step; returns this step's output as a flat float64 array (several
+        outputs: a dict of them; several inputs: `sample` is a dict by input name)."""
+        if self.multi_io:
+            return self._push_named(self._named_inputs(sample))
         x = np.asarray(sample)
         if x.size != self.input_size:
             raise BadInputError(f"a sample needs {self.input_size} value(s), got {x.size}")
@@ -267,8 +329,39 @@ class StepRunner:
         self.steps += 1
         return b.get_output(STEP_OUTPUT).reshape(-1)
 
-    def run(self, xs: Any, reset: bool = True) -> np.ndarray:
-        """Push every step of one sequence ([T, D], or [T] tokens); outputs stacked [T, out]."""
+    def _push_named(self, feeds: dict[str, np.ndarray]) -> Any:
+        b = self.backend
+        for n, v in feeds.items():
+            info = b.input_info(n)
+            if v.size != int(np.prod(info.shape)):
+                raise BadInputError(
+                    f"input '{n}': a sample needs {int(np.prod(info.shape))} value(s), got {v.size}"
+                )
+            b.set_input(n, v.reshape(info.shape))
+        for s in self.states:
+            b.set_raw(s.input, self._raw[s.input])
+        t0 = time.perf_counter_ns()
+        b.invoke()
+        self.last_invoke_ns = time.perf_counter_ns() - t0
+        for s in self.states:
+            out = b.get_raw(s.output)
+            if not self._raw_copy[s.input]:
+                o = b.output_info(s.output)
+                out = quantize(
+                    dequantize(out, o.scale, o.zero_point), s.dtype, s.scale, s.zero_point
+                )
+            self._raw[s.input] = np.asarray(out).reshape(s.shape)
+        self.steps += 1
+        ys = {n: b.get_output(n).reshape(-1) for n in self.output_names}
+        return ys[self.output_names[0]] if len(ys) == 1 else ys
+
+    def run(self, xs: Any, reset: bool = True) -> Any:
+        """Push every step of one sequence ([T, D], or [T] tokens); outputs stacked [T, out]
+        (several inputs / outputs: dicts, as push_many)."""
+        if self.multi_io:
+            if reset:
+                self.reset()
+            return self._run_named(xs)
         xs = np.asarray(xs)
         if reset:
             self.reset()
@@ -291,31 +384,41 @@ class SequenceRunner:
         xnnpack: bool | None = None,
         backend: Backend | None = None,
     ) -> None:
-        data, self.info, path = _load(model)
-        names = [t.name for t in self.info.inputs]
-        if len(names) != 1:
-            raise BadInputError(
-                f"{path or 'model'}: expected a sequence model with one input, got {names}"
-            )
+        data, self.info, _path = _load(model)
+        self.input_names, self.output_names = io_names(self.info)
         self.backend = backend or load_backend(
             data, runtime, threads=threads, xnnpack=xnnpack, info=self.info
         )
-        self.x_info = self.info.inputs[0]
-        self.y_info = self.info.outputs[0]
+        self.x_info = next(t for t in self.info.inputs if t.name == self.input_names[0])
+        self.y_info = next(t for t in self.info.outputs if t.name == self.output_names[0])
 
     @property
     def seq_len(self) -> int:
         return self.x_info.shape[1] if len(self.x_info.shape) > 1 else 1
 
     def run(self, x: Any, reset: bool = True) -> np.ndarray:
-        """One sequence (without the batch axis); returns the first output without batch axis.
+        """One sequence (without the batch axis); returns the output without batch axis.
 
-        reset=False keeps the fused LSTM's state from the previous call (almost never wanted).
+        Several inputs: `x` is a dict by input name (x0, x1, ...); several outputs: a dict by
+        output name (y0, y1, ...) is returned. reset=False keeps the fused LSTM's state from the
+        previous call (almost never wanted).
         """
         if reset:
             self.backend.reset()
         b = self.backend
-        b.set_input(self.x_info.name, np.asarray(x))
+        if len(self.input_names) > 1 or isinstance(x, dict):
+            if not isinstance(x, dict) or any(n not in x for n in self.input_names):
+                raise BadInputError(
+                    "this model's inputs are " + ", ".join(self.input_names) + ": pass a dict"
+                )
+            for n in self.input_names:
+                info = next(t for t in self.info.inputs if t.name == n)
+                b.set_input(n, np.asarray(x[n]).reshape(info.shape))
+        else:
+            b.set_input(self.x_info.name, np.asarray(x))
         b.invoke()
-        y = b.get_output(self.y_info.name)
-        return y.reshape(y.shape[1:]) if y.ndim > 1 and y.shape[0] == 1 else y
+        ys = {}
+        for n in self.output_names:
+            y = b.get_output(n)
+            ys[n] = y.reshape(y.shape[1:]) if y.ndim > 1 and y.shape[0] == 1 else y
+        return ys[self.output_names[0]] if len(ys) == 1 else ys

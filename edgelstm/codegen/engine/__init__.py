@@ -174,8 +174,7 @@ def generate(
         if art
         else (
             "int8"
-            if graph.tensors[graph.inputs["x"]].dtype in ("int8",)
-            or any(t.dtype == "int8" for t in graph.tensors)
+            if ifc.x.dtype in ("int8",) or any(t.dtype == "int8" for t in graph.tensors)
             else "float"
         )
     )

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgelstm import __version__
 from edgelstm.codegen.c import align_macro, c_float
-from edgelstm.codegen.engine.graph import Graph, Tensor
+from edgelstm.codegen.engine.graph import Graph, Tensor, data_io
 from edgelstm.codegen.engine.lower import Program, _c_float_list, _c_int_list
 from edgelstm.codegen.templates import render
 from edgelstm.errors import BadInputError
@@ -45,6 +45,9 @@ class Interface:
     y: Tensor
     states: list[StateField] = field(default_factory=list)
     sequence: dict[str, Any] | None = None  # {"steps": T, "many_to_many": bool}
+    # Several inputs / outputs: (signature name, element offset, tensor) packed into x / y
+    x_parts: list[tuple[str, int, Tensor]] = field(default_factory=list)
+    y_parts: list[tuple[str, int, Tensor]] = field(default_factory=list)
 
     @property
     def token_input(self) -> bool:
@@ -69,22 +72,27 @@ def kernel_sources() -> dict[str, str]:
 def build_interface(
     graph: Graph, name: str, reset_values: dict[str, float], sequence: dict | None
 ) -> Interface:
-    """Pair inputs/outputs of the step graph into x, y and the state fields."""
-    if "x" not in graph.inputs:
+    """Pair inputs/outputs of the step graph into x, y and the state fields. Several inputs
+    (x0, x1, ...) are packed into x in that order, several outputs (y0, y1, ...) into y."""
+    ins, outs = data_io(graph)
+    x_parts = _packed(graph, ins, graph.inputs, "input") if ins != ["x"] and len(ins) > 1 else []
+    y_parts = _packed(graph, outs, graph.outputs, "output") if len(outs) > 1 else []
+    if "x" not in graph.inputs and not x_parts:
         raise BadInputError("the step model has no input named 'x' (not an edgelstm step model)")
-    y_name = "y" if "y" in graph.outputs else None
+    y_name = "y" if "y" in graph.outputs or y_parts else None
     if y_name is None:
         others = [n for n in graph.outputs if not n.endswith("_out")]
         if len(others) != 1:
             raise BadInputError("the step model has no output named 'y'")
         y_name = others[0]
-    x, y = graph.tensors[graph.inputs["x"]], graph.tensors[graph.outputs[y_name]]
+    x = _pack_tensor("x", x_parts) if x_parts else graph.tensors[graph.inputs["x"]]
+    y = _pack_tensor("y", y_parts) if y_parts else graph.tensors[graph.outputs[y_name]]
     for t in (x, y):
         if not t.ctype or t.dtype in ("int16", "bool"):
             raise BadInputError(f"tensor '{t.name}' has dtype {t.dtype}, which the engine lacks")
     states = []
     for nm in graph.input_order:
-        if nm == "x":
+        if nm == "x" or nm in ins:
             continue
         out = f"{nm}_out"
         if out not in graph.outputs:
@@ -107,10 +115,49 @@ def build_interface(
         states.append(
             StateField(nm, out, t.ctype, t.numel, t.nbytes, reset, t.dtype, t.scale, t.zp)
         )
-    return Interface(name=name, x=x, y=y, states=states, sequence=sequence)
+    return Interface(
+        name=name, x=x, y=y, states=states, sequence=sequence, x_parts=x_parts, y_parts=y_parts
+    )
 
 
-def _io_macros(p: str, kind: str, t: Tensor) -> list[str]:
+def _packed(
+    graph: Graph, names: list[str], where: dict[str, int], kind: str
+) -> list[tuple[str, int, Tensor]]:
+    parts, off = [], 0
+    for nm in names:
+        t = graph.tensors[where[nm]]
+        parts.append((nm, off, t))
+        off += t.numel
+    dtypes = {t.dtype for _, _, t in parts}
+    if len(dtypes) > 1:
+        raise BadInputError(
+            f"the step model's {kind}s {', '.join(names)} differ in dtype ({', '.join(sorted(dtypes))}); "
+            "the C engine packs them into one buffer of one type"
+        )
+    return parts
+
+
+def _pack_tensor(name: str, parts: list[tuple[str, int, Tensor]]) -> Tensor:
+    """One buffer holding every part end to end (its own quantization: each part's macros)."""
+    total = sum(t.numel for _, _, t in parts)
+    first = parts[0][2]
+    return Tensor(-1, name, [1, total], first.dtype, [], [])
+
+
+def _io_macros(
+    p: str, kind: str, t: Tensor, parts: list[tuple[str, int, Tensor]] | None = None
+) -> list[str]:
+    if parts:  # several tensors packed: where each lives in the buffer, and its quantization
+        lines = [f"#define {p}_{kind}_SIZE {t.numel}"]
+        for nm, off, part in parts:
+            q = f"{p}_{kind}_{nm.upper()}"
+            lines += [f"#define {q}_OFFSET {off}", f"#define {q}_SIZE {part.numel}"]
+            if part.dtype == "int8":
+                lines += [
+                    f"#define {q}_SCALE {c_float(part.scale)}",
+                    f"#define {q}_ZERO_POINT {part.zp}",
+                ]
+        return lines
     lines = [f"#define {p}_{kind}_SIZE {t.numel}"]
     if t.dtype == "int8":
         lines += [
@@ -134,7 +181,8 @@ def model_header(ifc: Interface, prog: Program, source: str, quantization: str) 
         prog=prog,
         source=source,
         quantization=quantization,
-        io_macros=_io_macros(p, "INPUT", ifc.x) + _io_macros(p, "OUTPUT", ifc.y),
+        io_macros=_io_macros(p, "INPUT", ifc.x, ifc.x_parts)
+        + _io_macros(p, "OUTPUT", ifc.y, ifc.y_parts),
     )
 
 
@@ -163,8 +211,13 @@ def model_source(ifc: Interface, prog: Program, graph: Graph) -> str:
         f"    memmove(st->{s.field}, {prog.refs[graph.outputs[s.output]]}, {s.nbytes});"
         for s in ifc.states
     ]
-    y_idx = graph.outputs.get("y", ifc.y.index)
-    copy_out.append(f"    memmove(y, {prog.refs[y_idx]}, {ifc.y.nbytes});")
+    if ifc.y_parts:  # several outputs, packed into y in order
+        for nm, off, t in ifc.y_parts:
+            dst = f"(y + {off})" if off else "y"
+            copy_out.append(f"    memmove({dst}, {prog.refs[graph.outputs[nm]]}, {t.nbytes});")
+    else:
+        y_idx = graph.outputs.get("y", ifc.y.index)
+        copy_out.append(f"    memmove(y, {prog.refs[y_idx]}, {ifc.y.nbytes});")
     return _render(
         "model.c.j2",
         ifc,

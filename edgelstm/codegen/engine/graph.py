@@ -95,6 +95,19 @@ class Graph:
     input_order: list[str] = field(default_factory=list)
 
 
+def data_io(graph: Graph) -> tuple[list[str], list[str]]:
+    """(data inputs, data outputs) by signature name, every tensor but the states: `x` / `y`, or
+    x0, x1, ... / y0, y1, ... in numeric order for a model with several (the C engine packs
+    those into one x and one y buffer, in this order)."""
+    ins = [n for n in graph.inputs if not n.startswith("state")]
+    outs = [n for n in graph.outputs if not n.endswith("_out")]
+
+    def key(n: str) -> tuple[int, str]:
+        return (len(n), n)
+
+    return sorted(ins, key=key), sorted(outs, key=key)
+
+
 def read_model(path: Path) -> bytes:
     """The bytes of the .tflite file `path`; BadInputError if it is missing or not a model."""
     read_tflite(path)

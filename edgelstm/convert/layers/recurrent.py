@@ -68,9 +68,17 @@ class _Recurrent(Handler):
             out_dim=int(cfg["units"]),
         )
         if cfg.get("return_state"):
-            raise UnsupportedLayerError(
-                f"layer '{name}': return_state=True is not supported (the step model returns "
-                "the state explicitly; remove return_state from the deploy model)"
+            # An encoder: its final states are model outputs (sequence model only; a step model
+            # carries its state as I/O already). Its consumers are checked in parse_model.
+            if cfg.get("return_sequences") or cfg.get("go_backwards") or cfg.get("stateful"):
+                raise UnsupportedLayerError(
+                    f"layer '{name}': return_state=True is supported with return_sequences, "
+                    "go_backwards and stateful off (an encoder returning its final state)"
+                )
+            spec.config["return_state"] = True
+            spec.blockers.append(
+                f"{name}: return_state=True: its final states are outputs of the sequence model "
+                "(a step model carries the state as its own I/O)"
             )
         if cfg.get("time_major"):
             raise UnsupportedLayerError(f"layer '{name}': time_major=True is not supported")
@@ -105,6 +113,25 @@ class _Recurrent(Handler):
     def states(self, spec: LayerSpec) -> list[StateSpec]:
         return [StateSpec(role, (spec.config["units"],)) for role in self.state_roles]
 
+    def parse_many(self, layer: Any, in_dim: int | None) -> list[tuple[Handler, LayerSpec]]:
+        """One spec; with return_state=True also one per final state (the layer's outputs
+        1, 2, ...: h, then c for an LSTM), each reading the layer's spec."""
+        spec = self.parse(layer, in_dim)
+        if not spec.config.get("return_state"):
+            return [(self, spec)]
+        spec.config["_output"] = 0
+        out: list[tuple[Handler, LayerSpec]] = [(self, spec)]
+        for k, role in enumerate(self.state_roles, 1):
+            st = LayerSpec(
+                kind="RecurrentState",
+                name=f"{layer.name}_state_{role}",
+                config={"_output": k, "_of": spec, "role": role, "units": spec.config["units"]},
+                weights=[],
+                out_dim=spec.config["units"],
+            )
+            out.append((STATE_OUTPUT, st))
+        return out
+
     def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
         raise NotImplementedError
 
@@ -113,9 +140,20 @@ class _Recurrent(Handler):
 
         if spec.config["go_backwards"]:
             x = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_reverse")(x)
-        unroll = not self.fusable or spec.masked or not fusable_activations(spec.config)
+        # return_state: the fused op has no final cell state output, so the layer is unrolled
+        unroll = (
+            not self.fusable
+            or spec.masked
+            or not fusable_activations(spec.config)
+            or bool(spec.config.get("return_state"))
+        )
         layer = self._keras_layer(spec, keras, tf, unroll)
-        y = layer(x)
+        if spec.config.get("return_state"):
+            layer.return_state = True
+            y, *states = layer(x)
+            spec.config["_state_tensors"] = states  # read by the RecurrentState specs
+        else:
+            y = layer(x)
         layer.set_weights(self._keras_weights(spec))
         return y
 
@@ -140,7 +178,7 @@ class _Recurrent(Handler):
 
 @register("LSTM")
 class LSTMHandler(_Recurrent):
-    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation / recurrent_activation below (tanh/sigmoid fuse; others unroll)"
+    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation / recurrent_activation below (tanh/sigmoid fuse; others unroll), return_state (final states as outputs; unrolled)"
     kind = "LSTM"
     fusable = True
     state_roles = ("h", "c")
@@ -163,7 +201,7 @@ class LSTMHandler(_Recurrent):
 
 @register("GRU")
 class GRUHandler(_Recurrent):
-    args = "units, return_sequences, go_backwards, stateful, use_bias, reset_after both ways, every activation / recurrent_activation below"
+    args = "units, return_sequences, go_backwards, stateful, use_bias, reset_after both ways, every activation / recurrent_activation below, return_state (final state as an output)"
     kind = "GRU"
     state_roles = ("h",)
 
@@ -186,7 +224,7 @@ class GRUHandler(_Recurrent):
 
 @register("SimpleRNN")
 class SimpleRNNHandler(_Recurrent):
-    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation below"
+    args = "units, return_sequences, go_backwards, stateful, use_bias, every activation below, return_state (final state as an output)"
     kind = "SimpleRNN"
     state_roles = ("h",)
 
@@ -205,22 +243,37 @@ class SimpleRNNHandler(_Recurrent):
         )
 
 
+class StateOutputHandler(Handler):
+    """A recurrent layer's final state k as a tensor of its own (return_state=True): built
+    with the layer in the sequence model. Not registered: parse_many creates its specs."""
+
+    kind = "RecurrentState"
+    per_step = False
+
+    def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
+        return spec.config["_of"].config["_state_tensors"][spec.config["_output"] - 1]
+
+
+STATE_OUTPUT = StateOutputHandler()
+
+
 @register("Bidirectional")
 class BidirectionalHandler(Handler):
-    args = "merge_mode concat/sum/mul/ave around LSTM/GRU/SimpleRNN (not None)"
+    args = (
+        "merge_mode concat/sum/mul/ave/None around LSTM/GRU/SimpleRNN (None: two outputs, the "
+        "forward and backward halves)"
+    )
     stream = "sequence model only"
     kind = "Bidirectional"
     recurrent = True
     per_step = False
 
-    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
-        cfg = _cfg(layer)
+    def _parse(self, layer: Any, in_dim: int | None, merge: Any) -> LayerSpec:
         fwd_layer = layer.forward_layer
         bwd_layer = layer.backward_layer
         fwd = handler_for(type(fwd_layer).__name__, fwd_layer.name).parse(fwd_layer, in_dim)
         bwd = handler_for(type(bwd_layer).__name__, bwd_layer.name).parse(bwd_layer, in_dim)
-        merge = cfg.get("merge_mode", "concat")
-        if merge not in ("concat", "sum", "mul", "ave"):
+        if merge not in ("concat", "sum", "mul", "ave", "forward", "backward"):
             raise UnsupportedLayerError(
                 f"layer '{layer.name}': merge_mode={merge!r} is not supported"
             )
@@ -242,8 +295,27 @@ class BidirectionalHandler(Handler):
         )
         return spec
 
+    def parse_many(self, layer: Any, in_dim: int | None) -> list[tuple[Handler, LayerSpec]]:
+        """One spec; with merge_mode=None two, one per half (the layer's outputs 0 and 1), each
+        reading the layer's input (`config["_output"]` = which output it is)."""
+        if _cfg(layer).get("merge_mode", "concat") is not None:
+            return [(self, self.parse(layer, in_dim))]
+        out = []
+        for k, half in enumerate(("forward", "backward")):
+            spec = self._parse(layer, in_dim, half)
+            spec.config["_output"] = k
+            if k:
+                spec.name = f"{layer.name}_backward_half"
+            out.append((self, spec))
+        return out
+
+    def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
+        return self._parse(layer, in_dim, _cfg(layer).get("merge_mode", "concat"))
+
     def cells(self, spec: LayerSpec) -> list[LayerSpec]:
-        return [spec.config["forward"], spec.config["backward"]]
+        m = spec.config["merge_mode"]
+        halves = ("forward",) if m == "forward" else ("backward",) if m == "backward" else None
+        return [spec.config[h] for h in halves or ("forward", "backward")]
 
     def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
         import tensorflow as tf
@@ -254,12 +326,17 @@ class BidirectionalHandler(Handler):
         # Each half keeps its own go_backwards (lowered as REVERSE_V2 + a forward layer, so both
         # stay fused): with an explicit backward_layer the *forward* half may be the reversed one.
         # As in Keras, the backward half's sequence output is flipped whatever its direction.
-        yf = fh.sequence(fwd, x, keras)
+        half = c["merge_mode"] if c["merge_mode"] in ("forward", "backward") else None
+        yf = fh.sequence(fwd, x, keras) if half != "backward" else None
+        if half == "forward":  # merge_mode=None: this spec is the layer's output 0 alone
+            return yf
         yb = bh.sequence(bwd, x, keras)
         if bwd.config["return_sequences"]:
             yb = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_unreverse")(
                 yb
             )
+        if half == "backward":  # ... and output 1
+            return yb
         merge = {
             "concat": keras.layers.Concatenate(axis=-1, name=f"{spec.name}_concat"),
             "sum": keras.layers.Add(name=f"{spec.name}_sum"),

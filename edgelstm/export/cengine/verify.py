@@ -248,13 +248,20 @@ def reference(
     for s in range(S):
         cur = [np.array(f.reset_raw, _NP[f.dtype]) for f in ifc.states]
         for t in range(T):
-            d = by_name_in["x"]
-            interp.set_tensor(d["index"], inputs.data[s, t].reshape(d["shape"]).astype(d["dtype"]))
+            for nm, off, part in ifc.x_parts or [("x", 0, ifc.x)]:
+                d = by_name_in[nm]
+                v = inputs.data[s, t, off : off + part.numel]
+                interp.set_tensor(d["index"], v.reshape(d["shape"]).astype(d["dtype"]))
             for f, v in zip(ifc.states, cur, strict=True):
                 d = by_name_in[f.field]
                 interp.set_tensor(d["index"], v.reshape(d["shape"]))
             interp.invoke()
-            ys[s, t] = interp.get_tensor(by_name_out[_y_name(by_name_out)]["index"]).reshape(-1)
+            if ifc.y_parts:  # several outputs, packed as the engine's y
+                for nm, off, part in ifc.y_parts:
+                    got = interp.get_tensor(by_name_out[nm]["index"]).reshape(-1)
+                    ys[s, t, off : off + part.numel] = got
+            else:
+                ys[s, t] = interp.get_tensor(by_name_out[_y_name(by_name_out)]["index"]).reshape(-1)
             cur = [
                 interp.get_tensor(by_name_out[f.output]["index"]).reshape(-1).copy()
                 for f in ifc.states

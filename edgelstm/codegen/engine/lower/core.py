@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from edgelstm.codegen.engine import quant
-from edgelstm.codegen.engine.graph import Graph, Op, Tensor
+from edgelstm.codegen.engine.graph import Graph, Op, Tensor, data_io
 from edgelstm.codegen.engine.lower import arith, cell, elementwise, fc, layout, logic, reduce
 from edgelstm.codegen.engine.lower.program import (
     ALIAS_OPS,
@@ -69,6 +69,13 @@ class Lowering:
         self.const_names: dict[int, str] = {}
         self.dedup: dict[tuple[str, str, bytes], str] = {}
         self.x_index = graph.inputs.get("x", -1)
+        # input tensor -> its element offset in the x buffer (several inputs are packed in it)
+        self.x_roots = {self.x_index: 0} if self.x_index >= 0 else {}
+        if self.x_index < 0:
+            off = 0
+            for nm in data_io(graph)[0]:
+                self.x_roots[graph.inputs[nm]] = off
+                off += graph.tensors[graph.inputs[nm]].numel
         self.state_inputs = {
             idx: nm for nm, idx in graph.inputs.items() if nm != "x" and nm.startswith("state")
         }
@@ -170,7 +177,8 @@ class Lowering:
         if rt.data is not None:
             base = self.const_ref(root)
             return f"({base} + {elem})" if elem else base
-        if root == self.x_index:
+        if root in self.x_roots:
+            elem += self.x_roots[root]
             return f"(x + {elem})" if elem else "x"
         if root in self.state_inputs:
             field_ = self.state_inputs[root]
@@ -220,7 +228,7 @@ class Lowering:
         top = 0
         for idx in needed:
             root, _ = self.root(idx)
-            if root in self.pre_off or self.t(root).data is not None or root == self.x_index:
+            if root in self.pre_off or self.t(root).data is not None or root in self.x_roots:
                 continue
             self.pre_off[root] = top
             top += -(-self.t(root).nbytes // PRE_ALIGN) * PRE_ALIGN
@@ -250,7 +258,7 @@ class Lowering:
         root, _ = self.root(op.inputs[0])
         if not (_is_int8(x) and _is_int8(y)) or x.zp != y.zp:
             return False
-        if self.t(root).data is not None or root == self.x_index or root in self.state_inputs:
+        if self.t(root).data is not None or root in self.x_roots or root in self.state_inputs:
             return False
         m, s = quant.quantize_multiplier(x.scale / y.scale)
         table = quant.requant_table(x.zp, y.zp, m, s)
@@ -290,7 +298,7 @@ class Lowering:
                     or t.numel != y.numel
                     or last.get(i) != op.index
                     or self.t(root).data is not None
-                    or root == self.x_index
+                    or root in self.x_roots
                     or root in self.state_inputs
                     # the per-step buffer is read-only to the recurrent part
                     or (op.index not in self.input_ops and self._hoisted(root))
@@ -338,7 +346,7 @@ class Lowering:
             r
             for r in first
             if self.t(r).data is None
-            and r != self.x_index
+            and r not in self.x_roots
             and r not in self.state_inputs
             and r not in self.pre_off
             and r not in self.cell_internal
