@@ -159,6 +159,54 @@ def test_int8_fused_lstm_cell_range_fix_is_what_passes_the_bound(corpus: Any) ->
     assert err(data) <= art.parity.bound < err(undone), (err(data), err(undone))
 
 
+def test_int8_reverse_quantization_tie_is_what_passes_the_bound(corpus: Any) -> None:
+    """A Bidirectional(merge_mode=None)'s backward half ends in a REVERSE_V2, which copies bytes;
+    the converter quantized its output like the Concatenate after it and its input like the
+    LSTM (0.37 max error). Measured with LiteRT on the artifact and on its bytes with the LSTM
+    output (and the hidden state and intermediate tied to it) given back the LSTM's own
+    quantization."""
+    import re
+
+    from edgelstm.tflite.passes import load_model, pack_model
+
+    out, manifest = corpus("bidi_none_concat_seq")
+    art = manifest.artifact("sequence", "int8")
+    (note,) = [n for n in art.notes if "REVERSE_V2 copies bytes" in n]
+    was_s, was_z = re.search(r"was (\S+), (-?\d+)\)", note).groups()
+    data = (out / art.file).read_bytes()
+    model = load_model(data)
+    sg = model.subgraphs[0]
+    reverse = [op for op in sg.operators if "REVERSE" in _op_name(model, op)]
+    assert reverse
+    for op in reverse:  # the graph as shipped: one quantization each side of every REVERSE_V2
+        src, dst = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
+        assert list(src.quantization.scale) == list(dst.quantization.scale)
+        assert list(src.quantization.zeroPoint) == list(dst.quantization.zeroPoint)
+    lstm_outs = {int(op.outputs[0]): op for op in sg.operators if op.intermediates is not None}
+    for op in reverse:
+        lstm = lstm_outs.get(int(op.inputs[0]))
+        if lstm is None:
+            continue
+        for t in (op.inputs[0], lstm.inputs[18], lstm.intermediates[4]):
+            sg.tensors[t].quantization.scale = [float(was_s)]
+            sg.tensors[t].quantization.zeroPoint = [int(was_z)]
+    undone = pack_model(model)
+    xs = calibration(CASES["bidi_none_concat_seq"], n=16, seed=5)
+    seq = (out / manifest.artifact("sequence", "float").file).read_bytes()
+    ref = run_sequence(seq, read_tflite(seq), xs)
+    err = lambda d: float(np.max(np.abs(run_sequence(d, read_tflite(d), xs) - ref)))  # noqa: E731
+    assert err(data) <= art.parity.bound < err(undone), (err(data), err(undone))
+
+
+def _op_name(model: Any, op: Any) -> str:
+    from edgelstm.tflite_info import schema
+
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    names = {v: k for k, v in vars(schema().BuiltinOperator).items() if k.isupper()}
+    return names.get(builtin, "")
+
+
 @pytest.mark.parametrize("name", REFUSED)
 def test_refused_with_exit_2_naming_the_layer(name: str, corpus: Any) -> None:
     _out, result = corpus(name)
