@@ -369,6 +369,7 @@ static int32_t el_fc_passes(int cols_pad)
 }
 #endif
 
+#if !EL_USE_MVE || !EL_USE_DSP
 /* a little-endian int32 from an unaligned stream (every target is little-endian; memcpy is
  * one LDR where the core allows unaligned loads) */
 static int32_t el_rd32(const int8_t *p)
@@ -396,10 +397,196 @@ static void el_rq4(const int32_t *acc, const int8_t *tail, int32_t k, int8_t *y,
     }
 }
 
+#endif
+
+#if EL_USE_MVE
+/* el_fc_s8_rows on Helium, in assembly: r0 = the stream, r1 = {x, n16, y, y_end, zp, half,
+ * xx}; the 16-byte "x x" copy of a last 8-column tile in q5 (P0 = lanes 0-7: VPSTEET gives the
+ * first half of each 16-byte load of two rows' 8 weights to one row, the second to the next;
+ * P0 flips at each then/else change, so an even number of changes leaves it as it was);
+ * accumulators r6, r8, r10, r12 (VMLADAVA wants even registers), one VMLADAVA per row and 16
+ * columns. The 4 rows' requantization as one vector: VQRDMULH(acc, m) is TFLite's
+ * SaturatingRoundingDoublingHighMul (= SMMULR(2 acc, m)), VQDMULH the truncating product of the
+ * single rounding (= SMMUL(2 acc, m)); then, with s' = s - (s < 0) for the ties away from zero
+ * (double rounding only), floor((floor(s' / 2^(e-1)) + 1) / 2) = floor((s' + 2^(e-1)) / 2^e)
+ * is one VRSHL by the stream's -e; + zp; VQSHL #24 and VSHR #24 saturate to int8. */
+#define EL_MVE_RQ_DOUBLE \
+    "vqrdmulh.s32 q0, q0, q1\n\t" \
+    "vshr.s32 q1, q0, #31\n\t" \
+    "vadd.i32 q0, q0, q1\n\t"
+#define EL_MVE_RQ_SINGLE "vqdmulh.s32 q0, q0, q1\n\t"
+/* after the MACs: the 4 accumulators through the stack into q0 (STM + VLDRW; the two-lane VMOV
+ * from two registers is avoided: toolchains and emulators have disagreed on its lane order),
+ * + the bias (q3), requantize, store 4 bytes */
+#define EL_MVE_RQ_STORE(RQ) \
+    "vldrb.u8 q1, [r0], #16\n\t" \
+    "vldrb.s32 q2, [r0], #4\n\t" \
+    "stm sp, {r6, r8, r10, r12}\n\t" \
+    "vldrw.u32 q0, [sp]\n\t" \
+    "vadd.i32 q0, q0, q3\n\t" \
+    RQ \
+    "vrshl.s32 q0, q0, q2\n\t" \
+    "vadd.i32 q0, q0, r5\n\t" \
+    "vqshl.s32 q0, q0, #24\n\t" \
+    "vshr.s32 q0, q0, #24\n\t" \
+    "vstrb.32 q0, [r3], #4\n\t"
+/* one 16-column tile from x in register X: per row one weight load and VMLADAV(A) */
+#define EL_MVE_TILE(X, A) \
+    "vldrb.8 q1, [r0], #16\n\t" \
+    "vmladav" A ".s8 r6, " X ", q1\n\t" \
+    "vldrb.8 q2, [r0], #16\n\t" \
+    "vmladav" A ".s8 r8, " X ", q2\n\t" \
+    "vldrb.8 q1, [r0], #16\n\t" \
+    "vmladav" A ".s8 r10, " X ", q1\n\t" \
+    "vldrb.8 q2, [r0], #16\n\t" \
+    "vmladav" A ".s8 r12, " X ", q2\n\t"
+/* a last 8-column tile (x x in q5, P0 = lanes 0-7) */
+#define EL_MVE_HALF(A) \
+    "vldrb.8 q1, [r0], #16\n\t" \
+    "vldrb.8 q2, [r0], #16\n\t" \
+    "vpsteet\n\t" \
+    "vmladav" A "t.s8 r6, q5, q1\n\t" \
+    "vmladav" A "e.s8 r8, q5, q1\n\t" \
+    "vmladav" A "e.s8 r12, q5, q2\n\t" \
+    "vmladav" A "t.s8 r10, q5, q2\n\t"
+#define EL_MVE_PROLOGUE \
+    "push {r4-r11, lr}\n\t" \
+    "vpush {d8-d15}\n\t" \
+    "sub sp, sp, #16\n\t" \
+    "ldm r1, {r1-r5, r7, r9}\n\t" \
+    "movs r11, #255\n\t" \
+    "vmsr p0, r11\n\t" \
+    "vldrb.8 q5, [r9]\n\t"
+#define EL_MVE_EPILOGUE \
+    "add sp, sp, #16\n\t" \
+    "vpop {d8-d15}\n\t" \
+    "pop {r4-r11, pc}\n"
+
+/* any width: a loop over the 16-column tiles, x reloaded per tile */
+#define EL_FC_MVE_ANY(RQ) \
+    EL_MVE_PROLOGUE \
+    "1:\n\t" \
+    "vldrb.u8 q3, [r0], #16\n\t" \
+    "movs r6, #0\n\t" \
+    "movs r8, #0\n\t" \
+    "movs r10, #0\n\t" \
+    "movs r12, #0\n\t" \
+    "mov r9, r1\n\t" \
+    "wls lr, r2, 3f\n" \
+    "2:\n\t" \
+    "vldrb.8 q4, [r9], #16\n\t" \
+    EL_MVE_TILE("q4", "a") \
+    "le lr, 2b\n" \
+    "3:\n\t" \
+    "cbz r7, 4f\n\t" \
+    EL_MVE_HALF("a") \
+    "4:\n\t" \
+    EL_MVE_RQ_STORE(RQ) \
+    "cmp r3, r4\n\t" \
+    "bne 1b\n\t" \
+    EL_MVE_EPILOGUE
+
+/* 64 columns: x in q4-q7 for the whole layer, no inner loop */
+#define EL_FC_MVE_64(RQ) \
+    EL_MVE_PROLOGUE \
+    "vldrb.8 q4, [r1]\n\t" \
+    "vldrb.8 q5, [r1, #16]\n\t" \
+    "vldrb.8 q6, [r1, #32]\n\t" \
+    "vldrb.8 q7, [r1, #48]\n\t" \
+    "subs lr, r4, r3\n\t" \
+    "lsrs lr, lr, #2\n\t" \
+    "dls lr, lr\n" \
+    "1:\n\t" \
+    "vldrb.u8 q3, [r0], #16\n\t" \
+    EL_MVE_TILE("q4", "") \
+    EL_MVE_TILE("q5", "a") \
+    EL_MVE_TILE("q6", "a") \
+    EL_MVE_TILE("q7", "a") \
+    EL_MVE_RQ_STORE(RQ) \
+    "le lr, 1b\n\t" \
+    EL_MVE_EPILOGUE
+
+/* 8 columns: one half tile */
+#define EL_FC_MVE_8(RQ) \
+    EL_MVE_PROLOGUE \
+    "subs lr, r4, r3\n\t" \
+    "lsrs lr, lr, #2\n\t" \
+    "dls lr, lr\n" \
+    "1:\n\t" \
+    "vldrb.u8 q3, [r0], #16\n\t" \
+    EL_MVE_HALF("") \
+    EL_MVE_RQ_STORE(RQ) \
+    "le lr, 1b\n\t" \
+    EL_MVE_EPILOGUE
+
+typedef struct {
+    const int8_t *x; /* padded to the tiles */
+    int32_t n16;
+    int8_t *y, *y_end; /* whole 4-row blocks */
+    int32_t zp, half;
+    const int8_t *xx; /* 16 bytes: the last 8-column tile twice */
+} el_fc_mve_ctx_t;
+
+typedef void (*el_fc_mve_fn)(const int8_t *, const el_fc_mve_ctx_t *);
+
+#define EL_FC_MVE_FN(NAME, BODY) \
+    __attribute__((naked, noipa)) static void NAME(const int8_t *s, const el_fc_mve_ctx_t *c) \
+    { \
+        (void)s; \
+        (void)c; \
+        __asm__ volatile(BODY); \
+    }
+EL_FC_MVE_FN(el_fc_mve_any_dr, EL_FC_MVE_ANY(EL_MVE_RQ_DOUBLE))
+EL_FC_MVE_FN(el_fc_mve_any_sr, EL_FC_MVE_ANY(EL_MVE_RQ_SINGLE))
+EL_FC_MVE_FN(el_fc_mve_64_dr, EL_FC_MVE_64(EL_MVE_RQ_DOUBLE))
+EL_FC_MVE_FN(el_fc_mve_64_sr, EL_FC_MVE_64(EL_MVE_RQ_SINGLE))
+EL_FC_MVE_FN(el_fc_mve_8_dr, EL_FC_MVE_8(EL_MVE_RQ_DOUBLE))
+EL_FC_MVE_FN(el_fc_mve_8_sr, EL_FC_MVE_8(EL_MVE_RQ_SINGLE))
+#endif
+
 void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
                    int32_t out_zp, int16_t *xs, int8_t *y, int single)
 {
-    int8_t *xb = (int8_t *)xs; /* x padded with zeros to cols_pad (the padding weights are 0) */
+    /* scratch: 16 bytes "x x" (the last 8-column tile twice), then x padded with zeros to
+     * cols_pad (the padding weights are 0) */
+    int8_t *xb = (int8_t *)xs;
+#if EL_USE_MVE
+    const int n16 = cols_pad >> 4, half = cols_pad & 8, full = rows / 4;
+    const el_fc_mve_fn fn = n16 == 4 && !half ? (single ? el_fc_mve_64_sr : el_fc_mve_64_dr)
+                            : n16 == 0        ? (single ? el_fc_mve_8_sr : el_fc_mve_8_dr)
+                                              : (single ? el_fc_mve_any_sr : el_fc_mve_any_dr);
+    el_fc_mve_ctx_t ctx;
+    int8_t q[4];
+    if (cols != cols_pad || half) {
+        memcpy(xb + 16, x, (size_t)cols);
+        memset(xb + 16 + cols, 0, (size_t)(cols_pad - cols));
+        x = xb + 16;
+        if (half) {
+            memcpy(xb, x + 16 * n16, 8);
+            memcpy(xb + 8, x + 16 * n16, 8);
+        }
+    }
+    ctx.x = x;
+    ctx.n16 = n16;
+    ctx.zp = out_zp;
+    ctx.half = half;
+    ctx.xx = xb;
+    if (full > 0) {
+        ctx.y = y;
+        ctx.y_end = y + 4 * full;
+        fn(stream, &ctx);
+        stream += (long)full * (36 + 4L * cols_pad);
+    }
+    if (rows % 4) { /* the last, partial block: into a 4-byte buffer */
+        int i;
+        ctx.y = q;
+        ctx.y_end = q + 4;
+        fn(stream, &ctx);
+        for (i = 0; i < rows % 4; ++i) {
+            y[4 * full + i] = q[i];
+        }
+    }
+#else
     const int32_t k = 1 + 2 * out_zp;
     int rb, r;
     memcpy(xb, x, (size_t)cols);
@@ -408,53 +595,11 @@ void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream
         const int8_t *w = stream + 16;
         const int nr = rows - rb < 4 ? rows - rb : 4;
         int32_t acc[4];
+        int8_t tail[20];
         int c;
         for (r = 0; r < 4; ++r) {
             acc[r] = el_rd32(stream + 4 * r);
         }
-#if EL_USE_MVE
-        {
-            int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-            int32x4_t v, e;
-            const int n16 = cols_pad >> 4;
-            const int8_t *xp = xb;
-            for (c = 0; c < n16; ++c, w += 64, xp += 16) {
-                const int8x16_t xv = vldrbq_s8(xp);
-                a0 = vmladavaq_s8(a0, xv, vldrbq_s8(w));
-                a1 = vmladavaq_s8(a1, xv, vldrbq_s8(w + 16));
-                a2 = vmladavaq_s8(a2, xv, vldrbq_s8(w + 32));
-                a3 = vmladavaq_s8(a3, xv, vldrbq_s8(w + 48));
-            }
-            if (cols_pad & 8) { /* 8 columns left: half tiles, the other lanes loaded as 0 */
-                const mve_pred16_t p8 = vctp8q(8);
-                const int8x16_t xv = vldrbq_z_s8(xp, p8);
-                a0 = vmladavaq_s8(a0, xv, vldrbq_z_s8(w, p8));
-                a1 = vmladavaq_s8(a1, xv, vldrbq_z_s8(w + 8, p8));
-                a2 = vmladavaq_s8(a2, xv, vldrbq_z_s8(w + 16, p8));
-                a3 = vmladavaq_s8(a3, xv, vldrbq_z_s8(w + 24, p8));
-                w += 32;
-            }
-            /* the 4 rows' requantization in one vector: VQRDMULH(acc, m) is TFLite's
-             * SaturatingRoundingDoublingHighMul (= SMMULR(2 acc, m)), VQDMULH the truncating
-             * one of the single rounding (= SMMUL(2 acc, m)); VSHL by -(e - 1) per lane */
-            v = vsetq_lane_s32(a0, vdupq_n_s32(0), 0);
-            v = vsetq_lane_s32(a1, v, 1);
-            v = vsetq_lane_s32(a2, v, 2);
-            v = vsetq_lane_s32(a3, v, 3);
-            e = vnegq_s32(vldrbq_s32(w + 16)); /* -(e - 1), the tail's 4 int8 after mult */
-            if (single) {
-                v = vqdmulhq_s32(v, vreinterpretq_s32_u8(vldrbq_u8((const uint8_t *)w)));
-            } else {
-                v = vqrdmulhq_s32(v, vreinterpretq_s32_u8(vldrbq_u8((const uint8_t *)w)));
-                v = vaddq_s32(v, vshrq_n_s32(v, 31)); /* ties away from zero */
-            }
-            v = vshrq_n_s32(vaddq_n_s32(vshlq_s32(v, e), k), 1);
-            v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127));
-            vstrbq_p_s32(y, v, vctp32q((uint32_t)nr));
-            stream = w + 20;
-            continue;
-        }
-#else
         for (c = 0; c < cols_pad; c += 16) {
             const int n = cols_pad - c < 16 ? cols_pad - c : 16; /* the last tile may be 8 wide */
             int j;
@@ -467,10 +612,14 @@ void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream
             }
             w += 4 * n;
         }
-#endif
-        el_rq4(acc, w, k, y, nr, single);
+        memcpy(tail, w, 16);
+        for (r = 0; r < 4; ++r) {
+            tail[16 + r] = (int8_t)(-w[16 + r] - 1); /* the stream holds -e */
+        }
+        el_rq4(acc, tail, k, y, nr, single);
         stream = w + 20;
     }
+#endif
 }
 
 #if !EL_USE_DSP
