@@ -415,15 +415,14 @@ static void el_rq4(const int32_t *acc, const int8_t *tail, int32_t k, int8_t *y,
     "vshr.s32 q1, q0, #31\n\t" \
     "vadd.i32 q0, q0, q1\n\t"
 #define EL_MVE_RQ_SINGLE "vqdmulh.s32 q0, q0, q1\n\t"
-/* after the MACs: the 4 accumulators through the stack into q0 (STM + VLDRW; the two-lane VMOV
- * from two registers is avoided: toolchains and emulators have disagreed on its lane order),
- * + the bias (q3), requantize, store 4 bytes */
+/* after the MACs (the accumulators start at the bias, one LDM): the 4 accumulators through the
+ * stack into q0 (STM + VLDRW; the two-lane VMOV from two registers is avoided: toolchains and
+ * emulators have disagreed on its lane order), requantize, store 4 bytes */
 #define EL_MVE_RQ_STORE(RQ) \
     "vldrb.u8 q1, [r0], #16\n\t" \
     "vldrb.s32 q2, [r0], #4\n\t" \
     "stm sp, {r6, r8, r10, r12}\n\t" \
     "vldrw.u32 q0, [sp]\n\t" \
-    "vadd.i32 q0, q0, q3\n\t" \
     RQ \
     "vrshl.s32 q0, q0, q2\n\t" \
     "vadd.i32 q0, q0, r5\n\t" \
@@ -466,11 +465,7 @@ static void el_rq4(const int32_t *acc, const int8_t *tail, int32_t k, int8_t *y,
 #define EL_FC_MVE_ANY(RQ) \
     EL_MVE_PROLOGUE \
     "1:\n\t" \
-    "vldrb.u8 q3, [r0], #16\n\t" \
-    "movs r6, #0\n\t" \
-    "movs r8, #0\n\t" \
-    "movs r10, #0\n\t" \
-    "movs r12, #0\n\t" \
+    "ldm r0!, {r6, r8, r10, r12}\n\t" \
     "mov r9, r1\n\t" \
     "wls lr, r2, 3f\n" \
     "2:\n\t" \
@@ -497,8 +492,8 @@ static void el_rq4(const int32_t *acc, const int8_t *tail, int32_t k, int8_t *y,
     "lsrs lr, lr, #2\n\t" \
     "dls lr, lr\n" \
     "1:\n\t" \
-    "vldrb.u8 q3, [r0], #16\n\t" \
-    EL_MVE_TILE("q4", "") \
+    "ldm r0!, {r6, r8, r10, r12}\n\t" \
+    EL_MVE_TILE("q4", "a") \
     EL_MVE_TILE("q5", "a") \
     EL_MVE_TILE("q6", "a") \
     EL_MVE_TILE("q7", "a") \
@@ -513,8 +508,8 @@ static void el_rq4(const int32_t *acc, const int8_t *tail, int32_t k, int8_t *y,
     "lsrs lr, lr, #2\n\t" \
     "dls lr, lr\n" \
     "1:\n\t" \
-    "vldrb.u8 q3, [r0], #16\n\t" \
-    EL_MVE_HALF("") \
+    "ldm r0!, {r6, r8, r10, r12}\n\t" \
+    EL_MVE_HALF("a") \
     EL_MVE_RQ_STORE(RQ) \
     "le lr, 1b\n\t" \
     EL_MVE_EPILOGUE
@@ -544,8 +539,11 @@ EL_FC_MVE_FN(el_fc_mve_8_dr, EL_FC_MVE_8(EL_MVE_RQ_DOUBLE))
 EL_FC_MVE_FN(el_fc_mve_8_sr, EL_FC_MVE_8(EL_MVE_RQ_SINGLE))
 #endif
 
-void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
-                   int32_t out_zp, int16_t *xs, int8_t *y, int single)
+/* el_fc_s8_rows_dr / _sr: inlined into each with a constant `single`, so that a link that uses
+ * one rounding drops the other's loops (-ffunction-sections --gc-sections) */
+__attribute__((always_inline)) static inline void el_fc_rows(
+    const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows, int32_t out_zp,
+    int16_t *xs, int8_t *y, int single)
 {
     /* scratch: 16 bytes "x x" (the last 8-column tile twice), then x padded with zeros to
      * cols_pad (the padding weights are 0) */
@@ -620,6 +618,18 @@ void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream
         stream = w + 20;
     }
 #endif
+}
+
+void el_fc_s8_rows_dr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                      int32_t out_zp, int16_t *xs, int8_t *y)
+{
+    el_fc_rows(x, cols, cols_pad, stream, rows, out_zp, xs, y, 0);
+}
+
+void el_fc_s8_rows_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                      int32_t out_zp, int16_t *xs, int8_t *y)
+{
+    el_fc_rows(x, cols, cols_pad, stream, rows, out_zp, xs, y, 1);
 }
 
 #if !EL_USE_DSP
@@ -997,7 +1007,10 @@ static inline int32_t el_keo_round(int32_t s, int32_t keo)
     return el_sat8((el_tie_away(s, keo & 255) + (keo >> 8)) >> 1);
 }
 
-#if EL_USE_DSP
+/* The DSP assembly loops on a DSP core without Helium (a Helium core runs the vector loops) */
+#define EL_CELL_DSP (EL_USE_DSP && !EL_USE_MVE)
+
+#if EL_CELL_DSP
 /* The loop over units on a DSP core: r0 = the parameters, r1 = the walking pointers (a1, a2,
  * b1, b2, o, c_out, h, h_end). MUL A (the cell ADD's first input), MUL B, the cell ADD, STRB
  * c_out, the tanh table, MUL O, STRB h. Each MUL: (c1 + 2 a)(c2 + b), SMMULR, ties away, ASR by
@@ -1097,10 +1110,93 @@ __attribute__((naked, noipa)) static void el_gates_dsp(const int8_t *x1, const i
         "3:\n\t"
         "pop {r4-r11, pc}\n");
 }
-#else
+#endif
+
 static inline int32_t el_cell_mul(const int32_t *m, int32_t a, int32_t b)
 {
     return el_keo_round(el_smmulr((m[0] + 2 * a) * (m[1] + b), m[2]), m[3]);
+}
+
+#if EL_USE_MVE
+/* el_keo_round on 4 lanes from s' = s - (s < 0) (ties away from zero): floor((floor(s' /
+ * 2^(e-1)) + k) / 2) = floor((s' + 2^(e-1)) / 2^e) + zp, one VRSHL by -e, then + zp and the
+ * int8 saturation (VQSHL #24, VSHR #24); ne = -e, zp = (k - 1) / 2 */
+static inline int32x4_t el_keo_round_v(int32x4_t s, int32_t ne, int32_t zp)
+{
+    s = vaddq_s32(s, vshrq_n_s32(s, 31));
+    s = vaddq_n_s32(vrshlq_n_s32(s, ne), zp);
+    return vshrq_n_s32(vqshlq_n_s32(s, 24), 24);
+}
+
+/* el_cell_mul on 4 lanes: VQRDMULH(p, m) = SMMULR(2 p, m), so (c1 / 2 + a)(c2 + b) (c1 even);
+ * h1 = c1 / 2, ne = -e, zp = (k - 1) / 2 */
+static inline int32x4_t el_cell_mul_v(int32_t h1, int32_t c2, int32_t m, int32_t ne, int32_t zp,
+                                      int32x4_t a, int32x4_t b)
+{
+    const int32x4_t p = vmulq_s32(vaddq_n_s32(a, h1), vaddq_n_s32(b, c2));
+    return el_keo_round_v(vqrdmulhq_n_s32(p, m), ne, zp);
+}
+
+/* -e and zp from a packed keo = (k << 8) | (e - 1), k = 1 + 2 zp */
+#define EL_KEO_NE(keo) (-((keo) & 255) - 1)
+#define EL_KEO_ZP(keo) ((keo) >> 9)
+
+/* el_lstm_cell_s8 on Helium, 4 units a vector (n % 4 == 0): the gates (the ADD's second input
+ * term a + b v + r[v] with r gathered, halved for VQRDMULH; the table as a byte gather at
+ * index + 128, the int8 saturation and + 128 as VQSHLU #24, VSHR.U #24), then the cell. Every
+ * parameter in a local first: the int8 stores may alias *p. */
+static void el_cell_mve(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2,
+                        int8_t *gates, const int8_t *const *seg, const int8_t *const *walk,
+                        int8_t *c_out, int8_t *h, int n)
+{
+    const int32_t gmo = p->gate_mo, gne = EL_KEO_NE(p->gate_keo);
+    const int32_t gzp = EL_KEO_ZP(p->gate_keo) + 128, ga = p->gate_a;
+    const int32x4_t gb = vdupq_n_s32(p->gate_b);
+    const int8_t *gr = p->gate_r - 128;
+    const int32_t a1 = p->mul_a[0] >> 1, a2 = p->mul_a[1], am = p->mul_a[2];
+    const int32_t ane = EL_KEO_NE(p->mul_a[3]), azp = EL_KEO_ZP(p->mul_a[3]);
+    const int32_t b1 = p->mul_b[0] >> 1, b2 = p->mul_b[1], bm = p->mul_b[2];
+    const int32_t bne = EL_KEO_NE(p->mul_b[3]), bzp = EL_KEO_ZP(p->mul_b[3]);
+    const int32_t o1 = p->mul_o[0] >> 1, o2 = p->mul_o[1], om = p->mul_o[2];
+    const int32_t one = EL_KEO_NE(p->mul_o[3]), ozp = EL_KEO_ZP(p->mul_o[3]);
+    const int32_t dc1 = p->add[0], dh2 = p->add[1] >> 1, dm2 = p->add[2], tne = -p->add[3] - 1;
+    const int32_t dmo = p->add[4], dne = EL_KEO_NE(p->add[5]), dzp = EL_KEO_ZP(p->add[5]) + 128;
+    const int8_t *tc = p->lut_c - 128;
+    const int8_t *w0 = walk[0], *w1 = walk[1], *w2 = walk[2], *w3 = walk[3], *w4 = walk[4];
+    const int8_t *const end = h + n;
+    int s, j;
+    for (s = 0; s < 4; ++s) {
+        const int8_t *lut = seg[s] - 128;
+        for (j = 0; j < n; j += 4, x1 += 4, x2 += 4, gates += 4) {
+            const int32x4_t v2 = vldrbq_s32(x2);
+            const uint32x4_t off = vreinterpretq_u32_s32(vaddq_n_s32(v2, 128));
+            int32x4_t raw = vmlasq_n_s32(v2, gb, ga); /* a + b v */
+            raw = vaddq_s32(raw, vldrbq_gather_offset_s32(gr, off));
+            /* halved for VQRDMULH (the sum is even) */
+            raw = vqrdmulhq_n_s32(vhaddq_s32(raw, vshlq_n_s32(vldrbq_s32(x1), 20)), gmo);
+            raw = vaddq_s32(raw, vshrq_n_s32(raw, 31));
+            raw = vaddq_n_s32(vrshlq_n_s32(raw, gne), gzp);
+            vstrbq_s32(gates, vldrbq_gather_offset_s32(
+                                  lut, vshrq_n_u32(vqshluq_n_s32(raw, 24), 24)));
+        }
+    }
+    for (; h < end; w0 += 4, w1 += 4, w2 += 4, w3 += 4, w4 += 4, c_out += 4, h += 4) {
+        const int32x4_t a = el_cell_mul_v(a1, a2, am, ane, azp, vldrbq_s32(w0), vldrbq_s32(w1));
+        const int32x4_t b = el_cell_mul_v(b1, b2, bm, bne, bzp, vldrbq_s32(w2), vldrbq_s32(w3));
+        /* the cell ADD: (a << 19) + c1, and tie_away(SMMULR(c2 + (b << 21), m2), e2) halved
+         * with rounding up, one VRSHL by -(e2 + 1) */
+        int32x4_t t = vqrdmulhq_n_s32(vaddq_n_s32(vshlq_n_s32(b, 20), dh2), dm2);
+        int32x4_t cn;
+        t = vrshlq_n_s32(vaddq_s32(t, vshrq_n_s32(t, 31)), tne);
+        t = vaddq_s32(vaddq_n_s32(vshlq_n_s32(a, 19), dc1), t);
+        cn = vqrdmulhq_n_s32(t, dmo);
+        cn = vaddq_s32(cn, vshrq_n_s32(cn, 31));
+        cn = vaddq_n_s32(vrshlq_n_s32(cn, dne), dzp); /* + 128: the tanh table's index */
+        cn = vreinterpretq_s32_u32(vshrq_n_u32(vqshluq_n_s32(cn, 24), 24));
+        vstrbq_s32(c_out, vsubq_n_s32(cn, 128));
+        vstrbq_s32(h, el_cell_mul_v(o1, o2, om, one, ozp, vldrbq_s32(w4),
+                                    vldrbq_gather_offset_s32(tc, vreinterpretq_u32_s32(cn))));
+    }
 }
 #endif
 
@@ -1117,7 +1213,21 @@ void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2
             seg[s] = offs[k] == s * n ? luts[k] : seg[s];
         }
     }
-#if EL_USE_DSP
+    walk[0] = p->a_is_ig ? gi : gf; /* MUL A's operands (gate first), then MUL B's */
+    walk[1] = p->a_is_ig ? gg : c;
+    walk[2] = p->a_is_ig ? gf : gi;
+    walk[3] = p->a_is_ig ? c : gg;
+    walk[4] = gates + p->off_o;
+    walk[5] = c_out;
+    walk[6] = h;
+    walk[7] = h + n;
+#if EL_USE_MVE
+    if (n % 4 == 0) {
+        el_cell_mve(p, x1, x2, gates, seg, walk, c_out, h, n);
+        return;
+    }
+#endif
+#if EL_CELL_DSP
     if (n > 0 && n % 2 == 0) { /* 32-bit pointers */
         const int32_t q[11] = {(int32_t)p->gate_r, p->gate_mo,       p->gate_keo,
                                p->gate_a,          p->gate_b,        n,
@@ -1135,15 +1245,7 @@ void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2
             }
         }
     }
-    walk[0] = p->a_is_ig ? gi : gf; /* MUL A's operands (gate first), then MUL B's */
-    walk[1] = p->a_is_ig ? gg : c;
-    walk[2] = p->a_is_ig ? gf : gi;
-    walk[3] = p->a_is_ig ? c : gg;
-    walk[4] = gates + p->off_o;
-    walk[5] = c_out;
-    walk[6] = h;
-    walk[7] = h + n;
-#if EL_USE_DSP
+#if EL_CELL_DSP
     if (n > 0) {
         el_cell_dsp(p, walk);
     }

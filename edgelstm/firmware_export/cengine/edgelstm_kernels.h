@@ -64,8 +64,20 @@ void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream
  * and -e (4 x int8, e = e1 + 1 the right shift). One VMLADAVA
  * per row and 16 columns with MVE, portable C elsewhere; `single` selects LiteRT BUILTIN_REF's
  * rounding (EL_FC_SINGLE_ROUND), else TFLite Micro's. xs: scratch of at least cols_pad + 16 bytes. */
-void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
-                   int32_t out_zp, int16_t *xs, int8_t *y, int single);
+void el_fc_s8_rows_dr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                      int32_t out_zp, int16_t *xs, int8_t *y);
+void el_fc_s8_rows_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                      int32_t out_zp, int16_t *xs, int8_t *y);
+/* one entry per rounding, so that a link keeps only the one it calls */
+static inline void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream,
+                                 int rows, int32_t out_zp, int16_t *xs, int8_t *y, int single)
+{
+    if (single) {
+        el_fc_s8_rows_sr(x, cols, cols_pad, stream, rows, out_zp, xs, y);
+    } else {
+        el_fc_s8_rows_dr(x, cols, cols_pad, stream, rows, out_zp, xs, y);
+    }
+}
 
 /* el_fc_s8_fast with LiteRT BUILTIN_REF's single rounding (EL_FC_SINGLE_ROUND) */
 void el_fc_s8_fast_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
