@@ -1142,17 +1142,17 @@ static inline int32x4_t el_cell_mul_v(int32_t h1, int32_t c2, int32_t m, int32_t
 #define EL_KEO_ZP(keo) ((keo) >> 9)
 
 /* el_lstm_cell_s8 on Helium, 4 units a vector (n % 4 == 0): the gates (the ADD's second input
- * term a + b v + r[v] with r gathered, halved for VQRDMULH; the table as a byte gather at
- * index + 128, the int8 saturation and + 128 as VQSHLU #24, VSHR.U #24), then the cell. Every
- * parameter in a local first: the int8 stores may alias *p. */
+ * term a + b v + r[v] with r gathered, halved for VQRDMULH), then the cell. The tables are byte
+ * gathers from their entry 128 with the signed int8 codes as offsets (the gather's address is
+ * base + offset modulo 2^32). Every parameter in a local first: int8 stores may alias *p. */
 static void el_cell_mve(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2,
                         int8_t *gates, const int8_t *const *seg, const int8_t *const *walk,
                         int8_t *c_out, int8_t *h, int n)
 {
     const int32_t gmo = p->gate_mo, gne = EL_KEO_NE(p->gate_keo);
-    const int32_t gzp = EL_KEO_ZP(p->gate_keo) + 128, ga = p->gate_a;
+    const int32_t gzp = EL_KEO_ZP(p->gate_keo), ga = p->gate_a;
     const int32x4_t gb = vdupq_n_s32(p->gate_b);
-    const int8_t *gr = p->gate_r - 128;
+    const int8_t *gr = p->gate_r;
     const int32_t a1 = p->mul_a[0] >> 1, a2 = p->mul_a[1], am = p->mul_a[2];
     const int32_t ane = EL_KEO_NE(p->mul_a[3]), azp = EL_KEO_ZP(p->mul_a[3]);
     const int32_t b1 = p->mul_b[0] >> 1, b2 = p->mul_b[1], bm = p->mul_b[2];
@@ -1160,24 +1160,23 @@ static void el_cell_mve(const el_lstm_cell_t *p, const int8_t *x1, const int8_t 
     const int32_t o1 = p->mul_o[0] >> 1, o2 = p->mul_o[1], om = p->mul_o[2];
     const int32_t one = EL_KEO_NE(p->mul_o[3]), ozp = EL_KEO_ZP(p->mul_o[3]);
     const int32_t dc1 = p->add[0], dh2 = p->add[1] >> 1, dm2 = p->add[2], tne = -p->add[3] - 1;
-    const int32_t dmo = p->add[4], dne = EL_KEO_NE(p->add[5]), dzp = EL_KEO_ZP(p->add[5]) + 128;
-    const int8_t *tc = p->lut_c - 128;
+    const int32_t dmo = p->add[4], dne = EL_KEO_NE(p->add[5]), dzp = EL_KEO_ZP(p->add[5]);
+    const int8_t *tc = p->lut_c;
     const int8_t *w0 = walk[0], *w1 = walk[1], *w2 = walk[2], *w3 = walk[3], *w4 = walk[4];
     const int8_t *const end = h + n;
     int s, j;
     for (s = 0; s < 4; ++s) {
-        const int8_t *lut = seg[s] - 128;
+        const int8_t *lut = seg[s];
         for (j = 0; j < n; j += 4, x1 += 4, x2 += 4, gates += 4) {
             const int32x4_t v2 = vldrbq_s32(x2);
-            const uint32x4_t off = vreinterpretq_u32_s32(vaddq_n_s32(v2, 128));
-            int32x4_t raw = vmlasq_n_s32(v2, gb, ga); /* a + b v */
-            raw = vaddq_s32(raw, vldrbq_gather_offset_s32(gr, off));
+            int32x4_t raw = vldrbq_gather_offset_s32(gr, vreinterpretq_u32_s32(v2));
+            raw = vaddq_s32(raw, vmlasq_n_s32(v2, gb, ga)); /* a + b v + r[v] */
             /* halved for VQRDMULH (the sum is even) */
             raw = vqrdmulhq_n_s32(vhaddq_s32(raw, vshlq_n_s32(vldrbq_s32(x1), 20)), gmo);
             raw = vaddq_s32(raw, vshrq_n_s32(raw, 31));
             raw = vaddq_n_s32(vrshlq_n_s32(raw, gne), gzp);
-            vstrbq_s32(gates, vldrbq_gather_offset_s32(
-                                  lut, vshrq_n_u32(vqshluq_n_s32(raw, 24), 24)));
+            raw = vshrq_n_s32(vqshlq_n_s32(raw, 24), 24);
+            vstrbq_s32(gates, vldrbq_gather_offset_s32(lut, vreinterpretq_u32_s32(raw)));
         }
     }
     for (; h < end; w0 += 4, w1 += 4, w2 += 4, w3 += 4, w4 += 4, c_out += 4, h += 4) {
@@ -1191,9 +1190,9 @@ static void el_cell_mve(const el_lstm_cell_t *p, const int8_t *x1, const int8_t 
         t = vaddq_s32(vaddq_n_s32(vshlq_n_s32(a, 19), dc1), t);
         cn = vqrdmulhq_n_s32(t, dmo);
         cn = vaddq_s32(cn, vshrq_n_s32(cn, 31));
-        cn = vaddq_n_s32(vrshlq_n_s32(cn, dne), dzp); /* + 128: the tanh table's index */
-        cn = vreinterpretq_s32_u32(vshrq_n_u32(vqshluq_n_s32(cn, 24), 24));
-        vstrbq_s32(c_out, vsubq_n_s32(cn, 128));
+        cn = vaddq_n_s32(vrshlq_n_s32(cn, dne), dzp);
+        cn = vshrq_n_s32(vqshlq_n_s32(cn, 24), 24);
+        vstrbq_s32(c_out, cn);
         vstrbq_s32(h, el_cell_mul_v(o1, o2, om, one, ozp, vldrbq_s32(w4),
                                     vldrbq_gather_offset_s32(tc, vreinterpretq_u32_s32(cn))));
     }
