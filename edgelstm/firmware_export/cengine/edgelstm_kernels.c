@@ -539,20 +539,15 @@ EL_FC_MVE_FN(el_fc_mve_8_dr, EL_FC_MVE_8(EL_MVE_RQ_DOUBLE))
 EL_FC_MVE_FN(el_fc_mve_8_sr, EL_FC_MVE_8(EL_MVE_RQ_SINGLE))
 #endif
 
-/* el_fc_s8_rows_dr / _sr: inlined into each with a constant `single`, so that a link that uses
- * one rounding drops the other's loops (-ffunction-sections --gc-sections) */
-__attribute__((always_inline)) static inline void el_fc_rows(
-    const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows, int32_t out_zp,
-    int16_t *xs, int8_t *y, int single)
+#if EL_USE_MVE
+/* el_fc_s8_rows on Helium with one of the assembly loops (fn) */
+static void el_fc_rows_mve(const int8_t *x, int cols, int cols_pad, const int8_t *stream,
+                           int rows, int32_t out_zp, int16_t *xs, int8_t *y, el_fc_mve_fn fn)
 {
     /* scratch: 16 bytes "x x" (the last 8-column tile twice), then x padded with zeros to
      * cols_pad (the padding weights are 0) */
     int8_t *xb = (int8_t *)xs;
-#if EL_USE_MVE
     const int n16 = cols_pad >> 4, half = cols_pad & 8, full = rows / 4;
-    const el_fc_mve_fn fn = n16 == 4 && !half ? (single ? el_fc_mve_64_sr : el_fc_mve_64_dr)
-                            : n16 == 0        ? (single ? el_fc_mve_8_sr : el_fc_mve_8_dr)
-                                              : (single ? el_fc_mve_any_sr : el_fc_mve_any_dr);
     el_fc_mve_ctx_t ctx;
     int8_t q[4];
     if (cols != cols_pad || half) {
@@ -584,7 +579,24 @@ __attribute__((always_inline)) static inline void el_fc_rows(
             y[4 * full + i] = q[i];
         }
     }
+}
+
+/* the loop for a width: 64 columns, 8, or any */
+static el_fc_mve_fn el_fc_mve_pick(int cols_pad, int single)
+{
+    if (cols_pad == 64) {
+        return single ? el_fc_mve_64_sr : el_fc_mve_64_dr;
+    }
+    if (cols_pad == 8) {
+        return single ? el_fc_mve_8_sr : el_fc_mve_8_dr;
+    }
+    return single ? el_fc_mve_any_sr : el_fc_mve_any_dr;
+}
 #else
+static void el_fc_rows_c(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                         int32_t out_zp, int16_t *xs, int8_t *y, int single)
+{
+    int8_t *xb = (int8_t *)xs; /* x padded with zeros to cols_pad (the padding weights are 0) */
     const int32_t k = 1 + 2 * out_zp;
     int rb, r;
     memcpy(xb, x, (size_t)cols);
@@ -617,20 +629,32 @@ __attribute__((always_inline)) static inline void el_fc_rows(
         el_rq4(acc, tail, k, y, nr, single);
         stream = w + 20;
     }
+}
 #endif
-}
 
-void el_fc_s8_rows_dr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
-                      int32_t out_zp, int16_t *xs, int8_t *y)
-{
-    el_fc_rows(x, cols, cols_pad, stream, rows, out_zp, xs, y, 0);
-}
-
-void el_fc_s8_rows_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
-                      int32_t out_zp, int16_t *xs, int8_t *y)
-{
-    el_fc_rows(x, cols, cols_pad, stream, rows, out_zp, xs, y, 1);
-}
+/* One entry per rounding and per width class (the header's el_fc_s8_rows picks one from
+ * constant arguments), so that a link keeps only the loops it calls. */
+#if EL_USE_MVE
+#define EL_FC_ROWS_ENTRY(NAME, SINGLE, PICK) \
+    void NAME(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows, \
+              int32_t out_zp, int16_t *xs, int8_t *y) \
+    { \
+        el_fc_rows_mve(x, cols, cols_pad, stream, rows, out_zp, xs, y, PICK); \
+    }
+#else
+#define EL_FC_ROWS_ENTRY(NAME, SINGLE, PICK) \
+    void NAME(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows, \
+              int32_t out_zp, int16_t *xs, int8_t *y) \
+    { \
+        el_fc_rows_c(x, cols, cols_pad, stream, rows, out_zp, xs, y, SINGLE); \
+    }
+#endif
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_dr, 0, el_fc_mve_pick(cols_pad, 0))
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_sr, 1, el_fc_mve_pick(cols_pad, 1))
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_dr64, 0, el_fc_mve_64_dr)
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_sr64, 1, el_fc_mve_64_sr)
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_dr8, 0, el_fc_mve_8_dr)
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_sr8, 1, el_fc_mve_8_sr)
 
 #if !EL_USE_DSP
 
@@ -1141,8 +1165,24 @@ static inline int32x4_t el_cell_mul_v(int32_t h1, int32_t c2, int32_t m, int32_t
 #define EL_KEO_NE(keo) (-((keo) & 255) - 1)
 #define EL_KEO_ZP(keo) ((keo) >> 9)
 
-/* el_lstm_cell_s8 on Helium, 4 units a vector (n % 4 == 0): the gates (the ADD's second input
- * term a + b v + r[v] with r gathered, halved for VQRDMULH), then the cell. The tables are byte
+/* 4 gates: the ADD (its second input's term a + b v + r[v], r gathered; halved for VQRDMULH,
+ * the sum being even), the table */
+static inline int32x4_t el_gate_v(const int8_t *x1, const int8_t *x2, const int8_t *gr,
+                                  int32x4_t gb, int32_t ga, int32_t gmo, int32_t gne, int32_t gzp,
+                                  const int8_t *lut)
+{
+    const int32x4_t v2 = vldrbq_s32(x2);
+    int32x4_t raw = vldrbq_gather_offset_s32(gr, vreinterpretq_u32_s32(v2));
+    raw = vaddq_s32(raw, vmlasq_n_s32(v2, gb, ga));
+    raw = vqrdmulhq_n_s32(vhaddq_s32(raw, vshlq_n_s32(vldrbq_s32(x1), 20)), gmo);
+    raw = vaddq_s32(raw, vshrq_n_s32(raw, 31));
+    raw = vaddq_n_s32(vrshlq_n_s32(raw, gne), gzp);
+    raw = vshrq_n_s32(vqshlq_n_s32(raw, 24), 24);
+    return vldrbq_gather_offset_s32(lut, vreinterpretq_u32_s32(raw));
+}
+
+/* el_lstm_cell_s8 on Helium, 4 units a vector (n >= 4; a last partial vector over units
+ * n - 4 .. n - 1): the gates, then the cell. The tables are byte
  * gathers from their entry 128 with the signed int8 codes as offsets (the gather's address is
  * base + offset modulo 2^32). Every parameter in a local first: int8 stores may alias *p. */
 static void el_cell_mve(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2,
@@ -1163,38 +1203,58 @@ static void el_cell_mve(const el_lstm_cell_t *p, const int8_t *x1, const int8_t 
     const int32_t dmo = p->add[4], dne = EL_KEO_NE(p->add[5]), dzp = EL_KEO_ZP(p->add[5]);
     const int8_t *tc = p->lut_c;
     const int8_t *w0 = walk[0], *w1 = walk[1], *w2 = walk[2], *w3 = walk[3], *w4 = walk[4];
-    const int8_t *const end = h + n;
-    int s, j;
+    const int r = n & 3;
+    int s, j, cnt = n >> 2, tail = r;
     for (s = 0; s < 4; ++s) {
         const int8_t *lut = seg[s];
-        for (j = 0; j < n; j += 4, x1 += 4, x2 += 4, gates += 4) {
-            const int32x4_t v2 = vldrbq_s32(x2);
-            int32x4_t raw = vldrbq_gather_offset_s32(gr, vreinterpretq_u32_s32(v2));
-            raw = vaddq_s32(raw, vmlasq_n_s32(v2, gb, ga)); /* a + b v + r[v] */
-            /* halved for VQRDMULH (the sum is even) */
-            raw = vqrdmulhq_n_s32(vhaddq_s32(raw, vshlq_n_s32(vldrbq_s32(x1), 20)), gmo);
-            raw = vaddq_s32(raw, vshrq_n_s32(raw, 31));
-            raw = vaddq_n_s32(vrshlq_n_s32(raw, gne), gzp);
-            raw = vshrq_n_s32(vqshlq_n_s32(raw, 24), 24);
-            vstrbq_s32(gates, vldrbq_gather_offset_s32(lut, vreinterpretq_u32_s32(raw)));
+        mve_pred16_t pr = vpnot(vctp32q(4 - (uint32_t)r)); /* the last r lanes */
+        for (j = 0; j + 4 <= n; j += 4, x1 += 4, x2 += 4, gates += 4) {
+            vstrbq_s32(gates, el_gate_v(x1, x2, gr, gb, ga, gmo, gne, gzp, lut));
+        }
+        if (r) { /* n - 4 .. n - 1; `gates` may be x1 or x2: only the lanes not yet written */
+            x1 += r - 4;
+            x2 += r - 4;
+            gates += r - 4;
+            vstrbq_p_s32(gates, el_gate_v(x1, x2, gr, gb, ga, gmo, gne, gzp, lut), pr);
+            x1 += 4;
+            x2 += 4;
+            gates += 4;
         }
     }
-    for (; h < end; w0 += 4, w1 += 4, w2 += 4, w3 += 4, w4 += 4, c_out += 4, h += 4) {
-        const int32x4_t a = el_cell_mul_v(a1, a2, am, ane, azp, vldrbq_s32(w0), vldrbq_s32(w1));
-        const int32x4_t b = el_cell_mul_v(b1, b2, bm, bne, bzp, vldrbq_s32(w2), vldrbq_s32(w3));
-        /* the cell ADD: (a << 19) + c1, and tie_away(SMMULR(c2 + (b << 21), m2), e2) halved
-         * with rounding up, one VRSHL by -(e2 + 1) */
-        int32x4_t t = vqrdmulhq_n_s32(vaddq_n_s32(vshlq_n_s32(b, 20), dh2), dm2);
-        int32x4_t cn;
-        t = vrshlq_n_s32(vaddq_s32(t, vshrq_n_s32(t, 31)), tne);
-        t = vaddq_s32(vaddq_n_s32(vshlq_n_s32(a, 19), dc1), t);
-        cn = vqrdmulhq_n_s32(t, dmo);
-        cn = vaddq_s32(cn, vshrq_n_s32(cn, 31));
-        cn = vaddq_n_s32(vrshlq_n_s32(cn, dne), dzp);
-        cn = vshrq_n_s32(vqshlq_n_s32(cn, 24), 24);
-        vstrbq_s32(c_out, cn);
-        vstrbq_s32(h, el_cell_mul_v(o1, o2, om, one, ozp, vldrbq_s32(w4),
-                                    vldrbq_gather_offset_s32(tc, vreinterpretq_u32_s32(cn))));
+    for (;;) {
+        for (j = cnt; j > 0; --j, w0 += 4, w1 += 4, w2 += 4, w3 += 4, w4 += 4, c_out += 4, h += 4) {
+            const int32x4_t a =
+                el_cell_mul_v(a1, a2, am, ane, azp, vldrbq_s32(w0), vldrbq_s32(w1));
+            const int32x4_t b =
+                el_cell_mul_v(b1, b2, bm, bne, bzp, vldrbq_s32(w2), vldrbq_s32(w3));
+            /* the cell ADD: (a << 19) + c1, and tie_away(SMMULR(c2 + (b << 21), m2), e2)
+             * halved with rounding up, one VRSHL by -(e2 + 1) */
+            int32x4_t t = vqrdmulhq_n_s32(vaddq_n_s32(vshlq_n_s32(b, 20), dh2), dm2);
+            int32x4_t cn;
+            t = vrshlq_n_s32(vaddq_s32(t, vshrq_n_s32(t, 31)), tne);
+            t = vaddq_s32(vaddq_n_s32(vshlq_n_s32(a, 19), dc1), t);
+            cn = vqrdmulhq_n_s32(t, dmo);
+            cn = vaddq_s32(cn, vshrq_n_s32(cn, 31));
+            cn = vaddq_n_s32(vrshlq_n_s32(cn, dne), dzp);
+            cn = vshrq_n_s32(vqshlq_n_s32(cn, 24), 24);
+            vstrbq_s32(c_out, cn);
+            vstrbq_s32(h, el_cell_mul_v(o1, o2, om, one, ozp, vldrbq_s32(w4),
+                                        vldrbq_gather_offset_s32(tc, vreinterpretq_u32_s32(cn))));
+        }
+        if (!tail) {
+            break;
+        }
+        /* the last r units: once more over units n - 4 .. n - 1 (the inputs are not the
+         * outputs, so the units done twice get the same bytes) */
+        w0 += r - 4;
+        w1 += r - 4;
+        w2 += r - 4;
+        w3 += r - 4;
+        w4 += r - 4;
+        c_out += r - 4;
+        h += r - 4;
+        cnt = 1;
+        tail = 0;
     }
 }
 #endif
@@ -1221,11 +1281,11 @@ void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2
     walk[6] = h;
     walk[7] = h + n;
 #if EL_USE_MVE
-    if (n % 4 == 0) {
+    (void)j;
+    if (n >= 4) {
         el_cell_mve(p, x1, x2, gates, seg, walk, c_out, h, n);
-        return;
     }
-#endif
+#else
 #if EL_CELL_DSP
     if (n > 0 && n % 2 == 0) { /* 32-bit pointers */
         const int32_t q[11] = {(int32_t)p->gate_r, p->gate_mo,       p->gate_keo,
@@ -1259,6 +1319,7 @@ void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2
         c_out[j] = (int8_t)cn;
         h[j] = (int8_t)el_cell_mul(p->mul_o, walk[4][j], p->lut_c[cn]);
     }
+#endif
 #endif
 }
 

@@ -68,14 +68,29 @@ void el_fc_s8_rows_dr(const int8_t *x, int cols, int cols_pad, const int8_t *str
                       int32_t out_zp, int16_t *xs, int8_t *y);
 void el_fc_s8_rows_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
                       int32_t out_zp, int16_t *xs, int8_t *y);
-/* one entry per rounding, so that a link keeps only the one it calls */
+/* the same for cols_pad == 64 / cols_pad == 8 only */
+void el_fc_s8_rows_dr64(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                        int32_t out_zp, int16_t *xs, int8_t *y);
+void el_fc_s8_rows_sr64(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                        int32_t out_zp, int16_t *xs, int8_t *y);
+void el_fc_s8_rows_dr8(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                       int32_t out_zp, int16_t *xs, int8_t *y);
+void el_fc_s8_rows_sr8(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                       int32_t out_zp, int16_t *xs, int8_t *y);
+/* one entry per rounding and width class, picked here from the generated call's constants, so
+ * that a link keeps only the loops it calls */
 static inline void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream,
                                  int rows, int32_t out_zp, int16_t *xs, int8_t *y, int single)
 {
-    if (single) {
-        el_fc_s8_rows_sr(x, cols, cols_pad, stream, rows, out_zp, xs, y);
+    if (cols_pad == 64) {
+        (single ? el_fc_s8_rows_sr64 : el_fc_s8_rows_dr64)(x, cols, cols_pad, stream, rows,
+                                                           out_zp, xs, y);
+    } else if (cols_pad == 8) {
+        (single ? el_fc_s8_rows_sr8 : el_fc_s8_rows_dr8)(x, cols, cols_pad, stream, rows, out_zp,
+                                                         xs, y);
     } else {
-        el_fc_s8_rows_dr(x, cols, cols_pad, stream, rows, out_zp, xs, y);
+        (single ? el_fc_s8_rows_sr : el_fc_s8_rows_dr)(x, cols, cols_pad, stream, rows, out_zp,
+                                                       xs, y);
     }
 }
 
@@ -159,6 +174,8 @@ typedef struct {
     int32_t gate_a, gate_b;
 } el_lstm_cell_t;
 
+/* On Helium (EL_USE_MVE) 4 units a vector and n >= 4 (n < 4 does nothing there; the generator
+ * fuses such a cell for other cores only). */
 void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2,
                      const int8_t *c, int8_t *gates, int8_t *c_out, int8_t *h, int n);
 

@@ -163,8 +163,8 @@ def match_cells(lw: Lowering) -> dict[int, LstmCell]:
         if len(parts) != 4 or not all(lw.views.get(o, (None,))[0] == y for o in parts):
             continue
         n = lw.t(parts[0]).numel
-        if any(lw.t(o).numel != n for o in parts):
-            continue
+        if any(lw.t(o).numel != n for o in parts) or (lw.isa == "mve" and n < 4):
+            continue  # (Helium's vector loops want 4 units or more)
         acts = {}
         for o in parts:
             u = users.get(o, [])
