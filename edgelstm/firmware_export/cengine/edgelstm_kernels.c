@@ -415,9 +415,11 @@ static void el_rq4(const int32_t *acc, const int8_t *tail, int32_t k, int8_t *y,
     "vshr.s32 q1, q0, #31\n\t" \
     "vadd.i32 q0, q0, q1\n\t"
 #define EL_MVE_RQ_SINGLE "vqdmulh.s32 q0, q0, q1\n\t"
-/* after the MACs (the accumulators start at the bias, one LDM): the 4 accumulators through the
- * stack into q0 (STM + VLDRW; the two-lane VMOV from two registers is avoided: toolchains and
- * emulators have disagreed on its lane order), requantize, store 4 bytes */
+/* after the MACs (the accumulators start at the bias, one LDM: the stream is word-aligned, as
+ * the generator's constants are): the 4 accumulators through the stack into q0 (STM + VLDRW; the
+ * two-lane VMOV from two registers, `vmov q0[2], q0[0], rA, rB`, came out with its lanes the
+ * other way round under qemu 7.2 with binutils 2.40 than the syntax reads, so it is avoided),
+ * requantize, store 4 bytes */
 #define EL_MVE_RQ_STORE(RQ) \
     "vldrb.u8 q1, [r0], #16\n\t" \
     "vldrb.s32 q2, [r0], #4\n\t" \

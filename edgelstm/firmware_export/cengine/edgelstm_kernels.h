@@ -61,9 +61,9 @@ void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream
 /* The same layer for a Helium core (an engine exported with --core m55): `stream` holds per
  * 4-row block the bias (4 x int32), then per 16 columns the 4 rows' 16 signed int8 weights
  * (cols_pad a multiple of 8: a last tile of 8 columns holds 4 x 8), the multipliers (4 x int32)
- * and -e (4 x int8, e = e1 + 1 the right shift). One VMLADAVA
- * per row and 16 columns with MVE, portable C elsewhere; `single` selects LiteRT BUILTIN_REF's
- * rounding (EL_FC_SINGLE_ROUND), else TFLite Micro's. xs: scratch of at least cols_pad + 16 bytes. */
+ * and -e (4 x int8, e = e1 + 1 the right shift). One VMLADAVA per row and 16 columns with MVE,
+ * portable C elsewhere; `single` selects LiteRT BUILTIN_REF's rounding (EL_FC_SINGLE_ROUND),
+ * else TFLite Micro's. xs: scratch of at least cols_pad + 16 bytes; stream word-aligned. */
 void el_fc_s8_rows_dr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
                       int32_t out_zp, int16_t *xs, int8_t *y);
 void el_fc_s8_rows_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
