@@ -1240,8 +1240,17 @@ static void el_cell_mve(const el_lstm_cell_t *p, const int8_t *x1, const int8_t 
             cn = vaddq_n_s32(vrshlq_n_s32(cn, dne), dzp);
             cn = vshrq_n_s32(vqshlq_n_s32(cn, 24), 24);
             vstrbq_s32(c_out, cn);
-            vstrbq_s32(h, el_cell_mul_v(o1, o2, om, one, ozp, vldrbq_s32(w4),
-                                        vldrbq_gather_offset_s32(tc, vreinterpretq_u32_s32(cn))));
+        }
+        /* h = o * tanh(c) in a second pass over the same units: fewer live parameters */
+        {
+            const int8_t *cp = c_out - 4 * cnt, *op = w4 - 4 * cnt;
+            int8_t *hp = h - 4 * cnt;
+            for (j = cnt; j > 0; --j, cp += 4, op += 4, hp += 4) {
+                const int32x4_t cv = vldrbq_s32(cp);
+                vstrbq_s32(hp, el_cell_mul_v(o1, o2, om, one, ozp, vldrbq_s32(op),
+                                             vldrbq_gather_offset_s32(
+                                                 tc, vreinterpretq_u32_s32(cv))));
+            }
         }
         if (!tail) {
             break;
