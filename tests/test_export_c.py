@@ -474,9 +474,10 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
         expect.append((label, want.astype(np.int8)))
 
     # FULLY_CONNECTED: stream kernel (both flags) and the generic kernel (paired DSP loop +
-    # 64-bit requantization), odd shapes: tail blocks, cols_pad / 8 odd and even
+    # 64-bit requantization), odd shapes: tail blocks, cols_pad / 8 odd and even (Helium: the
+    # 64-column, 8-column and any-width loops, each over several blocks and a partial one)
     for ci, (rows, cols) in enumerate(
-        [(4, 8), (7, 3), (20, 24), (64, 40), (9, 17), (1, 64), (12, 130)]
+        [(4, 8), (7, 3), (20, 24), (64, 40), (9, 17), (1, 64), (12, 130), (9, 64), (12, 8)]
     ):
         rp, cp = -(-rows // 4) * 4, -(-cols // 8) * 8
         w = rng.integers(-128, 128, (rows, cols))
@@ -668,7 +669,8 @@ def _fuzz_cases(seed: int) -> tuple[str, list[tuple[str, np.ndarray]]]:
             continue
         name = f"cell{n_cell}"
         order = rng.permutation(4)  # gate k's segment
-        nu = 64 if n_cell < 4 else 63  # an odd count runs the portable gate loop
+        # 63 (odd: the portable gate loop on a DSP core) and 6: a last partial vector on Helium
+        nu = (64, 64, 64, 64, 63, 6)[n_cell]
         offs = [int(order[k]) * nu for k in range(4)]
         tabs = rng.integers(-128, 128, (5, 256))  # i, f, g, o, tanh(c), indexed by code + 128
         line = gate_line(gfast)

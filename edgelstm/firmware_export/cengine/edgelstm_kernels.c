@@ -369,6 +369,7 @@ static int32_t el_fc_passes(int cols_pad)
 }
 #endif
 
+#if !EL_USE_MVE || !EL_USE_DSP
 /* a little-endian int32 from an unaligned stream (every target is little-endian; memcpy is
  * one LDR where the core allows unaligned loads) */
 static int32_t el_rd32(const int8_t *p)
@@ -396,8 +397,206 @@ static void el_rq4(const int32_t *acc, const int8_t *tail, int32_t k, int8_t *y,
     }
 }
 
-void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
-                   int32_t out_zp, int16_t *xs, int8_t *y, int single)
+#endif
+
+#if EL_USE_MVE
+/* el_fc_s8_rows on Helium, in assembly: r0 = the stream, r1 = {x, n16, y, y_end, zp, half,
+ * xx}; the 16-byte "x x" copy of a last 8-column tile in q5 (P0 = lanes 0-7: VPSTEET gives the
+ * first half of each 16-byte load of two rows' 8 weights to one row, the second to the next;
+ * P0 flips at each then/else change, so an even number of changes leaves it as it was);
+ * accumulators r6, r8, r10, r12 (VMLADAVA wants even registers), one VMLADAVA per row and 16
+ * columns. The 4 rows' requantization as one vector: VQRDMULH(acc, m) is TFLite's
+ * SaturatingRoundingDoublingHighMul (= SMMULR(2 acc, m)), VQDMULH the truncating product of the
+ * single rounding (= SMMUL(2 acc, m)); then, with s' = s - (s < 0) for the ties away from zero
+ * (double rounding only), floor((floor(s' / 2^(e-1)) + 1) / 2) = floor((s' + 2^(e-1)) / 2^e)
+ * is one VRSHL by the stream's -e; + zp; VQSHL #24 and VSHR #24 saturate to int8. */
+#define EL_MVE_RQ_DOUBLE \
+    "vqrdmulh.s32 q0, q0, q1\n\t" \
+    "vshr.s32 q1, q0, #31\n\t" \
+    "vadd.i32 q0, q0, q1\n\t"
+#define EL_MVE_RQ_SINGLE "vqdmulh.s32 q0, q0, q1\n\t"
+/* after the MACs (the accumulators start at the bias, one LDM: the stream is word-aligned, as
+ * the generator's constants are): the 4 accumulators through the stack into q0 (STM + VLDRW; the
+ * two-lane VMOV from two registers, `vmov q0[2], q0[0], rA, rB`, came out with its lanes the
+ * other way round under qemu 7.2 with binutils 2.40 than the syntax reads, so it is avoided),
+ * requantize, store 4 bytes */
+#define EL_MVE_RQ_STORE(RQ) \
+    "vldrb.u8 q1, [r0], #16\n\t" \
+    "vldrb.s32 q2, [r0], #4\n\t" \
+    "stm sp, {r6, r8, r10, r12}\n\t" \
+    "vldrw.u32 q0, [sp]\n\t" \
+    RQ \
+    "vrshl.s32 q0, q0, q2\n\t" \
+    "vadd.i32 q0, q0, r5\n\t" \
+    "vqshl.s32 q0, q0, #24\n\t" \
+    "vshr.s32 q0, q0, #24\n\t" \
+    "vstrb.32 q0, [r3], #4\n\t"
+/* one 16-column tile from x in register X: per row one weight load and VMLADAV(A) */
+#define EL_MVE_TILE(X, A) \
+    "vldrb.8 q1, [r0], #16\n\t" \
+    "vmladav" A ".s8 r6, " X ", q1\n\t" \
+    "vldrb.8 q2, [r0], #16\n\t" \
+    "vmladav" A ".s8 r8, " X ", q2\n\t" \
+    "vldrb.8 q1, [r0], #16\n\t" \
+    "vmladav" A ".s8 r10, " X ", q1\n\t" \
+    "vldrb.8 q2, [r0], #16\n\t" \
+    "vmladav" A ".s8 r12, " X ", q2\n\t"
+/* a last 8-column tile (x x in q5, P0 = lanes 0-7) */
+#define EL_MVE_HALF(A) \
+    "vldrb.8 q1, [r0], #16\n\t" \
+    "vldrb.8 q2, [r0], #16\n\t" \
+    "vpsteet\n\t" \
+    "vmladav" A "t.s8 r6, q5, q1\n\t" \
+    "vmladav" A "e.s8 r8, q5, q1\n\t" \
+    "vmladav" A "e.s8 r12, q5, q2\n\t" \
+    "vmladav" A "t.s8 r10, q5, q2\n\t"
+#define EL_MVE_PROLOGUE \
+    "push {r4-r11, lr}\n\t" \
+    "vpush {d8-d15}\n\t" \
+    "sub sp, sp, #16\n\t" \
+    "ldm r1, {r1-r5, r7, r9}\n\t" \
+    "movs r11, #255\n\t" \
+    "vmsr p0, r11\n\t" \
+    "vldrb.8 q5, [r9]\n\t"
+#define EL_MVE_EPILOGUE \
+    "add sp, sp, #16\n\t" \
+    "vpop {d8-d15}\n\t" \
+    "pop {r4-r11, pc}\n"
+
+/* any width: a loop over the 16-column tiles, x reloaded per tile */
+#define EL_FC_MVE_ANY(RQ) \
+    EL_MVE_PROLOGUE \
+    "1:\n\t" \
+    "ldm r0!, {r6, r8, r10, r12}\n\t" \
+    "mov r9, r1\n\t" \
+    "wls lr, r2, 3f\n" \
+    "2:\n\t" \
+    "vldrb.8 q4, [r9], #16\n\t" \
+    EL_MVE_TILE("q4", "a") \
+    "le lr, 2b\n" \
+    "3:\n\t" \
+    "cbz r7, 4f\n\t" \
+    EL_MVE_HALF("a") \
+    "4:\n\t" \
+    EL_MVE_RQ_STORE(RQ) \
+    "cmp r3, r4\n\t" \
+    "bne 1b\n\t" \
+    EL_MVE_EPILOGUE
+
+/* 64 columns: x in q4-q7 for the whole layer, no inner loop */
+#define EL_FC_MVE_64(RQ) \
+    EL_MVE_PROLOGUE \
+    "vldrb.8 q4, [r1]\n\t" \
+    "vldrb.8 q5, [r1, #16]\n\t" \
+    "vldrb.8 q6, [r1, #32]\n\t" \
+    "vldrb.8 q7, [r1, #48]\n\t" \
+    "subs lr, r4, r3\n\t" \
+    "lsrs lr, lr, #2\n\t" \
+    "dls lr, lr\n" \
+    "1:\n\t" \
+    "ldm r0!, {r6, r8, r10, r12}\n\t" \
+    EL_MVE_TILE("q4", "a") \
+    EL_MVE_TILE("q5", "a") \
+    EL_MVE_TILE("q6", "a") \
+    EL_MVE_TILE("q7", "a") \
+    EL_MVE_RQ_STORE(RQ) \
+    "le lr, 1b\n\t" \
+    EL_MVE_EPILOGUE
+
+/* 8 columns: one half tile */
+#define EL_FC_MVE_8(RQ) \
+    EL_MVE_PROLOGUE \
+    "subs lr, r4, r3\n\t" \
+    "lsrs lr, lr, #2\n\t" \
+    "dls lr, lr\n" \
+    "1:\n\t" \
+    "ldm r0!, {r6, r8, r10, r12}\n\t" \
+    EL_MVE_HALF("a") \
+    EL_MVE_RQ_STORE(RQ) \
+    "le lr, 1b\n\t" \
+    EL_MVE_EPILOGUE
+
+typedef struct {
+    const int8_t *x; /* padded to the tiles */
+    int32_t n16;
+    int8_t *y, *y_end; /* whole 4-row blocks */
+    int32_t zp, half;
+    const int8_t *xx; /* 16 bytes: the last 8-column tile twice */
+} el_fc_mve_ctx_t;
+
+typedef void (*el_fc_mve_fn)(const int8_t *, const el_fc_mve_ctx_t *);
+
+#define EL_FC_MVE_FN(NAME, BODY) \
+    __attribute__((naked, noipa)) static void NAME(const int8_t *s, const el_fc_mve_ctx_t *c) \
+    { \
+        (void)s; \
+        (void)c; \
+        __asm__ volatile(BODY); \
+    }
+EL_FC_MVE_FN(el_fc_mve_any_dr, EL_FC_MVE_ANY(EL_MVE_RQ_DOUBLE))
+EL_FC_MVE_FN(el_fc_mve_any_sr, EL_FC_MVE_ANY(EL_MVE_RQ_SINGLE))
+EL_FC_MVE_FN(el_fc_mve_64_dr, EL_FC_MVE_64(EL_MVE_RQ_DOUBLE))
+EL_FC_MVE_FN(el_fc_mve_64_sr, EL_FC_MVE_64(EL_MVE_RQ_SINGLE))
+EL_FC_MVE_FN(el_fc_mve_8_dr, EL_FC_MVE_8(EL_MVE_RQ_DOUBLE))
+EL_FC_MVE_FN(el_fc_mve_8_sr, EL_FC_MVE_8(EL_MVE_RQ_SINGLE))
+#endif
+
+#if EL_USE_MVE
+/* el_fc_s8_rows on Helium with one of the assembly loops (fn) */
+static void el_fc_rows_mve(const int8_t *x, int cols, int cols_pad, const int8_t *stream,
+                           int rows, int32_t out_zp, int16_t *xs, int8_t *y, el_fc_mve_fn fn)
+{
+    /* scratch: 16 bytes "x x" (the last 8-column tile twice), then x padded with zeros to
+     * cols_pad (the padding weights are 0) */
+    int8_t *xb = (int8_t *)xs;
+    const int n16 = cols_pad >> 4, half = cols_pad & 8, full = rows / 4;
+    el_fc_mve_ctx_t ctx;
+    int8_t q[4];
+    if (cols != cols_pad || half) {
+        memcpy(xb + 16, x, (size_t)cols);
+        memset(xb + 16 + cols, 0, (size_t)(cols_pad - cols));
+        x = xb + 16;
+        if (half) {
+            memcpy(xb, x + 16 * n16, 8);
+            memcpy(xb + 8, x + 16 * n16, 8);
+        }
+    }
+    ctx.x = x;
+    ctx.n16 = n16;
+    ctx.zp = out_zp;
+    ctx.half = half;
+    ctx.xx = xb;
+    if (full > 0) {
+        ctx.y = y;
+        ctx.y_end = y + 4 * full;
+        fn(stream, &ctx);
+        stream += (long)full * (36 + 4L * cols_pad);
+    }
+    if (rows % 4) { /* the last, partial block: into a 4-byte buffer */
+        int i;
+        ctx.y = q;
+        ctx.y_end = q + 4;
+        fn(stream, &ctx);
+        for (i = 0; i < rows % 4; ++i) {
+            y[4 * full + i] = q[i];
+        }
+    }
+}
+
+/* the loop for a width: 64 columns, 8, or any */
+static el_fc_mve_fn el_fc_mve_pick(int cols_pad, int single)
+{
+    if (cols_pad == 64) {
+        return single ? el_fc_mve_64_sr : el_fc_mve_64_dr;
+    }
+    if (cols_pad == 8) {
+        return single ? el_fc_mve_8_sr : el_fc_mve_8_dr;
+    }
+    return single ? el_fc_mve_any_sr : el_fc_mve_any_dr;
+}
+#else
+static void el_fc_rows_c(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                         int32_t out_zp, int16_t *xs, int8_t *y, int single)
 {
     int8_t *xb = (int8_t *)xs; /* x padded with zeros to cols_pad (the padding weights are 0) */
     const int32_t k = 1 + 2 * out_zp;
@@ -408,53 +607,11 @@ void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream
         const int8_t *w = stream + 16;
         const int nr = rows - rb < 4 ? rows - rb : 4;
         int32_t acc[4];
+        int8_t tail[20];
         int c;
         for (r = 0; r < 4; ++r) {
             acc[r] = el_rd32(stream + 4 * r);
         }
-#if EL_USE_MVE
-        {
-            int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-            int32x4_t v, e;
-            const int n16 = cols_pad >> 4;
-            const int8_t *xp = xb;
-            for (c = 0; c < n16; ++c, w += 64, xp += 16) {
-                const int8x16_t xv = vldrbq_s8(xp);
-                a0 = vmladavaq_s8(a0, xv, vldrbq_s8(w));
-                a1 = vmladavaq_s8(a1, xv, vldrbq_s8(w + 16));
-                a2 = vmladavaq_s8(a2, xv, vldrbq_s8(w + 32));
-                a3 = vmladavaq_s8(a3, xv, vldrbq_s8(w + 48));
-            }
-            if (cols_pad & 8) { /* 8 columns left: half tiles, the other lanes loaded as 0 */
-                const mve_pred16_t p8 = vctp8q(8);
-                const int8x16_t xv = vldrbq_z_s8(xp, p8);
-                a0 = vmladavaq_s8(a0, xv, vldrbq_z_s8(w, p8));
-                a1 = vmladavaq_s8(a1, xv, vldrbq_z_s8(w + 8, p8));
-                a2 = vmladavaq_s8(a2, xv, vldrbq_z_s8(w + 16, p8));
-                a3 = vmladavaq_s8(a3, xv, vldrbq_z_s8(w + 24, p8));
-                w += 32;
-            }
-            /* the 4 rows' requantization in one vector: VQRDMULH(acc, m) is TFLite's
-             * SaturatingRoundingDoublingHighMul (= SMMULR(2 acc, m)), VQDMULH the truncating
-             * one of the single rounding (= SMMUL(2 acc, m)); VSHL by -(e - 1) per lane */
-            v = vsetq_lane_s32(a0, vdupq_n_s32(0), 0);
-            v = vsetq_lane_s32(a1, v, 1);
-            v = vsetq_lane_s32(a2, v, 2);
-            v = vsetq_lane_s32(a3, v, 3);
-            e = vnegq_s32(vldrbq_s32(w + 16)); /* -(e - 1), the tail's 4 int8 after mult */
-            if (single) {
-                v = vqdmulhq_s32(v, vreinterpretq_s32_u8(vldrbq_u8((const uint8_t *)w)));
-            } else {
-                v = vqrdmulhq_s32(v, vreinterpretq_s32_u8(vldrbq_u8((const uint8_t *)w)));
-                v = vaddq_s32(v, vshrq_n_s32(v, 31)); /* ties away from zero */
-            }
-            v = vshrq_n_s32(vaddq_n_s32(vshlq_s32(v, e), k), 1);
-            v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127));
-            vstrbq_p_s32(y, v, vctp32q((uint32_t)nr));
-            stream = w + 20;
-            continue;
-        }
-#else
         for (c = 0; c < cols_pad; c += 16) {
             const int n = cols_pad - c < 16 ? cols_pad - c : 16; /* the last tile may be 8 wide */
             int j;
@@ -467,11 +624,39 @@ void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream
             }
             w += 4 * n;
         }
-#endif
-        el_rq4(acc, w, k, y, nr, single);
+        memcpy(tail, w, 16);
+        for (r = 0; r < 4; ++r) {
+            tail[16 + r] = (int8_t)(-w[16 + r] - 1); /* the stream holds -e */
+        }
+        el_rq4(acc, tail, k, y, nr, single);
         stream = w + 20;
     }
 }
+#endif
+
+/* One entry per rounding and per width class (the header's el_fc_s8_rows picks one from
+ * constant arguments), so that a link keeps only the loops it calls. */
+#if EL_USE_MVE
+#define EL_FC_ROWS_ENTRY(NAME, SINGLE, PICK) \
+    void NAME(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows, \
+              int32_t out_zp, int16_t *xs, int8_t *y) \
+    { \
+        el_fc_rows_mve(x, cols, cols_pad, stream, rows, out_zp, xs, y, PICK); \
+    }
+#else
+#define EL_FC_ROWS_ENTRY(NAME, SINGLE, PICK) \
+    void NAME(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows, \
+              int32_t out_zp, int16_t *xs, int8_t *y) \
+    { \
+        el_fc_rows_c(x, cols, cols_pad, stream, rows, out_zp, xs, y, SINGLE); \
+    }
+#endif
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_dr, 0, el_fc_mve_pick(cols_pad, 0))
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_sr, 1, el_fc_mve_pick(cols_pad, 1))
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_dr64, 0, el_fc_mve_64_dr)
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_sr64, 1, el_fc_mve_64_sr)
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_dr8, 0, el_fc_mve_8_dr)
+EL_FC_ROWS_ENTRY(el_fc_s8_rows_sr8, 1, el_fc_mve_8_sr)
 
 #if !EL_USE_DSP
 
@@ -848,7 +1033,10 @@ static inline int32_t el_keo_round(int32_t s, int32_t keo)
     return el_sat8((el_tie_away(s, keo & 255) + (keo >> 8)) >> 1);
 }
 
-#if EL_USE_DSP
+/* The DSP assembly loops on a DSP core without Helium (a Helium core runs the vector loops) */
+#define EL_CELL_DSP (EL_USE_DSP && !EL_USE_MVE)
+
+#if EL_CELL_DSP
 /* The loop over units on a DSP core: r0 = the parameters, r1 = the walking pointers (a1, a2,
  * b1, b2, o, c_out, h, h_end). MUL A (the cell ADD's first input), MUL B, the cell ADD, STRB
  * c_out, the tanh table, MUL O, STRB h. Each MUL: (c1 + 2 a)(c2 + b), SMMULR, ties away, ASR by
@@ -948,10 +1136,137 @@ __attribute__((naked, noipa)) static void el_gates_dsp(const int8_t *x1, const i
         "3:\n\t"
         "pop {r4-r11, pc}\n");
 }
-#else
+#endif
+
 static inline int32_t el_cell_mul(const int32_t *m, int32_t a, int32_t b)
 {
     return el_keo_round(el_smmulr((m[0] + 2 * a) * (m[1] + b), m[2]), m[3]);
+}
+
+#if EL_USE_MVE
+/* el_keo_round on 4 lanes from s' = s - (s < 0) (ties away from zero): floor((floor(s' /
+ * 2^(e-1)) + k) / 2) = floor((s' + 2^(e-1)) / 2^e) + zp, one VRSHL by -e, then + zp and the
+ * int8 saturation (VQSHL #24, VSHR #24); ne = -e, zp = (k - 1) / 2 */
+static inline int32x4_t el_keo_round_v(int32x4_t s, int32_t ne, int32_t zp)
+{
+    s = vaddq_s32(s, vshrq_n_s32(s, 31));
+    s = vaddq_n_s32(vrshlq_n_s32(s, ne), zp);
+    return vshrq_n_s32(vqshlq_n_s32(s, 24), 24);
+}
+
+/* el_cell_mul on 4 lanes: VQRDMULH(p, m) = SMMULR(2 p, m), so (c1 / 2 + a)(c2 + b) (c1 even);
+ * h1 = c1 / 2, ne = -e, zp = (k - 1) / 2 */
+static inline int32x4_t el_cell_mul_v(int32_t h1, int32_t c2, int32_t m, int32_t ne, int32_t zp,
+                                      int32x4_t a, int32x4_t b)
+{
+    const int32x4_t p = vmulq_s32(vaddq_n_s32(a, h1), vaddq_n_s32(b, c2));
+    return el_keo_round_v(vqrdmulhq_n_s32(p, m), ne, zp);
+}
+
+/* -e and zp from a packed keo = (k << 8) | (e - 1), k = 1 + 2 zp */
+#define EL_KEO_NE(keo) (-((keo) & 255) - 1)
+#define EL_KEO_ZP(keo) ((keo) >> 9)
+
+/* 4 gates: the ADD (its second input's term a + b v + r[v], r gathered; halved for VQRDMULH,
+ * the sum being even), the table */
+static inline int32x4_t el_gate_v(const int8_t *x1, const int8_t *x2, const int8_t *gr,
+                                  int32x4_t gb, int32_t ga, int32_t gmo, int32_t gne, int32_t gzp,
+                                  const int8_t *lut)
+{
+    const int32x4_t v2 = vldrbq_s32(x2);
+    int32x4_t raw = vldrbq_gather_offset_s32(gr, vreinterpretq_u32_s32(v2));
+    raw = vaddq_s32(raw, vmlasq_n_s32(v2, gb, ga));
+    raw = vqrdmulhq_n_s32(vhaddq_s32(raw, vshlq_n_s32(vldrbq_s32(x1), 20)), gmo);
+    raw = vaddq_s32(raw, vshrq_n_s32(raw, 31));
+    raw = vaddq_n_s32(vrshlq_n_s32(raw, gne), gzp);
+    raw = vshrq_n_s32(vqshlq_n_s32(raw, 24), 24);
+    return vldrbq_gather_offset_s32(lut, vreinterpretq_u32_s32(raw));
+}
+
+/* el_lstm_cell_s8 on Helium, 4 units a vector (n >= 4; a last partial vector over units
+ * n - 4 .. n - 1): the gates, then the cell. The tables are byte
+ * gathers from their entry 128 with the signed int8 codes as offsets (the gather's address is
+ * base + offset modulo 2^32). Every parameter in a local first: int8 stores may alias *p. */
+static void el_cell_mve(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2,
+                        int8_t *gates, const int8_t *const *seg, const int8_t *const *walk,
+                        int8_t *c_out, int8_t *h, int n)
+{
+    const int32_t gmo = p->gate_mo, gne = EL_KEO_NE(p->gate_keo);
+    const int32_t gzp = EL_KEO_ZP(p->gate_keo), ga = p->gate_a;
+    const int32x4_t gb = vdupq_n_s32(p->gate_b);
+    const int8_t *gr = p->gate_r;
+    const int32_t a1 = p->mul_a[0] >> 1, a2 = p->mul_a[1], am = p->mul_a[2];
+    const int32_t ane = EL_KEO_NE(p->mul_a[3]), azp = EL_KEO_ZP(p->mul_a[3]);
+    const int32_t b1 = p->mul_b[0] >> 1, b2 = p->mul_b[1], bm = p->mul_b[2];
+    const int32_t bne = EL_KEO_NE(p->mul_b[3]), bzp = EL_KEO_ZP(p->mul_b[3]);
+    const int32_t o1 = p->mul_o[0] >> 1, o2 = p->mul_o[1], om = p->mul_o[2];
+    const int32_t one = EL_KEO_NE(p->mul_o[3]), ozp = EL_KEO_ZP(p->mul_o[3]);
+    const int32_t dc1 = p->add[0], dh2 = p->add[1] >> 1, dm2 = p->add[2], tne = -p->add[3] - 1;
+    const int32_t dmo = p->add[4], dne = EL_KEO_NE(p->add[5]), dzp = EL_KEO_ZP(p->add[5]);
+    const int8_t *tc = p->lut_c;
+    const int8_t *w0 = walk[0], *w1 = walk[1], *w2 = walk[2], *w3 = walk[3], *w4 = walk[4];
+    const int r = n & 3;
+    int s, j, cnt = n >> 2, tail = r;
+    for (s = 0; s < 4; ++s) {
+        const int8_t *lut = seg[s];
+        mve_pred16_t pr = vpnot(vctp32q(4 - (uint32_t)r)); /* the last r lanes */
+        for (j = 0; j + 4 <= n; j += 4, x1 += 4, x2 += 4, gates += 4) {
+            vstrbq_s32(gates, el_gate_v(x1, x2, gr, gb, ga, gmo, gne, gzp, lut));
+        }
+        if (r) { /* n - 4 .. n - 1; `gates` may be x1 or x2: only the lanes not yet written */
+            x1 += r - 4;
+            x2 += r - 4;
+            gates += r - 4;
+            vstrbq_p_s32(gates, el_gate_v(x1, x2, gr, gb, ga, gmo, gne, gzp, lut), pr);
+            x1 += 4;
+            x2 += 4;
+            gates += 4;
+        }
+    }
+    for (;;) {
+        for (j = cnt; j > 0; --j, w0 += 4, w1 += 4, w2 += 4, w3 += 4, w4 += 4, c_out += 4, h += 4) {
+            const int32x4_t a =
+                el_cell_mul_v(a1, a2, am, ane, azp, vldrbq_s32(w0), vldrbq_s32(w1));
+            const int32x4_t b =
+                el_cell_mul_v(b1, b2, bm, bne, bzp, vldrbq_s32(w2), vldrbq_s32(w3));
+            /* the cell ADD: (a << 19) + c1, and tie_away(SMMULR(c2 + (b << 21), m2), e2)
+             * halved with rounding up, one VRSHL by -(e2 + 1) */
+            int32x4_t t = vqrdmulhq_n_s32(vaddq_n_s32(vshlq_n_s32(b, 20), dh2), dm2);
+            int32x4_t cn;
+            t = vrshlq_n_s32(vaddq_s32(t, vshrq_n_s32(t, 31)), tne);
+            t = vaddq_s32(vaddq_n_s32(vshlq_n_s32(a, 19), dc1), t);
+            cn = vqrdmulhq_n_s32(t, dmo);
+            cn = vaddq_s32(cn, vshrq_n_s32(cn, 31));
+            cn = vaddq_n_s32(vrshlq_n_s32(cn, dne), dzp);
+            cn = vshrq_n_s32(vqshlq_n_s32(cn, 24), 24);
+            vstrbq_s32(c_out, cn);
+        }
+        /* h = o * tanh(c) in a second pass over the same units: fewer live parameters */
+        {
+            const int8_t *cp = c_out - 4 * cnt, *op = w4 - 4 * cnt;
+            int8_t *hp = h - 4 * cnt;
+            for (j = cnt; j > 0; --j, cp += 4, op += 4, hp += 4) {
+                const int32x4_t cv = vldrbq_s32(cp);
+                vstrbq_s32(hp, el_cell_mul_v(o1, o2, om, one, ozp, vldrbq_s32(op),
+                                             vldrbq_gather_offset_s32(
+                                                 tc, vreinterpretq_u32_s32(cv))));
+            }
+        }
+        if (!tail) {
+            break;
+        }
+        /* the last r units: once more over units n - 4 .. n - 1 (the inputs are not the
+         * outputs, so the units done twice get the same bytes) */
+        w0 += r - 4;
+        w1 += r - 4;
+        w2 += r - 4;
+        w3 += r - 4;
+        w4 += r - 4;
+        c_out += r - 4;
+        h += r - 4;
+        cnt = 1;
+        tail = 0;
+    }
 }
 #endif
 
@@ -968,7 +1283,21 @@ void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2
             seg[s] = offs[k] == s * n ? luts[k] : seg[s];
         }
     }
-#if EL_USE_DSP
+    walk[0] = p->a_is_ig ? gi : gf; /* MUL A's operands (gate first), then MUL B's */
+    walk[1] = p->a_is_ig ? gg : c;
+    walk[2] = p->a_is_ig ? gf : gi;
+    walk[3] = p->a_is_ig ? c : gg;
+    walk[4] = gates + p->off_o;
+    walk[5] = c_out;
+    walk[6] = h;
+    walk[7] = h + n;
+#if EL_USE_MVE
+    (void)j;
+    if (n >= 4) {
+        el_cell_mve(p, x1, x2, gates, seg, walk, c_out, h, n);
+    }
+#else
+#if EL_CELL_DSP
     if (n > 0 && n % 2 == 0) { /* 32-bit pointers */
         const int32_t q[11] = {(int32_t)p->gate_r, p->gate_mo,       p->gate_keo,
                                p->gate_a,          p->gate_b,        n,
@@ -986,15 +1315,7 @@ void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2
             }
         }
     }
-    walk[0] = p->a_is_ig ? gi : gf; /* MUL A's operands (gate first), then MUL B's */
-    walk[1] = p->a_is_ig ? gg : c;
-    walk[2] = p->a_is_ig ? gf : gi;
-    walk[3] = p->a_is_ig ? c : gg;
-    walk[4] = gates + p->off_o;
-    walk[5] = c_out;
-    walk[6] = h;
-    walk[7] = h + n;
-#if EL_USE_DSP
+#if EL_CELL_DSP
     if (n > 0) {
         el_cell_dsp(p, walk);
     }
@@ -1009,6 +1330,7 @@ void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2
         c_out[j] = (int8_t)cn;
         h[j] = (int8_t)el_cell_mul(p->mul_o, walk[4][j], p->lut_c[cn]);
     }
+#endif
 #endif
 }
 

@@ -61,11 +61,38 @@ void el_fc_s8_fast(const int8_t *x, int cols, int cols_pad, const int8_t *stream
 /* The same layer for a Helium core (an engine exported with --core m55): `stream` holds per
  * 4-row block the bias (4 x int32), then per 16 columns the 4 rows' 16 signed int8 weights
  * (cols_pad a multiple of 8: a last tile of 8 columns holds 4 x 8), the multipliers (4 x int32)
- * and e - 1 (4 x int8). One VMLADAVA
- * per row and 16 columns with MVE, portable C elsewhere; `single` selects LiteRT BUILTIN_REF's
- * rounding (EL_FC_SINGLE_ROUND), else TFLite Micro's. xs: scratch of at least cols_pad bytes. */
-void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
-                   int32_t out_zp, int16_t *xs, int8_t *y, int single);
+ * and -e (4 x int8, e = e1 + 1 the right shift). One VMLADAVA per row and 16 columns with MVE,
+ * portable C elsewhere; `single` selects LiteRT BUILTIN_REF's rounding (EL_FC_SINGLE_ROUND),
+ * else TFLite Micro's. xs: scratch of at least cols_pad + 16 bytes; stream word-aligned. */
+void el_fc_s8_rows_dr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                      int32_t out_zp, int16_t *xs, int8_t *y);
+void el_fc_s8_rows_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                      int32_t out_zp, int16_t *xs, int8_t *y);
+/* the same for cols_pad == 64 / cols_pad == 8 only */
+void el_fc_s8_rows_dr64(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                        int32_t out_zp, int16_t *xs, int8_t *y);
+void el_fc_s8_rows_sr64(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                        int32_t out_zp, int16_t *xs, int8_t *y);
+void el_fc_s8_rows_dr8(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                       int32_t out_zp, int16_t *xs, int8_t *y);
+void el_fc_s8_rows_sr8(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
+                       int32_t out_zp, int16_t *xs, int8_t *y);
+/* one entry per rounding and width class, picked here from the generated call's constants, so
+ * that a link keeps only the loops it calls */
+static inline void el_fc_s8_rows(const int8_t *x, int cols, int cols_pad, const int8_t *stream,
+                                 int rows, int32_t out_zp, int16_t *xs, int8_t *y, int single)
+{
+    if (cols_pad == 64) {
+        (single ? el_fc_s8_rows_sr64 : el_fc_s8_rows_dr64)(x, cols, cols_pad, stream, rows,
+                                                           out_zp, xs, y);
+    } else if (cols_pad == 8) {
+        (single ? el_fc_s8_rows_sr8 : el_fc_s8_rows_dr8)(x, cols, cols_pad, stream, rows, out_zp,
+                                                         xs, y);
+    } else {
+        (single ? el_fc_s8_rows_sr : el_fc_s8_rows_dr)(x, cols, cols_pad, stream, rows, out_zp,
+                                                       xs, y);
+    }
+}
 
 /* el_fc_s8_fast with LiteRT BUILTIN_REF's single rounding (EL_FC_SINGLE_ROUND) */
 void el_fc_s8_fast_sr(const int8_t *x, int cols, int cols_pad, const int8_t *stream, int rows,
@@ -147,6 +174,8 @@ typedef struct {
     int32_t gate_a, gate_b;
 } el_lstm_cell_t;
 
+/* On Helium (EL_USE_MVE) 4 units a vector and n >= 4 (n < 4 does nothing there; the generator
+ * fuses such a cell for other cores only). */
 void el_lstm_cell_s8(const el_lstm_cell_t *p, const int8_t *x1, const int8_t *x2,
                      const int8_t *c, int8_t *gates, int8_t *c_out, int8_t *h, int n);
 

@@ -129,11 +129,10 @@ def _other(op: Op, idx: int) -> int | None:
 
 
 def match_cells(lw: Lowering) -> dict[int, LstmCell]:
-    """Every fusable LSTM cell, keyed by its gate ADD's op index (SPLIT views planned). None
-    for a Helium export: there the vectorized separate kernels are faster (qemu M55 count); none
-    for the native runtime's build, whose recurrent FC fuses the gates' ADD instead
-    (`fuse_fc_add`, measured on x86)."""
-    if lw.isa == "mve" or lw.fuse_fc_add:
+    """Every fusable LSTM cell, keyed by its gate ADD's op index (SPLIT views planned; a Helium
+    export runs the kernel's 4-lane vector loops). None for the native runtime's build, whose
+    recurrent FC fuses the gates' ADD instead (`fuse_fc_add`, measured on x86)."""
+    if lw.fuse_fc_add:
         return {}
     g = lw.g
     users: dict[int, list[Op]] = {}
@@ -164,8 +163,8 @@ def match_cells(lw: Lowering) -> dict[int, LstmCell]:
         if len(parts) != 4 or not all(lw.views.get(o, (None,))[0] == y for o in parts):
             continue
         n = lw.t(parts[0]).numel
-        if any(lw.t(o).numel != n for o in parts):
-            continue
+        if any(lw.t(o).numel != n for o in parts) or (lw.isa == "mve" and n < 4):
+            continue  # (Helium's vector loops want 4 units or more)
         acts = {}
         for o in parts:
             u = users.get(o, [])

@@ -132,6 +132,7 @@ def _fc_s8(lw: Lowering, op: Op, prm: FCParams) -> list[str]:
     rows, cols, cp, rq = prm.rows, prm.cols, prm.cols_pad, prm.requant
     lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
     if rq.e_minus_1 and lw.isa == "mve":  # no paired-row bound: plain signed weights
+        lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp + 8)  # + the 16-byte "x x"
         stream = fc_rows_stream(prm.weights, prm.bias, rq.mult, rq.shift)
         sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc row tiles")
         return [
@@ -207,7 +208,7 @@ def fc_rows_stream(
 ) -> np.ndarray:
     """el_fc_s8_rows' byte stream (Helium): per 4-row block the bias (int32 LE), per 16 columns
     the 4 rows' 16 int8 weights (a last tile of 8 columns when C % 16 == 8), the multipliers
-    (int32 LE) and e - 1 (int8). wpad [R, C] with R % 4 == 0 and C % 8 == 0."""
+    (int32 LE) and -e (int8; e = e1 + 1, the right shift). wpad [R, C] with R % 4 == 0 and C % 8 == 0."""
     rp, cp = wpad.shape
     w8 = wpad.astype(np.int8)
     parts = []
@@ -219,7 +220,7 @@ def fc_rows_stream(
             np.asarray(bias[rows], np.int64).astype("<i4").view(np.int8),
             *tiles,
             np.asarray(mult[rows], np.int64).astype("<i4").view(np.int8),
-            np.asarray(e1[rows], np.int64).astype(np.int8),
+            -np.asarray(e1[rows], np.int64).astype(np.int8) - 1,  # -e: one VRSHL
         ]
     return np.concatenate(parts)
 
