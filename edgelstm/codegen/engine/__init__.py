@@ -156,8 +156,10 @@ def generate(
         source = ModelFile(source_file or f"{name}.tflite", bytes(model))
     step, art, seq = _resolve_step(source, m, files or {})
     graph = load_graph(step.data, step.name)
-    if (art and art.quantization == Quantization.INT16X8) or any(
-        t.dtype == "int16" for t in graph.tensors
+    # int16 tensors of an int8 model are its LSTM cells (tflite.cell16): lowered (lower.int16)
+    if (art and art.quantization == Quantization.INT16X8) or (
+        art is None and any(t.dtype == "int16" and t.data is None for t in graph.tensors)
+        and not any(t.dtype == "int8" and t.data is None for t in graph.tensors)
     ):
         sibling = step.name.replace("int16x8", "int8")
         raise UnsupportedLayerError(

@@ -99,8 +99,9 @@ def build_interface(
         ):
             raise BadInputError(f"state '{nm}' and '{out}' differ in dtype, size or quantization")
         value = float(reset_values.get(nm, 0.0))
-        if t.dtype == "int8":
-            raw = int(np.clip(round(value / t.scale) + t.zp, -128, 127)) if t.scale else t.zp
+        if t.dtype in ("int8", "int16"):  # (int16: an LSTM's cell state, tflite.cell16)
+            info = np.iinfo(np.int8 if t.dtype == "int8" else np.int16)
+            raw = int(np.clip(round(value / t.scale) + t.zp, info.min, info.max)) if t.scale else t.zp
             reset: list[int | float] = [raw] * t.numel
         else:
             reset = [value] * t.numel

@@ -100,7 +100,7 @@ SECTIONS
 
 FLOAT_TOL = 1e-4  # max |C - LiteRT| for float32, relative to max(1, |LiteRT|)
 QEMU_TIMEOUT = 300.0
-_NP = {"float32": np.float32, "int8": np.int8, "int32": np.int32}
+_NP = {"float32": np.float32, "int8": np.int8, "int16": np.int16, "int32": np.int32}
 
 
 @dataclass
