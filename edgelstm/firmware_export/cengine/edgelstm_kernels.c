@@ -1483,6 +1483,16 @@ static int16_t el_clamp16(int32_t v)
     return (int16_t)(v < -32768 ? -32768 : (v > 32767 ? 32767 : v));
 }
 
+/* x * m * 2^shift / 2^31 rounded once, half away from zero: LiteRT BUILTIN_REF's int16 MUL
+ * (measured op by op against it; TFLite Micro's rounds twice, el_mbqm) */
+static int32_t el_mbqm_away(int32_t x, int32_t m, int32_t shift)
+{
+    const int total = 31 - shift;
+    const int64_t a = (int64_t)(x < 0 ? -(int64_t)x : x) * (int64_t)m + ((int64_t)1 << (total - 1));
+    const int32_t r = (int32_t)(a >> total);
+    return x < 0 ? -r : r;
+}
+
 /* MultiplyByQuantizedMultiplier for an int64 accumulator (the int16x8 kernels' form) */
 static int32_t el_mbqm64(int64_t x, int32_t m, int32_t shift)
 {
@@ -1492,8 +1502,15 @@ static int32_t el_mbqm64(int64_t x, int32_t m, int32_t shift)
     return (int32_t)(r >> total);
 }
 
+/* the same with the full multiplier, rounding once (LiteRT BUILTIN_REF's int16x8 FC) */
+static int32_t el_mbqm64_sr(int64_t x, int32_t m, int32_t shift)
+{
+    const int total = 31 - shift;
+    return (int32_t)((x * (int64_t)m + ((int64_t)1 << (total - 1))) >> total);
+}
+
 void el_fc_s16x8(const int16_t *x, const int8_t *w, const int64_t *bias, const int32_t *mult,
-                 const int32_t *shift, int nmult, int rows, int cols, int16_t *y)
+                 const int32_t *shift, int nmult, int rows, int cols, int16_t *y, int single)
 {
     int r, c;
     for (r = 0; r < rows; ++r) {
@@ -1503,7 +1520,8 @@ void el_fc_s16x8(const int16_t *x, const int8_t *w, const int64_t *bias, const i
         for (c = 0; c < cols; ++c) {
             acc += (int32_t)wr[c] * (int32_t)x[c];
         }
-        y[r] = el_clamp16(el_mbqm64(acc, mult[k], shift[k]));
+        y[r] = el_clamp16(single ? el_mbqm64_sr(acc, mult[k], shift[k])
+                                 : el_mbqm64(acc, mult[k], shift[k]));
     }
 }
 
@@ -1525,12 +1543,13 @@ void el_addsub_s16(const el_addsub_s8_t *p, int sign, const int16_t *x1, int ste
 }
 
 void el_mul_s16(const el_mul_s8_t *p, const int16_t *x1, int step1, const int16_t *x2,
-                int step2, int16_t *y, int n)
+                int step2, int16_t *y, int n, int single)
 {
     int i;
     for (i = 0; i < n; ++i) {
         const int32_t prod = (p->in1_off + *x1) * (p->in2_off + *x2);
-        const int32_t o = el_mbqm(prod, p->out_mult, p->out_shift) + p->out_off;
+        const int32_t o = (single ? el_mbqm_away(prod, p->out_mult, p->out_shift)
+                                  : el_mbqm(prod, p->out_mult, p->out_shift)) + p->out_off;
         y[i] = (int16_t)(o < p->act_min ? p->act_min : (o > p->act_max ? p->act_max : o));
         x1 += step1;
         x2 += step2;

@@ -129,7 +129,8 @@ def _fc_s8(lw: Lowering, op: Op, prm: FCParams) -> list[str]:
     w = lw.t(op.inputs[1])
     k, p = op.index, lw.name
     rows, cols, cp, rq = prm.rows, prm.cols, prm.cols_pad, prm.requant
-    lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
+    if not (rq.e_minus_1 and lw.isa != "mve" and rows <= SMALL_ROWS):  # (el_fc_s8_small: no xs)
+        lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
     if rq.e_minus_1 and lw.isa == "mve":  # no paired-row bound: plain signed weights
         stream = fc_rows_stream(prm.weights, prm.bias, rq.mult, rq.shift)
         sn = lw.add_const("int8_t", f"{p}_w{k}", stream, f"'{w.name}' {w.shape} fc row tiles")

@@ -62,7 +62,7 @@ def fc_s16x8(lw: Lowering, op: Op) -> list[str]:
     lw.prog.macs += rows * cols
     return [
         f"el_fc_s16x8({lw.ref(op.inputs[0], True)}, {wn}, {bn}, {mn}, {sn}, {len(ws)}, {rows}, "
-        f"{cols}, {lw.ref(op.outputs[0])});"
+        f"{cols}, {lw.ref(op.outputs[0])}, {int(lw.single_round)});"
     ]
 
 
@@ -77,7 +77,7 @@ def binary_s16(lw: Lowering, op: Op) -> list[str]:
     if op.name == "MUL":
         m, s = quant.quantize_multiplier(a.scale * b.scale / y.scale)
         lw.add_struct(pn, MulS8(0, 0, 0, m, s, -32768, 32767))
-        return [f"el_mul_s16(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n});"]
+        return [f"el_mul_s16(&{pn}, {ra}, {sa}, {rb}, {sb}, {ry}, {n}, {int(lw.single_round)});"]
     twice_max = 2.0 * max(a.scale, b.scale)
     m1, s1 = quant.quantize_multiplier(a.scale / twice_max)
     m2, s2 = quant.quantize_multiplier(b.scale / twice_max)
