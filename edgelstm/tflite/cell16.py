@@ -216,19 +216,19 @@ def int16_lstm_cells(data: bytes, c_max: dict[str, float]) -> tuple[bytes, list[
             fc_ins[0] = len(sg.tensors) - 1
             if len(fc_ins) > 2 and fc_ins[2] >= 0:
                 b32 = T[fc_ins[2]]
-                b64 = copy.deepcopy(b32)
-                b64.name = b32.name + b"/int64"
+                wide = np.frombuffer(bytes(model.buffers[b32.buffer].data), np.int32)
+                shared = sum(int(t) == fc_ins[2] for o in ops for t in o.inputs) > 1
+                if shared:  # another op reads the int32 bias: the int64 one is a copy
+                    b64 = copy.deepcopy(b32)
+                    b64.name = b32.name + b"/int64"
+                    model.buffers.append(fb.BufferT())
+                    b64.buffer = len(model.buffers) - 1
+                    sg.tensors.append(b64)
+                    fc_ins[2] = len(sg.tensors) - 1
+                else:  # widened in place: no int32 copy left behind
+                    b64 = b32
                 b64.type = fb.TensorType.INT64
-                buf = fb.BufferT()
-                buf.data = (
-                    np.frombuffer(bytes(model.buffers[b32.buffer].data), np.int32)
-                    .astype(np.int64)
-                    .view(np.uint8)
-                )
-                model.buffers.append(buf)
-                b64.buffer = len(model.buffers) - 1
-                sg.tensors.append(b64)
-                fc_ins[2] = len(sg.tensors) - 1
+                model.buffers[b64.buffer].data = wide.astype(np.int64).view(np.uint8)
             ops[f].inputs = fc_ins
             _set_int16(T[out(f)], _pow2_scale(_int8_abs_max(T[out(f)])))
         _set_int16(T[z], z_scale)

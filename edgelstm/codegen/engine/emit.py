@@ -101,7 +101,9 @@ def build_interface(
         value = float(reset_values.get(nm, 0.0))
         if t.dtype in ("int8", "int16"):  # (int16: an LSTM's cell state, tflite.cell16)
             info = np.iinfo(np.int8 if t.dtype == "int8" else np.int16)
-            raw = int(np.clip(round(value / t.scale) + t.zp, info.min, info.max)) if t.scale else t.zp
+            raw = (
+                int(np.clip(round(value / t.scale) + t.zp, info.min, info.max)) if t.scale else t.zp
+            )
             reset: list[int | float] = [raw] * t.numel
         else:
             reset = [value] * t.numel
