@@ -52,7 +52,14 @@ class Interface:
 
     @property
     def state_bytes(self) -> int:
-        return sum(s.nbytes for s in self.states)
+        """sizeof the state struct: each field at its type's alignment (an int8 h of odd length
+        pads before an int16 c), the whole rounded to the widest."""
+        off, widest = 0, 1
+        for s in self.states:
+            align = {"float32": 4, "int32": 4, "int16": 2}.get(s.dtype, 1)
+            off = -(-off // align) * align + s.nbytes
+            widest = max(widest, align)
+        return -(-off // widest) * widest if self.states else 0
 
 
 def kernel_sources() -> dict[str, str]:

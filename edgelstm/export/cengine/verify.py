@@ -359,7 +359,7 @@ def _parse(text: str, ifc: Interface, inputs: Inputs) -> dict[str, Any]:
     info: dict[str, Any] = {}
     offsets, off = [], 0
     for f in ifc.states:
-        align = 4 if f.dtype in ("float32", "int32") else 1
+        align = {"float32": 4, "int32": 4, "int16": 2}.get(f.dtype, 1)
         off = -(-off // align) * align
         offsets.append(off)
         off += f.nbytes
