@@ -6,12 +6,12 @@ char-lm (LSTM(128), |c| up to 5, gate pre-activations up to 11) that misses the 
 max probability error 0.12-0.16 (fake-quantizing one tensor at a time in the float step math,
 64 windows: the gate pre-activation alone 0.072, the cell state and its products 0.051; int16
 cell state alone still 0.145; int16 gates and cell 0.038). `int16_lstm_cells` rewrites each cell
-as the fused op computes it: the two gate FULLY_CONNECTEDs keep their int8 inputs and weights and
-write int16 (as int16x8 FCs: LiteRT has no int8-in, int16-out FC; a QUANTIZE widens the int8
-input exactly, at its own scale), and everything up to h (ADD, SPLIT, LOGISTIC, TANH, MUL, the cell state ADD, the
-state input and output c) is int16 with power-of-two scales and zero point 0; a QUANTIZE turns h
-back into the int8 tensor the rest of the graph (and the h state) reads. The c state's range
-comes from the float cell's |c| on the calibration data, like the fused op's cell
+as the fused op computes it: the two gate FULLY_CONNECTEDs keep their int8 weights and write
+int16 (as int16x8 FCs: LiteRT has no int8-in, int16-out FC; a QUANTIZE widens each int8 input
+exactly, at its own scale), and everything up to h (ADD, SPLIT, LOGISTIC, TANH, MUL, the cell
+state ADD, the state input and output c) is int16 with power-of-two scales and zero point 0; a
+QUANTIZE turns h back into the int8 tensor the rest of the graph (and the h state) reads. The c
+state's range comes from the float cell's |c| on the calibration data, like the fused op's cell
 (`passes.widen_lstm_cell_range`); the gate pre-activations' from the converter's int8 ranges.
 """
 
@@ -259,9 +259,11 @@ def int16_lstm_cells(data: bytes, c_max: dict[str, float]) -> tuple[bytes, list[
         q.outputs = [h8]
         after[cell.mul_h] = q
         for a in [cell.gate_add, cell.cell_add]:
-            opt = ops[a].builtinOptions
-            if opt is not None and hasattr(opt, "potScaleInt16"):
-                opt.potScaleInt16 = False
+            # general int16 scales: without options LiteRT's ADD takes the power-of-two path
+            if ops[a].builtinOptions is None:
+                ops[a].builtinOptionsType = fb.BuiltinOptions.AddOptions
+                ops[a].builtinOptions = fb.AddOptionsT()
+            ops[a].builtinOptions.potScaleInt16 = False
         notes.append(
             f"{name}: the cell state is int16 (+-{32768 * c_scale:.3g}; the float cell reaches "
             f"|c| = {want:.3g} on the calibration data), and so are the gates (int16x8 "
