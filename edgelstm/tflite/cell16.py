@@ -164,6 +164,38 @@ def _set_int16(t: Any, scale: float) -> None:
     t.quantization = q
 
 
+def _per_tensor_weights(model: Any, ops: list[Any], fc_ins: list[int]) -> None:
+    """Requantize a per-channel int8 weight matrix (and its int64 bias) to one scale, the rows'
+    largest: CMSIS-NN's int16x8 FULLY_CONNECTED (TFLite Micro on Cortex-M) takes per-tensor
+    weights only. Each row keeps its values to within half a step of the new scale."""
+    sg = model.subgraphs[0]
+    w = sg.tensors[fc_ins[1]]
+    ws = np.asarray(w.quantization.scale, np.float64)
+    if len(ws) <= 1:
+        return
+    if sum(int(t) == fc_ins[1] for o in ops for t in o.inputs) > 1:  # shared: edit a copy
+        w2 = copy.deepcopy(w)
+        model.buffers.append(copy.deepcopy(model.buffers[w.buffer]))
+        w2.buffer = len(model.buffers) - 1
+        sg.tensors.append(w2)
+        fc_ins[1], w = len(sg.tensors) - 1, w2
+    top = float(ws.max())
+    ratio = ws / top
+    q = np.frombuffer(bytes(model.buffers[w.buffer].data), np.int8).reshape(len(ws), -1)
+    q = np.clip(np.round(q * ratio[:, None]), -127, 127).astype(np.int8)
+    model.buffers[w.buffer].data = q.reshape(-1).view(np.uint8)
+    w.quantization.scale = [np.float32(top)]
+    w.quantization.zeroPoint = [0]
+    w.quantization.quantizedDimension = 0
+    if len(fc_ins) > 2 and fc_ins[2] >= 0:  # the int64 bias, at input scale x weight scale
+        b = sg.tensors[fc_ins[2]]
+        v = np.frombuffer(bytes(model.buffers[b.buffer].data), np.int64)
+        model.buffers[b.buffer].data = np.round(v * ratio).astype(np.int64).view(np.uint8)
+        in_scale = float(b.quantization.scale[0]) / float(ws[0])
+        b.quantization.scale = [np.float32(in_scale * top)]
+        b.quantization.zeroPoint = [0]
+
+
 def int16_lstm_cells(data: bytes, c_max: dict[str, float]) -> tuple[bytes, list[str]]:
     """Rewrite every int8 step model's LSTM cell to int16 gates and cell state (module doc).
 
@@ -229,6 +261,7 @@ def int16_lstm_cells(data: bytes, c_max: dict[str, float]) -> tuple[bytes, list[
                     b64 = b32
                 b64.type = fb.TensorType.INT64
                 model.buffers[b64.buffer].data = wide.astype(np.int64).view(np.uint8)
+            _per_tensor_weights(model, ops, fc_ins)
             ops[f].inputs = fc_ins
             _set_int16(T[out(f)], _pow2_scale(_int8_abs_max(T[out(f)])))
         _set_int16(T[z], z_scale)
