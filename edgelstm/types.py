@@ -268,6 +268,7 @@ class ConvertConfig:
     verify_data: str | None = None  # held-out sequences for the parity check (.npy/.npz)
     calibration_stream: str | None = None  # one long stream [L, D] / [L] for step-state ranges
     example_input_shape: tuple[int, ...] | None = None  # .pt sources: the shape to export with
+    int16_cell: bool = True  # int8 step models: LSTM gates and cell state in int16 (tflite.cell16)
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,14 @@ CORE_PARAMS = [
 ]
 
 
-def _convert(model: Path, outdir: Path, calibration: Path, *, sequence: bool = False) -> dict:
+def _convert(
+    model: Path, outdir: Path, calibration: Path, *, sequence: bool = False, int16_cell: bool = True
+) -> dict:
     from edgelstm.convert import ConvertConfig, convert_model
     from edgelstm.types import Quantization, Variant
 
     cfg = ConvertConfig(
+        int16_cell=int16_cell,
         variants=None if sequence else [Variant.STEP],
         quantizations=[Quantization.FLOAT, Quantization.INT8],
         calibration=str(calibration),
@@ -94,7 +97,11 @@ def converted(
     def get(kind: str) -> tuple[Path, dict]:
         if kind not in cache:
             out = root / kind
-            cache[kind] = (out, _convert(keras_model_file(kind), out, calibration_file))
+            # int8 LSTM cells (--int8-lstm-cell int8): these models exercise the int8 kernels
+            # (el_lstm_cell_s8, the DSP FC paths); the zoo models run the int16 cell's
+            cache[kind] = (
+                out, _convert(keras_model_file(kind), out, calibration_file, int16_cell=False)
+            )  # fmt: skip
         return cache[kind]
 
     return get
@@ -157,6 +164,14 @@ def test_zoo_recipe_host_parity(zoo_converted, tmp_path: Path, recipe: str) -> N
             rounding=rounding,
         )
         _check_parity(result, "host", quant, rounding)
+        src = (tmp_path / f"{quant}_{rounding}" / "zoo_model.c").read_text()
+        lstm = recipe != "temporal-order-gru"
+        if quant == "int8":  # an LSTM's cell in int16 (tflite.cell16): its kernels, no int8 cell
+            assert ("el_fc_s16x8(" in src and "el_act_s16(" in src) is lstm, recipe
+            assert "el_lstm_cell_s8(" not in src or not lstm, recipe
+            if lstm:
+                states = {s["field"]: s["dtype"] for s in result["states"]}
+                assert states == {"state0_h": "int8", "state0_c": "int16"}, states
 
 
 def _have_arm() -> bool:

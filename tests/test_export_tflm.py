@@ -325,8 +325,10 @@ def test_step_model_tflm_matches_litert(kind: str, tflm_models, tflm_exports) ->
     lt_out = lt.get_output_details()
     x_t = next(t for t in info.inputs if t.name == "x")
     y_i = next(t.index for t in info.outputs if t.name == "y")
-    np_dtype = np.dtype(x_t.dtype)
-    state = {s["input_index"]: np.full(s["shape"], s["reset_raw"], dtype=np_dtype) for s in states}
+    state = {  # each state in its own dtype (an int8 LSTM's c is int16: tflite.cell16)
+        s["input_index"]: np.full(s["shape"], s["reset_raw"], dtype=np.dtype(s["dtype"]))
+        for s in states
+    }
     lt_state = dict(state)
     rng = np.random.default_rng(5)
     # raw units: the carried state may drift; int16 kernels differ by up to 3 LSB of 65536

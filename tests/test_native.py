@@ -241,6 +241,7 @@ def stacked_int8(
         calibration_samples=32,
         verify_samples=4,
         verify_fail=False,
+        int16_cell=False,  # the int8 cell (--int8-lstm-cell int8): the int8 FC + gates kernels
     )
     convert_model(keras_model_file("lstm"), out, cfg)
     return next(out.glob("*_step_int8.tflite"))

@@ -135,6 +135,14 @@ COUNT = _Count()
     "--allow-unfused", is_flag=True, help="Keep a sequence model whose LSTM did not fuse."
 )
 @click.option(
+    "--int8-lstm-cell",
+    type=click.Choice(["int16", "int8"]),
+    default="int16",
+    show_default=True,
+    help="int8 step models: run each LSTM cell's gates and cell state in int16 (the fused op's "
+    "8x8->16 scheme), or all in int8 (smaller, faster on int8-only kernels, less accurate).",
+)
+@click.option(
     "--no-verify-fail", is_flag=True, help="Report parity beyond the bound instead of failing."
 )
 @click.option(
@@ -160,6 +168,7 @@ def convert(
     float_io: bool,
     unsafe: bool,
     allow_unfused: bool,
+    int8_lstm_cell: str,
     no_verify_fail: bool,
     seed: int,
     as_json: bool,
@@ -184,6 +193,7 @@ def convert(
         verify_data=str(verify_data) if verify_data else None,
         calibration_stream=str(calibration_stream) if calibration_stream else None,
         example_input_shape=example_input_shape,
+        int16_cell=int8_lstm_cell == "int16",
     )
     stage = ["loading the model"]
     beat = _Heartbeat(app)

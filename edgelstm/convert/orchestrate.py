@@ -47,6 +47,7 @@ from edgelstm.errors import (
     UnsupportedLayerError,
     VerificationError,
 )
+from edgelstm.tflite.cell16 import int16_lstm_cells
 from edgelstm.tflite.passes import requantize_int16_fc_bias, run_passes, widen_lstm_cell_range
 from edgelstm.tflite_info import read_tflite
 from edgelstm.types import STEP_OUTPUT, Artifact, ConvertConfig, Manifest, Quantization, Variant
@@ -222,6 +223,7 @@ def convert(
     work = outdir_mod.new_workdir()
     try:
         jobs: list[isolate.ConvertJob] = []
+        state_max: dict[str, float] = {}  # step calibration: max |state| the float cell reaches
         for variant in variants:
             progress(f"building the {variant.value} graph")
             module = (
@@ -246,6 +248,11 @@ def convert(
                         streamed=_stream_is_deployment(ms, cfg),
                     )  # fmt: skip
                     np.savez(cal_file, **feeds)
+                    state_max = {
+                        k: float(np.max(np.abs(v)))
+                        for k, v in feeds.items()
+                        if k.startswith("state")
+                    }
             for quant in cfg.quantizations:
                 name = f"{stem}_{variant.value}_{quant.value}.tflite"
                 # The converter refuses 16x8 for the fused LSTM: convert to int8 into the work
@@ -285,6 +292,10 @@ def convert(
                 except UnsupportedLayerError as exc:
                     failures.append(f"{job.id}: {exc}")
                     continue
+            if variant == Variant.STEP and quant == Quantization.INT8 and cfg.int16_cell:
+                # Before POST_CONVERSION: the state ties then see int16 c in and out alike.
+                data, cell_notes = int16_lstm_cells(data, state_max)
+                tie_notes.extend(cell_notes)
             data, info, pass_notes = run_passes(data, variant, quant)  # tflite.passes, in order
             tie_notes.extend(pass_notes)
             if not via_int8:  # (the requantizer sized its cell and biases itself)

@@ -109,7 +109,10 @@ def _manifest_artifact(manifest: ManifestLike, file_name: str, size: int) -> Art
 
 def _quantization_guess(info: TFLiteInfo) -> str:
     """float / int8 / int16x8 / dynamic / float16 from I/O and weight dtypes (no manifest)."""
-    io = {t.dtype for t in info.inputs + info.outputs}
+    # (an int8 step model's LSTM cell state may be int16, tflite.cell16: x and y decide)
+    io = {t.dtype for t in info.inputs + info.outputs if not t.name.startswith("state")} or {
+        t.dtype for t in info.inputs + info.outputs
+    }
     if "int16" in io:
         return "int16x8"
     if "int8" in io or "uint8" in io:

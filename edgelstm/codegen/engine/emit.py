@@ -55,7 +55,14 @@ class Interface:
 
     @property
     def state_bytes(self) -> int:
-        return sum(s.nbytes for s in self.states)
+        """sizeof the state struct: each field at its type's alignment (an int8 h of odd length
+        pads before an int16 c), the whole rounded to the widest."""
+        off, widest = 0, 1
+        for s in self.states:
+            align = {"float32": 4, "int32": 4, "int16": 2}.get(s.dtype, 1)
+            off = -(-off // align) * align + s.nbytes
+            widest = max(widest, align)
+        return -(-off // widest) * widest if self.states else 0
 
 
 def kernel_sources() -> dict[str, str]:
@@ -107,8 +114,11 @@ def build_interface(
         ):
             raise BadInputError(f"state '{nm}' and '{out}' differ in dtype, size or quantization")
         value = float(reset_values.get(nm, 0.0))
-        if t.dtype == "int8":
-            raw = int(np.clip(round(value / t.scale) + t.zp, -128, 127)) if t.scale else t.zp
+        if t.dtype in ("int8", "int16"):  # (int16: an LSTM's cell state, tflite.cell16)
+            info = np.iinfo(np.int8 if t.dtype == "int8" else np.int16)
+            raw = (
+                int(np.clip(round(value / t.scale) + t.zp, info.min, info.max)) if t.scale else t.zp
+            )
             reset: list[int | float] = [raw] * t.numel
         else:
             reset = [value] * t.numel

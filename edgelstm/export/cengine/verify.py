@@ -100,7 +100,7 @@ SECTIONS
 
 FLOAT_TOL = 1e-4  # max |C - LiteRT| for float32, relative to max(1, |LiteRT|)
 QEMU_TIMEOUT = 300.0
-_NP = {"float32": np.float32, "int8": np.int8, "int32": np.int32}
+_NP = {"float32": np.float32, "int8": np.int8, "int16": np.int16, "int32": np.int32}
 
 
 @dataclass
@@ -366,7 +366,7 @@ def _parse(text: str, ifc: Interface, inputs: Inputs) -> dict[str, Any]:
     info: dict[str, Any] = {}
     offsets, off = [], 0
     for f in ifc.states:
-        align = 4 if f.dtype in ("float32", "int32") else 1
+        align = {"float32": 4, "int32": 4, "int16": 2}.get(f.dtype, 1)
         off = -(-off // align) * align
         offsets.append(off)
         off += f.nbytes

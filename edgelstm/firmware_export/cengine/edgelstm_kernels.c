@@ -1797,3 +1797,166 @@ int el_gather(const void *table, int n_rows, int row_bytes, const int32_t *idx, 
     }
     return EL_OK;
 }
+
+/* ---- int16 kernels (edgelstm.tflite.cell16): TFLite Micro's reference formulas ---- */
+
+static int16_t el_clamp16(int32_t v)
+{
+    return (int16_t)(v < -32768 ? -32768 : (v > 32767 ? 32767 : v));
+}
+
+/* x * m * 2^shift / 2^31 rounded once, half away from zero: LiteRT BUILTIN_REF's int16 MUL
+ * (measured op by op against it; TFLite Micro's rounds twice, el_mbqm) */
+static int32_t el_mbqm_away(int32_t x, int32_t m, int32_t shift)
+{
+    const int total = 31 - shift;
+    const int64_t a = (int64_t)(x < 0 ? -(int64_t)x : x) * (int64_t)m + ((int64_t)1 << (total - 1));
+    const int32_t r = (int32_t)(a >> total);
+    return x < 0 ? -r : r;
+}
+
+/* MultiplyByQuantizedMultiplier for an int64 accumulator (the int16x8 kernels' form) */
+static int32_t el_mbqm64(int64_t x, int32_t m, int32_t shift)
+{
+    const int32_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
+    const int total = 15 - shift;
+    const int64_t r = x * (int64_t)reduced + ((int64_t)1 << (total - 1));
+    return (int32_t)(r >> total);
+}
+
+/* the same with the full multiplier, rounding once (LiteRT BUILTIN_REF's int16x8 FC) */
+static int32_t el_mbqm64_sr(int64_t x, int32_t m, int32_t shift)
+{
+    const int total = 31 - shift;
+    return (int32_t)((x * (int64_t)m + ((int64_t)1 << (total - 1))) >> total);
+}
+
+void el_fc_s16x8(const int16_t *x, const int8_t *w, const int64_t *bias, const int32_t *mult,
+                 const int32_t *shift, int nmult, int rows, int cols, int16_t *y, int single)
+{
+    int r, c;
+    for (r = 0; r < rows; ++r) {
+        const int8_t *wr = w + (size_t)r * (size_t)cols;
+        const int k = nmult == 1 ? 0 : r;
+        int64_t acc = bias ? bias[r] : 0;
+        for (c = 0; c < cols; ++c) {
+            acc += (int32_t)wr[c] * (int32_t)x[c];
+        }
+        y[r] = el_clamp16(single ? el_mbqm64_sr(acc, mult[k], shift[k])
+                                 : el_mbqm64(acc, mult[k], shift[k]));
+    }
+}
+
+void el_addsub_s16(const el_addsub_s8_t *p, int sign, const int16_t *x1, int step1,
+                   const int16_t *x2, int step2, int16_t *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const int32_t a = el_mbqm((p->in1_off + *x1) * (1 << p->left_shift), p->in1_mult,
+                                  p->in1_shift);
+        const int32_t b = el_mbqm((p->in2_off + *x2) * (1 << p->left_shift), p->in2_mult,
+                                  p->in2_shift);
+        const int32_t v = el_mbqm(sign > 0 ? a + b : a - b, p->out_mult, p->out_shift);
+        const int32_t o = v + p->out_off;
+        y[i] = (int16_t)(o < p->act_min ? p->act_min : (o > p->act_max ? p->act_max : o));
+        x1 += step1;
+        x2 += step2;
+    }
+}
+
+void el_mul_s16(const el_mul_s8_t *p, const int16_t *x1, int step1, const int16_t *x2,
+                int step2, int16_t *y, int n, int single)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const int32_t prod = (p->in1_off + *x1) * (p->in2_off + *x2);
+        const int32_t o = (single ? el_mbqm_away(prod, p->out_mult, p->out_shift)
+                                  : el_mbqm(prod, p->out_mult, p->out_shift)) + p->out_off;
+        y[i] = (int16_t)(o < p->act_min ? p->act_min : (o > p->act_max ? p->act_max : o));
+        x1 += step1;
+        x2 += step2;
+    }
+}
+
+/* sigmoid(i / 24) in 0.16 fixed point: TFLite's sigmoid_table_uint16, value for value (it
+ * differs from round(65536 sigmoid(i / 24)) in 44 entries, so it is not recomputed) */
+static const uint16_t el_sigmoid_u16[256] = {
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149,
+    40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369,
+    47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169,
+    53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433,
+    57724, 58007, 58280, 58544, 58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370,
+    60565, 60753, 60935, 61110, 61279, 61441, 61599, 61750, 61896, 62036, 62172, 62302,
+    62428, 62549, 62666, 62778, 62886, 62990, 63090, 63186, 63279, 63368, 63454, 63536,
+    63615, 63691, 63765, 63835, 63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308,
+    64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786,
+    64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079,
+    65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234, 65246, 65258,
+    65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360, 65367,
+    65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474,
+    65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498,
+    65500, 65501, 65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513,
+    65514, 65515, 65516, 65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522,
+    65523, 65523, 65524, 65524, 65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528,
+    65528, 65528, 65529, 65529, 65529, 65529, 65530, 65530, 65530, 65530, 65531, 65531,
+    65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
+    65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534,
+    65534, 65534, 65534, 65535
+};
+
+void el_act_s16(int tanh, int32_t mult, int32_t left_shift, const int16_t *x, int16_t *y, int n)
+{
+    int i;
+    int32_t rnd;
+    if (mult == 0) { /* a power-of-two input scale */
+        mult = 3 << left_shift;
+        left_shift = 0;
+    }
+    rnd = left_shift > 0 ? 1 << (left_shift - 1) : 0;
+    for (i = 0; i < n; ++i) {
+        const int32_t v = ((int32_t)x[i] * mult + rnd) >> left_shift;
+        const uint32_t a = (uint32_t)(v < 0 ? -v : v);
+        if (tanh) {
+            const uint32_t uh = a >> 8;
+            int32_t r;
+            if (uh >= 255) {
+                r = 0xFFFF << 8;
+            } else {
+                const uint32_t ua = el_sigmoid_u16[uh], ub = el_sigmoid_u16[uh + 1];
+                r = (int32_t)((ua << 8) + (a & 0xFF) * (ub - ua));
+            }
+            r = v >= 0 ? (r - (1 << 23) + (1 << 7)) : (-r + (1 << 23) + (1 << 7) - 1);
+            y[i] = (int16_t)(r >> 8);
+        } else {
+            const uint32_t uh = a >> 9;
+            uint32_t r;
+            if (uh >= 255) {
+                r = 0x7FFFu << 10;
+            } else {
+                const uint32_t ua = el_sigmoid_u16[uh], ub = el_sigmoid_u16[uh + 1];
+                r = (ua << 9) + (a & 0x1FF) * (ub - ua);
+            }
+            r = v >= 0 ? (r + (1u << 9)) : ((1u << 25) - r + (1u << 9) - 1u);
+            y[i] = (int16_t)(r >> 10);
+        }
+    }
+}
+
+void el_requant_s8_s16(const int8_t *x, int32_t in_zp, int32_t mult, int32_t shift,
+                       int32_t out_zp, int16_t *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        y[i] = el_clamp16(el_mbqm(x[i] - in_zp, mult, shift) + out_zp);
+    }
+}
+
+void el_requant_s16_s8(const int16_t *x, int32_t in_zp, int32_t mult, int32_t shift,
+                       int32_t out_zp, int8_t *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        y[i] = el_clamp8(el_mbqm(x[i] - in_zp, mult, shift) + out_zp, -128, 127);
+    }
+}

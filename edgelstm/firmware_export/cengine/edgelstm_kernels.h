@@ -268,6 +268,30 @@ void el_select(const uint8_t *c, int stepc, const void *a, int stepa, const void
 int el_gather(const void *table, int n_rows, int row_bytes, const int32_t *idx, int n_idx,
               void *y);
 
+/* ---- int16 kernels: the int8 step model's LSTM cells in int16 (edgelstm.tflite.cell16), the
+ * integer formulas of TFLite Micro's reference kernels ---- */
+/* int16x8 FULLY_CONNECTED: y = clamp(MBQM64(sum w * x + bias)), one multiplier per row
+ * (nmult == rows) or for all (nmult == 1); weights symmetric, input and output zero point 0.
+ * `single`: LiteRT BUILTIN_REF's requantization (the full multiplier, one rounding), else
+ * TFLite Micro's (the multiplier reduced to 16 bits) */
+void el_fc_s16x8(const int16_t *x, const int8_t *w, const int64_t *bias, const int32_t *mult,
+                 const int32_t *shift, int nmult, int rows, int cols, int16_t *y, int single);
+/* int16 ADD/SUB (TFLite's general int16 path: left shift 15), p as for el_addsub_s8 */
+void el_addsub_s16(const el_addsub_s8_t *p, int sign, const int16_t *x1, int step1,
+                   const int16_t *x2, int step2, int16_t *y, int n);
+/* int16 MUL, p as for el_mul_s8; `single`: LiteRT BUILTIN_REF's rounding (once, half away from
+ * zero: --rounding litert-ref), else TFLite Micro's (twice) */
+void el_mul_s16(const el_mul_s8_t *p, const int16_t *x1, int step1, const int16_t *x2,
+                int step2, int16_t *y, int n, int single);
+/* int16 LOGISTIC (tanh = 0) / TANH (tanh = 1), output scale 2^-15: TFLite's 256-entry sigmoid
+ * table with interpolation; mult/left_shift from the input scale (mult 0: a power of two) */
+void el_act_s16(int tanh, int32_t mult, int32_t left_shift, const int16_t *x, int16_t *y, int n);
+/* QUANTIZE between int8 and int16: y = clamp(MBQM(x - in_zp) + out_zp) */
+void el_requant_s8_s16(const int8_t *x, int32_t in_zp, int32_t mult, int32_t shift,
+                       int32_t out_zp, int16_t *y, int n);
+void el_requant_s16_s8(const int16_t *x, int32_t in_zp, int32_t mult, int32_t shift,
+                       int32_t out_zp, int8_t *y, int n);
+
 #ifdef __cplusplus
 }
 #endif

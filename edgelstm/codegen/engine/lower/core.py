@@ -155,7 +155,7 @@ class Lowering:
         self.prog.consts.append(
             f"{note}{align}static const {ctype} {cname}[{max(arr.size, 1)}] = {{\n    {body}\n}};"
         )
-        itemsize = 4 if ctype in ("float", "int32_t") else 2 if ctype == "int16_t" else 1
+        itemsize = {"float": 4, "int32_t": 4, "int64_t": 8, "int16_t": 2}.get(ctype, 1)
         self.prog.const_bytes += arr.size * itemsize
         return cname
 

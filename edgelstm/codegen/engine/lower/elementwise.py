@@ -94,6 +94,8 @@ class MulFast(CStruct):
 def _binary(lw: Lowering, op: Op) -> list[str]:
     sa, sb, n = _broadcast(lw, op)
     a, b, y = lw.t(op.inputs[0]), lw.t(op.inputs[1]), lw.t(op.outputs[0])
+    if int16.is_int16(a, b, y):
+        return int16.binary_s16(lw, op)
     act = _act(op)
     ra, rb, ry = lw.ref(op.inputs[0], True), lw.ref(op.inputs[1], True), lw.ref(op.outputs[0])
     if y.dtype == "float32":
@@ -190,6 +192,8 @@ def _add_fast(prm: quant.AddSubParams, sign: int, lo: int, hi: int) -> AddFast |
 
 def _activation(lw: Lowering, op: Op) -> list[str]:
     x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    if int16.is_int16(x, y):
+        return int16.activation_s16(lw, op)
     rx, ry = lw.ref(op.inputs[0], True), lw.ref(op.outputs[0])
     if y.dtype == "float32":
         fn = "el_logistic_f32" if op.name == "LOGISTIC" else "el_tanh_f32"
@@ -251,6 +255,8 @@ def _softmax(lw: Lowering, op: Op) -> list[str]:
 
 def _quantize(lw: Lowering, op: Op) -> list[str]:
     x, y = lw.t(op.inputs[0]), lw.t(op.outputs[0])
+    if int16.is_int16(x, y):
+        return int16.quantize_s16(lw, op)
     rx, ry = lw.ref(op.inputs[0], True), lw.ref(op.outputs[0])
     if _is_int8(x) and _is_int8(y):
         if lw.views.get(op.outputs[0]) == (op.inputs[0], 0) and lw._identity_requant(op):
@@ -264,6 +270,9 @@ def _quantize(lw: Lowering, op: Op) -> list[str]:
     if x.dtype == "float32" and _is_int8(y):
         return [f"el_quantize_f32_s8({rx}, {c_float(y.scale)}, {y.zp}, {ry}, {y.numel});"]
     raise lw.unsupported(op, f"{x.dtype} -> {y.dtype}")
+
+
+from edgelstm.codegen.engine.lower import int16  # noqa: E402  (int16 imports this module)
 
 
 def _dequantize(lw: Lowering, op: Op) -> list[str]:

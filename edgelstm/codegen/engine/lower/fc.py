@@ -75,12 +75,11 @@ def _fc(lw: Lowering, op: Op) -> list[str]:
             f"el_fc_f32({lw.ref(op.inputs[0], True)}, {cols}, {wn}, {bn}, {rows}, {act}, "
             f"{lw.ref(op.outputs[0])});"
         ]
+    if x.dtype == "int16" or y.dtype == "int16":  # an int8 step model's int16 LSTM cell
+        from edgelstm.codegen.engine.lower.int16 import fc_s16x8
+
+        return fc_s16x8(lw, op)
     if not (_is_int8(x) and _is_int8(w) and _is_int8(y)):
-        if x.dtype == "int16" or y.dtype == "int16":  # an int16x8 step model
-            raise lw.unsupported(
-                op, "int16 activations: the engine runs float and int8 step models; export the "
-                "int8 (or float) artifact"
-            )  # fmt: skip
         raise lw.unsupported(
             op, f"{x.dtype} input with {w.dtype} weights (dynamic-range quantization): export "
             "the int8 or float artifact"
@@ -130,7 +129,8 @@ def _fc_s8(lw: Lowering, op: Op, prm: FCParams) -> list[str]:
     w = lw.t(op.inputs[1])
     k, p = op.index, lw.name
     rows, cols, cp, rq = prm.rows, prm.cols, prm.cols_pad, prm.requant
-    lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
+    if not (rq.e_minus_1 and lw.isa != "mve" and rows <= SMALL_ROWS):  # (el_fc_s8_small: no xs)
+        lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp)
     if rq.e_minus_1 and lw.isa == "mve":  # no paired-row bound: plain signed weights
         lw.prog.scratch_i16 = max(lw.prog.scratch_i16, cp + 8)  # + the 16-byte "x x"
         stream = fc_rows_stream(prm.weights, prm.bias, rq.mult, rq.shift)
