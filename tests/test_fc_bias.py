@@ -129,6 +129,7 @@ def test_pass_list_order_and_idempotence() -> None:
         "fc-bias",
         "tie-state-quantization",
         "remove-lstm-cell-clip",
+        "tie-reverse-quantization",
         "tie-lstm-hidden-intermediate",
         "clear-unreferenced-buffers",
     ]
