@@ -58,8 +58,8 @@ SourceCheck = Callable[[dict[str, Any], int | None], None]
 
 def _is_classifier(ms: ModelSpec) -> bool:
     last = ms.layers[-1]
-    return last.config.get("activation") == "softmax" or (
-        last.kind == "Activation" and last.config.get("activation") == "softmax"
+    return last.activation == "softmax" or (
+        last.kind == "Activation" and last.activation == "softmax"
     )
 
 
