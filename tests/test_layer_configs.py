@@ -1,4 +1,4 @@
-"""The recurrent layers' typed configs list the same manifest details the dict form did."""
+"""The typed layer configs (recurrent, Conv1D) list the same manifest details the dict form did."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import dataclasses
 
 import pytest
 
-from edgelstm.convert.layers import BidirectionalConfig, RecurrentConfig, StateOutputConfig
+from edgelstm.convert.layers import (
+    BidirectionalConfig,
+    Conv1DConfig,
+    RecurrentConfig,
+    StateOutputConfig,
+)
 
 
 def _recurrent(units: int, in_dim: int, **over: object) -> list[tuple[str, object]]:
@@ -33,7 +38,8 @@ def test_manifest_details_keep_their_keys_order_and_values() -> None:
 
     L = keras.layers
     a = keras.Input((6, 3))
-    x = L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode="sum", name="bi")(a)
+    x = L.Conv1D(5, 3, padding="causal", dilation_rate=2, name="conv")(a)
+    x = L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode="sum", name="bi")(x)
     x = L.GRU(3, reset_after=False, use_bias=False, return_sequences=True, name="gru")(x)
     x = L.RNN(
         [L.SimpleRNNCell(2, activation="relu"), L.LSTMCell(2)], go_backwards=True, name="rnn"
@@ -42,6 +48,15 @@ def test_manifest_details_keep_their_keys_order_and_values() -> None:
     model = keras.Model(a, L.Dense(1, name="head")(L.Concatenate()([h, c])))
     ms = parse_model(model, "keras3")
     got = {s.name: list(s.details.items()) for s in ms.summary().layers}
+    assert got["conv"] == [
+        ("filters", 5),
+        ("kernel_size", 3),
+        ("strides", 1),
+        ("dilation_rate", 2),
+        ("padding", "causal"),
+        ("activation", "linear"),
+        ("in_dim", 3),
+    ]
     assert got["bi"] == [("merge_mode", "sum"), ("units", 4)]
     assert got["gru"] == _recurrent(3, 4, return_sequences=True, use_bias=False, reset_after=False)
     assert got["rnn_cell0"] == _recurrent(
@@ -54,6 +69,8 @@ def test_manifest_details_keep_their_keys_order_and_values() -> None:
     assert got["head"][0] == ("units", 1)  # a dict config, read the same way
 
     by_name = {s.name: s for s in ms.layers}
+    conv = by_name["conv"].config
+    assert isinstance(conv, Conv1DConfig) and conv.window == 4
     bi = by_name["bi"].config
     assert isinstance(bi, BidirectionalConfig)
     assert isinstance(bi.forward.config, RecurrentConfig) and bi.halves == (bi.forward, bi.backward)

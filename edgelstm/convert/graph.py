@@ -482,7 +482,7 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
     after_last = {i.source: False for i in inputs}
     for i, (spec, h) in enumerate(zip(specs, handlers, strict=True)):
         seen_last = any(after_last[j] for j in spec.inputs)
-        if seen_last and not h.per_step and spec.kind != "RecurrentState":
+        if seen_last and not h.per_step and not isinstance(spec.config, StateOutputConfig):
             spec.blockers.append(f"{spec.name}: follows a layer with return_sequences=False")
         # (a Bidirectional's config has no return_sequences: it blocks streaming on its own)
         after_last[i] = seen_last or (h.recurrent and not spec.returns_sequences)

@@ -27,6 +27,7 @@ from edgelstm.convert.layers.base import (
 )
 from edgelstm.convert.layers.configs import (
     BidirectionalConfig,
+    Conv1DConfig,
     LayerConfig,
     RecurrentConfig,
     StateOutputConfig,
@@ -35,6 +36,7 @@ from edgelstm.convert.layers.configs import (
 __all__ = [
     "ACTIVATIONS",
     "BidirectionalConfig",
+    "Conv1DConfig",
     "Handler",
     "LayerConfig",
     "LayerSpec",

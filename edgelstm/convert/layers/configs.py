@@ -1,4 +1,5 @@
-"""Typed settings of the recurrent layer specs (LSTM, GRU, SimpleRNN, RNN(cell), Bidirectional).
+"""Typed settings of the layer specs: the recurrent ones (LSTM, GRU, SimpleRNN, RNN(cell),
+Bidirectional) and Conv1D.
 
 Other layer families still carry a plain dict (`LayerSpec.config`); `LayerSpec` reads either
 through its typed accessors (`returns_sequences`, `stateful`, ...). `details()` yields the plain
@@ -100,4 +101,34 @@ class BidirectionalConfig:
         return (self.forward, self.backward)
 
 
-LayerConfig = RecurrentConfig | StateOutputConfig | BidirectionalConfig
+@dataclass(frozen=True)
+class Conv1DConfig:
+    """A Conv1D layer (kernel_size, strides, dilation_rate as plain ints)."""
+
+    filters: int
+    kernel_size: int
+    strides: int
+    dilation_rate: int
+    padding: str
+    activation: str
+    in_dim: int | None
+
+    def details(self) -> Iterator[tuple[str, Any]]:
+        yield from (
+            ("filters", self.filters),
+            ("kernel_size", self.kernel_size),
+            ("strides", self.strides),
+            ("dilation_rate", self.dilation_rate),
+            ("padding", self.padding),
+            ("activation", self.activation),
+        )
+        if self.in_dim is not None:
+            yield "in_dim", self.in_dim
+
+    @property
+    def window(self) -> int:
+        """The past inputs a step needs besides its own: (kernel_size - 1) * dilation_rate."""
+        return (self.kernel_size - 1) * self.dilation_rate
+
+
+LayerConfig = RecurrentConfig | StateOutputConfig | BidirectionalConfig | Conv1DConfig
