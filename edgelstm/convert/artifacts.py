@@ -8,7 +8,8 @@ import numpy as np
 
 from edgelstm.convert import build
 from edgelstm.convert.graph import ModelSpec
-from edgelstm.convert.layers import fusable_activations, handler_for
+from edgelstm.convert.layers import LayerSpec, handler_for
+from edgelstm.convert.layers.configs import RecurrentConfig
 from edgelstm.errors import ConversionError
 from edgelstm.tflite_info import TFLiteInfo
 from edgelstm.types import Artifact, Quantization, Variant
@@ -25,6 +26,10 @@ def _fused_cell_maxima(ms: ModelSpec, cal_x: np.ndarray, n_fused: int) -> list[f
     if per_layer and len(cells) == n_fused and ms.is_chain:
         return [cells[n] for n in sorted(cells, key=lambda n: int(n[5:-2]))]
     return [max(cells.values(), default=0.0)] * n_fused
+
+
+def _fusable_activations(spec: LayerSpec) -> bool:
+    return isinstance(spec.config, RecurrentConfig) and spec.config.fusable_activations
 
 
 def _float_bias_vectors(ms: ModelSpec) -> list[np.ndarray]:
@@ -80,17 +85,13 @@ def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[
         if handler_for(cell.kind, cell.name).fusable
     ]
     fused = info.op_counts.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0)
-    unfused_lstms = [
-        s
-        for s in lstms
-        if s.masked or not fusable_activations(s.config) or s.config.get("return_state")
-    ]
+    unfused_lstms = [s for s in lstms if s.masked or not _fusable_activations(s) or s.return_state]
     for s in unfused_lstms:
         why = (
             "masking (a masked LSTM is unrolled into plain ops)"
             if s.masked
             else "return_state=True (the fused op has no final cell state; unrolled into plain ops)"
-            if s.config.get("return_state")
+            if s.return_state
             else "its activations are not tanh/sigmoid (unrolled into plain ops)"
         )
         notes.append(f"{s.name}: not fused: {why}")
@@ -98,10 +99,8 @@ def _fusion_check(ms: ModelSpec, info: TFLiteInfo, allow_unfused: bool) -> list[
     if bad:
         culprits = []
         for s in ms.layers:
-            flags = {**s.config, "masked": s.masked}
-            for arg in ("go_backwards", "stateful", "masked"):
-                if flags.get(arg):
-                    culprits.append(f"layer '{s.name}' ({arg})")
+            flags = {"go_backwards": s.go_backwards, "stateful": s.stateful, "masked": s.masked}
+            culprits.extend(f"layer '{s.name}' ({arg})" for arg, on in flags.items() if on)
         who = (
             ", ".join(culprits)
             or ", ".join(f"layer '{s.name}'" for s in lstms)

@@ -16,6 +16,7 @@ import numpy as np
 from edgelstm._tf import import_tf, import_tf_keras
 from edgelstm.arrays import Named
 from edgelstm.convert.graph import IOSpec, ModelSpec, _first_line
+from edgelstm.convert.layers.configs import BidirectionalConfig
 from edgelstm.errors import EdgeLSTMError, UnsupportedLayerError
 from edgelstm.types import STEP_INPUT, STEP_OUTPUT, state_input_name, state_output_name
 
@@ -113,7 +114,7 @@ def _run_step(
             # Keras at a masked step: the state is kept and the output (= h) repeated.
             nxt = [mask * new + (1.0 - mask) * old for new, old in zip(nxt, mine, strict=True)]
             y = nxt[0]
-            if not spec.config.get("return_sequences", True):
+            if not spec.returns_sequences:
                 mask = None  # the mask ends at a layer that returns only its last output
         new_states.extend(nxt)
         vals[i], masks[i] = y, mask
@@ -245,17 +246,17 @@ def run_step_numpy(
 def _layer_states_numpy(spec: Any, handler: Any, ys: np.ndarray, key: str, out: dict) -> np.ndarray:
     """Run one layer over a whole sequence ys [T, ...] in NumPy, recording max |state| under
     `key`_role; returns the layer's output sequence [T', ...]."""
-    if spec.kind == "Bidirectional":
+    if isinstance(spec.config, BidirectionalConfig):
         c = spec.config
         parts = []
-        halves = [(c["forward"], False), (c["backward"], True)]
-        if c["merge_mode"] in ("forward", "backward"):  # merge_mode=None: one half per spec
-            halves = halves[:1] if c["merge_mode"] == "forward" else halves[1:]
+        halves = [(c.forward, False), (c.backward, True)]
+        if c.merge_mode in ("forward", "backward"):  # merge_mode=None: one half per spec
+            halves = halves[:1] if c.merge_mode == "forward" else halves[1:]
         for sub, rev in halves:
             sh = _sub_handler(sub)
             seq = ys[::-1] if rev else ys
             y = _layer_states_numpy(sub, sh, seq, f"{key}_{'bwd' if rev else 'fwd'}", out)
-            if rev and sub.config["return_sequences"]:
+            if rev and sub.returns_sequences:
                 y = y[::-1]
             parts.append(y)
         if len(parts) == 1:
@@ -265,9 +266,9 @@ def _layer_states_numpy(spec: Any, handler: Any, ys: np.ndarray, key: str, out: 
             "sum": lambda a, b: a + b,
             "mul": lambda a, b: a * b,
             "ave": lambda a, b: (a + b) / 2.0,
-        }[c["merge_mode"]]
+        }[c.merge_mode]
         return merge(*parts)
-    if spec.config.get("go_backwards"):
+    if spec.go_backwards:
         ys = ys[::-1]
     states = [np.zeros((1, *st.shape), np.float64) for st in handler.states(spec)]
     outs = []
@@ -278,7 +279,7 @@ def _layer_states_numpy(spec: Any, handler: Any, ys: np.ndarray, key: str, out: 
             out[name] = max(out.get(name, 0.0), float(np.max(np.abs(v))))
         outs.append(np.asarray(y, np.float64)[0])
     seq = np.stack(outs)
-    if handler.recurrent and not spec.config.get("return_sequences", True):
+    if handler.recurrent and not spec.returns_sequences:
         seq = seq[-1:]
     return seq
 
@@ -329,8 +330,9 @@ def state_abs_max(ms: ModelSpec, xs: np.ndarray) -> dict[str, float]:
 
 
 def _returns_sequences(spec: Any) -> bool:
-    sub = spec.config.get("forward")  # a Bidirectional: its halves say
-    return bool((sub.config if sub is not None else spec.config).get("return_sequences", True))
+    if isinstance(spec.config, BidirectionalConfig):  # its halves say
+        return spec.config.forward.returns_sequences
+    return spec.returns_sequences
 
 
 def _keras_layer_numpy(spec: Any, handler: Any, ins: list[np.ndarray]) -> np.ndarray | None:

@@ -212,7 +212,7 @@ def _load_stream(path: str | Path, ms: ModelSpec) -> np.ndarray:
 def _stream_is_deployment(ms: ModelSpec, cfg: ConvertConfig) -> bool:
     """Whether the step model is meant to run across windows without a reset: many-to-many
     outputs, a stateful layer, or a calibration stream given by the user."""
-    stateful = any(s.config.get("stateful") for _k, s, _st in ms.state_layout())
+    stateful = any(s.stateful for _k, s, _st in ms.state_layout())
     return (
         ms.output_kind == OutputKind.MANY_TO_MANY
         or stateful

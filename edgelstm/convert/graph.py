@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgelstm.convert.layers import Handler, LayerSpec, StateSpec, handler_for
+from edgelstm.convert.layers.configs import BidirectionalConfig, StateOutputConfig
 from edgelstm.errors import BadInputError, EdgeLSTMError, UnsupportedLayerError
 from edgelstm.types import LayerSummary, ModelSummary, OutputKind
 
@@ -100,15 +101,8 @@ class ModelSpec:
                 LayerSummary(
                     name=s.name,
                     kind=s.kind,
-                    units=s.config.get("units") if isinstance(s.config.get("units"), int) else None,
-                    details={
-                        **{
-                            k: v
-                            for k, v in s.config.items()
-                            if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
-                        },
-                        **({"masked": True} if s.masked else {}),
-                    },
+                    units=s.units,
+                    details={**s.details(), **({"masked": True} if s.masked else {})},
                 )
                 for s in self.layers
             ],
@@ -413,11 +407,11 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
             pairs = parse_layer(h, layer, dims[srcs[0]])
         first = srcs
         for hh, spec in pairs:  # an RNN of stacked cells: a chain of several specs
-            k = spec.config.get("_output")
+            k = spec.output_index
             # a layer's further outputs: a Bidirectional half reads the layer's input, a final
             # state (return_state) the recurrent spec it belongs to
             spec.inputs = first if k is not None else srcs
-            if "_of" in spec.config:
+            if isinstance(spec.config, StateOutputConfig):
                 spec.inputs = [len(specs) - k]
             specs.append(spec)
             handlers.append(hh)
@@ -425,7 +419,7 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
             dims[srcs[0]] = spec.out_dim
             if k:  # output k of a layer with several (Bidirectional merge_mode=None)
                 index[f"{layer.name}#{k}"] = len(specs) - 1
-        outs0 = [i for i, (_, sp) in enumerate(pairs) if sp.config.get("_output") == 0]
+        outs0 = [i for i, (_, sp) in enumerate(pairs) if sp.output_index == 0]
         index[layer.name] = len(specs) - len(pairs) + outs0[0] if outs0 else len(specs) - 1
     inputs = [
         IOSpec(
@@ -462,9 +456,8 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
             )
         if h.recurrent and fed[0]:
             spec.masked = True
-            for sub in ("forward", "backward"):
-                if sub in spec.config:
-                    spec.config[sub].masked = True
+            if isinstance(spec.config, BidirectionalConfig):
+                spec.config.forward.masked = spec.config.backward.masked = True
         masked[i] = fed[0] or h.starts_mask(spec)
         if multi and masked[i]:
             raise UnsupportedLayerError(
@@ -489,10 +482,10 @@ def parse_model(model: Any, framework: str, seq_len: int | None = None) -> Model
     after_last = {i.source: False for i in inputs}
     for i, (spec, h) in enumerate(zip(specs, handlers, strict=True)):
         seen_last = any(after_last[j] for j in spec.inputs)
-        if seen_last and not h.per_step and spec.kind != "RecurrentState":
+        if seen_last and not h.per_step and not isinstance(spec.config, StateOutputConfig):
             spec.blockers.append(f"{spec.name}: follows a layer with return_sequences=False")
         # (a Bidirectional's config has no return_sequences: it blocks streaming on its own)
-        after_last[i] = seen_last or (h.recurrent and not spec.config.get("return_sequences", True))
+        after_last[i] = seen_last or (h.recurrent and not spec.returns_sequences)
     for spec in specs:
         spec_model.notes.extend(spec.notes)
     if not spec_model.recurrent:

@@ -59,9 +59,7 @@ SourceCheck = Callable[[dict[str, Any], int | None], None]
 
 def _is_classifier(ms: ModelSpec) -> bool:
     last = ms.layers[-1]
-    return last.config.get("activation") == "softmax" or (
-        last.kind == "Activation" and last.config.get("activation") == "softmax"
-    )
+    return last.activation == "softmax"  # a Dense, Activation, ... with softmax
 
 
 def _source_info(path: Path, framework: str) -> dict[str, Any]:

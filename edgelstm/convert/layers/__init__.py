@@ -12,7 +12,6 @@ from edgelstm.convert.layers import activations, inputs, merge, per_step, recurr
 from edgelstm.convert.layers.activations import (
     ACTIVATIONS,
     activation_name,
-    fusable_activations,
     keras_activation,
     np_activation,
     tf_activation,
@@ -26,15 +25,26 @@ from edgelstm.convert.layers.base import (
     support_table,
     supported_layers,
 )
+from edgelstm.convert.layers.configs import (
+    BidirectionalConfig,
+    Conv1DConfig,
+    LayerConfig,
+    RecurrentConfig,
+    StateOutputConfig,
+)
 
 __all__ = [
     "ACTIVATIONS",
+    "BidirectionalConfig",
+    "Conv1DConfig",
     "Handler",
+    "LayerConfig",
     "LayerSpec",
+    "RecurrentConfig",
+    "StateOutputConfig",
     "StateSpec",
     "activation_name",
     "activations",
-    "fusable_activations",
     "handler_for",
     "inputs",
     "keras_activation",

@@ -106,11 +106,6 @@ def keras_activation(name: str, tf: Any) -> Any:
     return tf_activation(name, tf)
 
 
-def fusable_activations(cfg: dict[str, Any]) -> bool:
-    """The fused UNIDIRECTIONAL_SEQUENCE_LSTM op computes tanh cells and sigmoid gates only."""
-    return cfg.get("activation") == "tanh" and cfg.get("recurrent_activation") == "sigmoid"
-
-
 def np_activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
     from math import erf
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgelstm.convert.layers.configs import LayerConfig
 from edgelstm.errors import UnsupportedLayerError
 
 
@@ -17,13 +18,61 @@ class LayerSpec:
 
     kind: str
     name: str
-    config: dict[str, Any]
+    config: LayerConfig | dict[str, Any]  # typed for the recurrent families (see configs.py)
     weights: list[np.ndarray]
     out_dim: int | None = None  # features per time step after this layer
     inputs: list[int] = field(default_factory=lambda: [-1])  # specs it reads; -1: model input
     masked: bool = False  # a recurrent layer fed a masked sequence: it skips the masked steps
     blockers: list[str] = field(default_factory=list)  # why it cannot be streamed
     notes: list[str] = field(default_factory=list)
+
+    # Typed reads that any layer answers, whatever the form of its config.
+
+    def _setting(self, key: str, default: Any) -> Any:
+        c = self.config
+        return c.get(key, default) if isinstance(c, dict) else getattr(c, key, default)
+
+    @property
+    def units(self) -> int | None:
+        u = self._setting("units", None)
+        return u if isinstance(u, int) else None
+
+    @property
+    def activation(self) -> str | None:
+        return self._setting("activation", None)
+
+    @property
+    def returns_sequences(self) -> bool:
+        """False for a recurrent layer that returns its last output only; True for any other
+        (a Bidirectional's halves say for it: see its config)."""
+        return bool(self._setting("return_sequences", True))
+
+    @property
+    def go_backwards(self) -> bool:
+        return bool(self._setting("go_backwards", False))
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self._setting("stateful", False))
+
+    @property
+    def return_state(self) -> bool:
+        return bool(self._setting("return_state", False))
+
+    @property
+    def output_index(self) -> int | None:
+        """Which output of its Keras layer this spec is, for a layer with several; else None."""
+        return self._setting("output", None) if not isinstance(self.config, dict) else None
+
+    def details(self) -> dict[str, Any]:
+        """The layer's plain settings, as the manifest lists them."""
+        c = self.config
+        items = c.items() if isinstance(c, dict) else c.details()
+        return {
+            k: v
+            for k, v in items
+            if isinstance(v, (int, float, str, bool)) and not k.startswith("_")
+        }
 
 
 @dataclass

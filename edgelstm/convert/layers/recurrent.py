@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -9,7 +10,6 @@ import numpy as np
 from edgelstm.convert.layers import cells
 from edgelstm.convert.layers.activations import (
     activation_name,
-    fusable_activations,
     keras_activation,
     np_activation,
     tf_activation,
@@ -24,6 +24,11 @@ from edgelstm.convert.layers.base import (
     _lambda_layer,
     handler_for,
     register,
+)
+from edgelstm.convert.layers.configs import (
+    BidirectionalConfig,
+    RecurrentConfig,
+    StateOutputConfig,
 )
 from edgelstm.errors import UnsupportedLayerError
 
@@ -43,29 +48,28 @@ class _Recurrent(Handler):
         """The spec from a layer config (an RNN(cell) passes the cell's merged with its own)."""
         fw = _framework(layer)
         name = layer.name
+        config = RecurrentConfig(
+            units=int(cfg["units"]),
+            activation=activation_name(cfg.get("activation", "tanh"), fw, name, "activation"),
+            recurrent_activation=activation_name(
+                cfg.get("recurrent_activation", "sigmoid"),
+                fw,
+                name,
+                "recurrent_activation",
+            ),
+            use_bias=bool(cfg.get("use_bias", True)),
+            return_sequences=bool(cfg.get("return_sequences", False)),
+            go_backwards=bool(cfg.get("go_backwards", False)),
+            stateful=bool(cfg.get("stateful", False)),
+            reset_after=bool(cfg.get("reset_after", True)),
+            in_dim=in_dim,
+        )
         spec = LayerSpec(
             kind=self.kind,
             name=name,
-            config={
-                "units": int(cfg["units"]),
-                "activation": activation_name(
-                    cfg.get("activation", "tanh"), fw, name, "activation"
-                ),
-                "recurrent_activation": activation_name(
-                    cfg.get("recurrent_activation", "sigmoid"),
-                    fw,
-                    name,
-                    "recurrent_activation",
-                ),
-                "use_bias": bool(cfg.get("use_bias", True)),
-                "return_sequences": bool(cfg.get("return_sequences", False)),
-                "go_backwards": bool(cfg.get("go_backwards", False)),
-                "stateful": bool(cfg.get("stateful", False)),
-                "reset_after": bool(cfg.get("reset_after", True)),
-                "in_dim": in_dim,
-            },
+            config=config,
             weights=[np.asarray(w, np.float32) for w in weights],
-            out_dim=int(cfg["units"]),
+            out_dim=config.units,
         )
         if cfg.get("return_state"):
             # An encoder: its final states are model outputs (sequence model only; a step model
@@ -75,59 +79,63 @@ class _Recurrent(Handler):
                     f"layer '{name}': return_state=True is supported with return_sequences, "
                     "go_backwards and stateful off (an encoder returning its final state)"
                 )
-            spec.config["return_state"] = True
+            config = spec.config = replace(config, return_state=True)
             spec.blockers.append(
                 f"{name}: return_state=True: its final states are outputs of the sequence model "
                 "(a step model carries the state as its own I/O)"
             )
         if cfg.get("time_major"):
             raise UnsupportedLayerError(f"layer '{name}': time_major=True is not supported")
-        if spec.config["go_backwards"]:
+        if config.go_backwards:
             spec.blockers.append(f"{name}: go_backwards=True reads the sequence from its end")
             spec.notes.append(
                 f"{name}: go_backwards=True lowered as REVERSE_V2 + forward layer so the LSTM stays fused"
             )
-        if self.kind == "LSTM" and not fusable_activations(spec.config):
+        if self.kind == "LSTM" and not config.fusable_activations:
             spec.notes.append(
-                f"{name}: activation={spec.config['activation']}, recurrent_activation="
-                f"{spec.config['recurrent_activation']}: the fused LSTM op computes tanh/sigmoid "
+                f"{name}: activation={config.activation}, recurrent_activation="
+                f"{config.recurrent_activation}: the fused LSTM op computes tanh/sigmoid "
                 "only, so the sequence model unrolls this layer into plain ops"
             )
-        if spec.config["stateful"]:
+        if config.stateful:
             spec.notes.append(
                 f"{name}: stateful=True: the sequence model starts each sequence from zero state; "
                 "use the step model to carry state across chunks"
             )
-        if not spec.config["use_bias"]:
-            h = spec.config["units"]
-            spec.weights.append(np.zeros(self._bias_shape(h, spec.config), np.float32))
+        if not config.use_bias:
+            spec.weights.append(
+                np.zeros(self.bias_shape(config.units, config.reset_after), np.float32)
+            )
         return spec
-
-    def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
-        raise NotImplementedError
 
     def bias_shape(self, units: int, reset_after: bool = True) -> tuple[int, ...]:
         """The bias a layer without one gets (zeros), e.g. for use_bias=False."""
-        return self._bias_shape(units, {"reset_after": reset_after})
+        raise NotImplementedError
+
+    @staticmethod
+    def config_of(spec: LayerSpec) -> RecurrentConfig:
+        assert isinstance(spec.config, RecurrentConfig), spec.name
+        return spec.config
 
     def states(self, spec: LayerSpec) -> list[StateSpec]:
-        return [StateSpec(role, (spec.config["units"],)) for role in self.state_roles]
+        return [StateSpec(role, (self.config_of(spec).units,)) for role in self.state_roles]
 
     def parse_many(self, layer: Any, in_dim: int | None) -> list[tuple[Handler, LayerSpec]]:
         """One spec; with return_state=True also one per final state (the layer's outputs
         1, 2, ...: h, then c for an LSTM), each reading the layer's spec."""
         spec = self.parse(layer, in_dim)
-        if not spec.config.get("return_state"):
+        config = self.config_of(spec)
+        if not config.return_state:
             return [(self, spec)]
-        spec.config["_output"] = 0
+        spec.config = replace(config, output=0)
         out: list[tuple[Handler, LayerSpec]] = [(self, spec)]
         for k, role in enumerate(self.state_roles, 1):
             st = LayerSpec(
                 kind="RecurrentState",
                 name=f"{layer.name}_state_{role}",
-                config={"_output": k, "_of": spec, "role": role, "units": spec.config["units"]},
+                config=StateOutputConfig(of=spec, output=k, role=role, units=config.units),
                 weights=[],
-                out_dim=spec.config["units"],
+                out_dim=config.units,
             )
             out.append((STATE_OUTPUT, st))
         return out
@@ -138,20 +146,16 @@ class _Recurrent(Handler):
     def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
         import tensorflow as tf
 
-        if spec.config["go_backwards"]:
+        c = self.config_of(spec)
+        if c.go_backwards:
             x = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_reverse")(x)
         # return_state: the fused op has no final cell state output, so the layer is unrolled
-        unroll = (
-            not self.fusable
-            or spec.masked
-            or not fusable_activations(spec.config)
-            or bool(spec.config.get("return_state"))
-        )
+        unroll = not self.fusable or spec.masked or not c.fusable_activations or c.return_state
         layer = self._keras_layer(spec, keras, tf, unroll)
-        if spec.config.get("return_state"):
+        if c.return_state:
             layer.return_state = True
             y, *states = layer(x)
-            spec.config["_state_tensors"] = states  # read by the RecurrentState specs
+            c.state_tensors[:] = states  # read by the RecurrentState specs
         else:
             y = layer(x)
         layer.set_weights(self._keras_weights(spec))
@@ -163,10 +167,10 @@ class _Recurrent(Handler):
     def _cell_step(
         self, spec: LayerSpec, x: Any, states: list[Any], ops: cells.CellOps, activation: Any
     ) -> Any:
-        c = spec.config
-        reset_after = bool(c.get("reset_after", True))
+        c = self.config_of(spec)
+        reset_after = c.reset_after
         xk = cells.input_projection(self.kind, ops, spec.weights, x, reset_after)
-        act, ract = activation(c["activation"]), activation(c["recurrent_activation"])
+        act, ract = activation(c.activation), activation(c.recurrent_activation)
         return cells.CELLS[self.kind](ops, spec.weights, xk, states, act, ract, reset_after)
 
     def step(self, spec, x, states, tf):
@@ -183,17 +187,17 @@ class LSTMHandler(_Recurrent):
     fusable = True
     state_roles = ("h", "c")
 
-    def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
-        return (4 * h,)
+    def bias_shape(self, units: int, reset_after: bool = True) -> tuple[int, ...]:
+        return (4 * units,)
 
     def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
-        c = spec.config
+        c = self.config_of(spec)
         return keras.layers.LSTM(
-            c["units"],
-            activation=keras_activation(c["activation"], tf),
-            recurrent_activation=keras_activation(c["recurrent_activation"], tf),
+            c.units,
+            activation=keras_activation(c.activation, tf),
+            recurrent_activation=keras_activation(c.recurrent_activation, tf),
             use_bias=True,
-            return_sequences=c["return_sequences"],
+            return_sequences=c.return_sequences,
             unroll=unroll,
             name=spec.name,
         )
@@ -205,18 +209,18 @@ class GRUHandler(_Recurrent):
     kind = "GRU"
     state_roles = ("h",)
 
-    def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
-        return (2, 3 * h) if cfg["reset_after"] else (3 * h,)
+    def bias_shape(self, units: int, reset_after: bool = True) -> tuple[int, ...]:
+        return (2, 3 * units) if reset_after else (3 * units,)
 
     def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
-        c = spec.config
+        c = self.config_of(spec)
         return keras.layers.GRU(
-            c["units"],
-            activation=keras_activation(c["activation"], tf),
-            recurrent_activation=keras_activation(c["recurrent_activation"], tf),
+            c.units,
+            activation=keras_activation(c.activation, tf),
+            recurrent_activation=keras_activation(c.recurrent_activation, tf),
             use_bias=True,
-            reset_after=c["reset_after"],
-            return_sequences=c["return_sequences"],
+            reset_after=c.reset_after,
+            return_sequences=c.return_sequences,
             unroll=unroll,
             name=spec.name,
         )
@@ -228,16 +232,16 @@ class SimpleRNNHandler(_Recurrent):
     kind = "SimpleRNN"
     state_roles = ("h",)
 
-    def _bias_shape(self, h: int, cfg: dict[str, Any]) -> tuple[int, ...]:
-        return (h,)
+    def bias_shape(self, units: int, reset_after: bool = True) -> tuple[int, ...]:
+        return (units,)
 
     def _keras_layer(self, spec: LayerSpec, keras: Any, tf: Any, unroll: bool) -> Any:
-        c = spec.config
+        c = self.config_of(spec)
         return keras.layers.SimpleRNN(
-            c["units"],
-            activation=keras_activation(c["activation"], tf),
+            c.units,
+            activation=keras_activation(c.activation, tf),
             use_bias=True,
-            return_sequences=c["return_sequences"],
+            return_sequences=c.return_sequences,
             unroll=unroll,
             name=spec.name,
         )
@@ -251,7 +255,11 @@ class StateOutputHandler(Handler):
     per_step = False
 
     def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
-        return spec.config["_of"].config["_state_tensors"][spec.config["_output"] - 1]
+        c = spec.config
+        assert isinstance(c, StateOutputConfig), spec.name
+        of = c.of.config
+        assert isinstance(of, RecurrentConfig), c.of.name
+        return of.state_tensors[c.output - 1]
 
 
 STATE_OUTPUT = StateOutputHandler()
@@ -268,7 +276,9 @@ class BidirectionalHandler(Handler):
     recurrent = True
     per_step = False
 
-    def _parse(self, layer: Any, in_dim: int | None, merge: Any) -> LayerSpec:
+    def _parse(
+        self, layer: Any, in_dim: int | None, merge: Any, output: int | None = None
+    ) -> LayerSpec:
         fwd_layer = layer.forward_layer
         bwd_layer = layer.backward_layer
         fwd = handler_for(type(fwd_layer).__name__, fwd_layer.name).parse(fwd_layer, in_dim)
@@ -277,16 +287,14 @@ class BidirectionalHandler(Handler):
             raise UnsupportedLayerError(
                 f"layer '{layer.name}': merge_mode={merge!r} is not supported"
             )
-        units = fwd.config["units"]
+        units = fwd.units
+        assert units is not None, fwd.name
         spec = LayerSpec(
             kind=self.kind,
             name=layer.name,
-            config={
-                "merge_mode": merge,
-                "forward": fwd,
-                "backward": bwd,
-                "units": units,
-            },
+            config=BidirectionalConfig(
+                merge_mode=merge, forward=fwd, backward=bwd, units=units, output=output
+            ),
             weights=[],
             out_dim=2 * units if merge == "concat" else units,
         )
@@ -297,13 +305,12 @@ class BidirectionalHandler(Handler):
 
     def parse_many(self, layer: Any, in_dim: int | None) -> list[tuple[Handler, LayerSpec]]:
         """One spec; with merge_mode=None two, one per half (the layer's outputs 0 and 1), each
-        reading the layer's input (`config["_output"]` = which output it is)."""
+        reading the layer's input (`config.output` = which output it is)."""
         if _cfg(layer).get("merge_mode", "concat") is not None:
             return [(self, self.parse(layer, in_dim))]
         out = []
         for k, half in enumerate(("forward", "backward")):
-            spec = self._parse(layer, in_dim, half)
-            spec.config["_output"] = k
+            spec = self._parse(layer, in_dim, half, output=k)
             if k:
                 spec.name = f"{layer.name}_backward_half"
             out.append((self, spec))
@@ -312,26 +319,29 @@ class BidirectionalHandler(Handler):
     def parse(self, layer: Any, in_dim: int | None) -> LayerSpec:
         return self._parse(layer, in_dim, _cfg(layer).get("merge_mode", "concat"))
 
+    @staticmethod
+    def config_of(spec: LayerSpec) -> BidirectionalConfig:
+        assert isinstance(spec.config, BidirectionalConfig), spec.name
+        return spec.config
+
     def cells(self, spec: LayerSpec) -> list[LayerSpec]:
-        m = spec.config["merge_mode"]
-        halves = ("forward",) if m == "forward" else ("backward",) if m == "backward" else None
-        return [spec.config[h] for h in halves or ("forward", "backward")]
+        return list(self.config_of(spec).halves)
 
     def sequence(self, spec: LayerSpec, x: Any, keras: Any) -> Any:
         import tensorflow as tf
 
-        c = spec.config
-        fwd, bwd = c["forward"], c["backward"]
+        c = self.config_of(spec)
+        fwd, bwd = c.forward, c.backward
         fh, bh = handler_for(fwd.kind, fwd.name), handler_for(bwd.kind, bwd.name)
         # Each half keeps its own go_backwards (lowered as REVERSE_V2 + a forward layer, so both
         # stay fused): with an explicit backward_layer the *forward* half may be the reversed one.
         # As in Keras, the backward half's sequence output is flipped whatever its direction.
-        half = c["merge_mode"] if c["merge_mode"] in ("forward", "backward") else None
+        half = c.merge_mode if c.merge_mode in ("forward", "backward") else None
         yf = fh.sequence(fwd, x, keras) if half != "backward" else None
         if half == "forward":  # merge_mode=None: this spec is the layer's output 0 alone
             return yf
         yb = bh.sequence(bwd, x, keras)
-        if bwd.config["return_sequences"]:
+        if bwd.returns_sequences:
             yb = _lambda_layer(keras, lambda v: tf.reverse(v, axis=[1]), f"{spec.name}_unreverse")(
                 yb
             )
@@ -342,7 +352,7 @@ class BidirectionalHandler(Handler):
             "sum": keras.layers.Add(name=f"{spec.name}_sum"),
             "mul": keras.layers.Multiply(name=f"{spec.name}_mul"),
             "ave": keras.layers.Average(name=f"{spec.name}_ave"),
-        }[c["merge_mode"]]
+        }[c.merge_mode]
         return merge([yf, yb])
 
 

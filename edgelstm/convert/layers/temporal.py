@@ -14,6 +14,7 @@ from edgelstm.convert.layers.activations import (
     tf_activation,
 )
 from edgelstm.convert.layers.base import Handler, LayerSpec, StateSpec, _cfg, _framework, register
+from edgelstm.convert.layers.configs import Conv1DConfig
 from edgelstm.errors import UnsupportedLayerError
 
 
@@ -42,61 +43,61 @@ class Conv1DHandler(Handler):
         dil = int(dil[0] if isinstance(dil, (list, tuple)) else dil)
         if cfg.get("groups", 1) != 1:
             raise UnsupportedLayerError(f"layer '{layer.name}': grouped Conv1D is not supported")
-        spec = LayerSpec(
-            kind=self.kind,
-            name=layer.name,
-            config={
-                "filters": int(cfg["filters"]),
-                "kernel_size": k,
-                "strides": stride,
-                "dilation_rate": dil,
-                "padding": cfg.get("padding", "valid"),
-                "activation": activation_name(
-                    cfg.get("activation"), _framework(layer), layer.name, "activation"
-                ),
-                "in_dim": in_dim,
-            },
-            weights=w,
-            out_dim=int(cfg["filters"]),
+        config = Conv1DConfig(
+            filters=int(cfg["filters"]),
+            kernel_size=k,
+            strides=stride,
+            dilation_rate=dil,
+            padding=cfg.get("padding", "valid"),
+            activation=activation_name(
+                cfg.get("activation"), _framework(layer), layer.name, "activation"
+            ),
+            in_dim=in_dim,
         )
-        if spec.config["padding"] != "causal" and k > 1:
+        spec = LayerSpec(
+            kind=self.kind, name=layer.name, config=config, weights=w, out_dim=config.filters
+        )
+        if config.padding != "causal" and k > 1:
             spec.blockers.append(
-                f"{layer.name}: Conv1D padding='{spec.config['padding']}' looks ahead or shortens the "
+                f"{layer.name}: Conv1D padding='{config.padding}' looks ahead or shortens the "
                 "sequence; use padding='causal' to stream it"
             )
         if stride != 1:
             spec.blockers.append(f"{layer.name}: Conv1D strides={stride} changes the time rate")
         return spec
 
+    @staticmethod
+    def config_of(spec: LayerSpec) -> Conv1DConfig:
+        assert isinstance(spec.config, Conv1DConfig), spec.name
+        return spec.config
+
     def sequence(self, spec, x, keras):
         import tensorflow as tf
 
-        c = spec.config
+        c = self.config_of(spec)
         layer = keras.layers.Conv1D(
-            c["filters"],
-            c["kernel_size"],
-            strides=c["strides"],
-            dilation_rate=c["dilation_rate"],
-            padding=c["padding"],
-            activation=keras_activation(c["activation"], tf),
+            c.filters,
+            c.kernel_size,
+            strides=c.strides,
+            dilation_rate=c.dilation_rate,
+            padding=c.padding,
+            activation=keras_activation(c.activation, tf),
             name=spec.name,
         )
         y = layer(x)
         layer.set_weights(spec.weights)
         return y
 
-    def _window(self, spec: LayerSpec) -> int:
-        return (spec.config["kernel_size"] - 1) * spec.config["dilation_rate"]
-
     def states(self, spec: LayerSpec) -> list[StateSpec]:
-        win = self._window(spec)
-        return [StateSpec("win", (win, spec.config["in_dim"]))] if win else []
+        c = self.config_of(spec)
+        return [StateSpec("win", (c.window, c.in_dim))] if c.window else []
 
     def step(self, spec, x, states, tf):
         kernel, bias = spec.weights
-        k, d = spec.config["kernel_size"], spec.config["dilation_rate"]
+        c = self.config_of(spec)
+        k, d = c.kernel_size, c.dilation_rate
         w = tf.constant(kernel.reshape(-1, kernel.shape[-1]))
-        act = tf_activation(spec.config["activation"], tf)
+        act = tf_activation(c.activation, tf)
         if not states:
             return act(tf.matmul(x, w) + tf.constant(bias)), []
         full = tf.concat([states[0], tf.expand_dims(x, 1)], axis=1)  # [1, win+1, C]
@@ -106,9 +107,10 @@ class Conv1DHandler(Handler):
 
     def step_numpy(self, spec, x, states):
         kernel, bias = spec.weights
-        d = spec.config["dilation_rate"]
+        c = self.config_of(spec)
+        d = c.dilation_rate
         w = kernel.reshape(-1, kernel.shape[-1])
-        act = np_activation(spec.config["activation"])
+        act = np_activation(c.activation)
         if not states:
             return act(x @ w + bias), []
         full = np.concatenate([states[0], x[:, None, :]], axis=1)
