@@ -128,6 +128,7 @@ static inline void el_out16(const el_fuse_t *fz, int r0, __m128i f, __mmask16 m,
 typedef struct {
     const int8_t *key;
     int rows, cols, cols_pad, blocks, groups;
+    int flip; /* the AVX-512 kernel's block-pair order alternates per call (see el_fc_core) */
     int8_t *w;
     int32_t *bias, *mult, *e1;
 } el_packed_t;
@@ -152,6 +153,16 @@ static int el_stream_w(const int8_t *blk_w, int r, int j)
     return (r % 2) ? (int)(int8_t)*b : (int)*b - 128;
 }
 
+/* Zeroed, cache-line aligned (n a multiple of 64): each 64-byte tile one line, one load. */
+static void *el_zalloc64(size_t n)
+{
+    void *q = aligned_alloc(64, n);
+    if (q) {
+        memset(q, 0, n);
+    }
+    return q;
+}
+
 static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, int rows)
 {
     static const int perm[4] = {0, 2, 1, 3};
@@ -172,10 +183,10 @@ static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, 
     p->cols_pad = cols_pad;
     p->blocks = (rows + 15) / 16;
     p->groups = (cols + 3) / 4;
-    p->w = (int8_t *)calloc((size_t)p->blocks * p->groups * 64, 1);
-    p->bias = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
-    p->mult = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
-    p->e1 = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
+    p->w = (int8_t *)el_zalloc64((size_t)p->blocks * p->groups * 64);
+    p->bias = (int32_t *)el_zalloc64((size_t)p->blocks * 16 * sizeof(int32_t));
+    p->mult = (int32_t *)el_zalloc64((size_t)p->blocks * 16 * sizeof(int32_t));
+    p->e1 = (int32_t *)el_zalloc64((size_t)p->blocks * 16 * sizeof(int32_t));
     if (!p->w || !p->bias || !p->mult || !p->e1) {
         free(p->w);
         free(p->bias);
@@ -296,13 +307,20 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
     }
     b = 0;
 #if EL_SIMD_X86 == 3
-    /* two 16-row blocks per broadcast of 4 x bytes (half the broadcasts), 4 dpbusd chains */
-    for (; b + 2 <= p->blocks; b += 2) {
-        const int8_t *w0 = p->w + (long)b * p->groups * 64, *w1 = w0 + (long)p->groups * 64;
+    /* two 16-row blocks per broadcast of 4 x bytes (half the broadcasts), 4 dpbusd chains. The
+     * pairs run forwards and backwards on alternate calls: a matrix larger than L1 (an LSTM's
+     * recurrent weights) then starts where the previous call ended, on the lines still in L1,
+     * instead of on those the streaming evicted first. Rows are independent: the same bytes. */
+    const int pairs = p->blocks / 2;
+    const int flip = ((el_packed_t *)(void *)p)->flip ^= 1; /* the pack table is ours */
+    int pi;
+    for (pi = 0; pi < pairs; ++pi) {
+        const int bp = 2 * (flip ? pairs - 1 - pi : pi);
+        const int8_t *w0 = p->w + (long)bp * p->groups * 64, *w1 = w0 + (long)p->groups * 64;
         const int32_t *x32 = (const int32_t *)(const void *)xp;
-        const int n1 = rows - 16 * (b + 1) < 16 ? rows - 16 * (b + 1) : 16;
-        __m512i a0 = _mm512_loadu_si512(p->bias + 16 * b), a1 = _mm512_setzero_si512();
-        __m512i c0 = _mm512_loadu_si512(p->bias + 16 * b + 16), c1 = _mm512_setzero_si512();
+        const int n1 = rows - 16 * (bp + 1) < 16 ? rows - 16 * (bp + 1) : 16;
+        __m512i a0 = _mm512_loadu_si512(p->bias + 16 * bp), a1 = _mm512_setzero_si512();
+        __m512i c0 = _mm512_loadu_si512(p->bias + 16 * bp + 16), c1 = _mm512_setzero_si512();
         const __m512i kv = _mm512_set1_epi32(k);
         for (g = 0; g + 2 <= p->groups; g += 2) {
             const __m512i x0 = _mm512_set1_epi32(x32[g]), x1 = _mm512_set1_epi32(x32[g + 1]);
@@ -316,15 +334,16 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
             a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_loadu_si512(w0 + 64 * g));
             c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_loadu_si512(w1 + 64 * g));
         }
-        el_out16(fz, 16 * b,
-                 el_rq16(_mm512_add_epi32(a0, a1), _mm512_loadu_si512(p->mult + 16 * b),
-                         _mm512_loadu_si512(p->e1 + 16 * b), kv),
+        el_out16(fz, 16 * bp,
+                 el_rq16(_mm512_add_epi32(a0, a1), _mm512_loadu_si512(p->mult + 16 * bp),
+                         _mm512_loadu_si512(p->e1 + 16 * bp), kv),
                  (__mmask16)0xFFFF, y);
-        el_out16(fz, 16 * b + 16,
-                 el_rq16(_mm512_add_epi32(c0, c1), _mm512_loadu_si512(p->mult + 16 * b + 16),
-                         _mm512_loadu_si512(p->e1 + 16 * b + 16), kv),
+        el_out16(fz, 16 * bp + 16,
+                 el_rq16(_mm512_add_epi32(c0, c1), _mm512_loadu_si512(p->mult + 16 * bp + 16),
+                         _mm512_loadu_si512(p->e1 + 16 * bp + 16), kv),
                  (__mmask16)((1u << n1) - 1u), y);
     }
+    b = 2 * pairs;
 #endif
     for (; b < p->blocks; ++b) {
         const int8_t *wp = p->w + (long)b * p->groups * 64;
