@@ -32,10 +32,10 @@ void el_fc_s8_fast_add_lut(const int8_t *x, int cols, int cols_pad, const int8_t
  * saturating narrowing of VPMOVSDB. Integer ops in the same order as the scalar code: same bytes. */
 static inline __m512i el_smmulr16(__m512i a, __m512i m)
 {
+    /* m is the same in every lane (a broadcast): its even lanes serve the odd products too */
     const __m512i rnd = _mm512_set1_epi64((long long)1 << 31);
     const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(a, m), rnd);
-    const __m512i po = _mm512_add_epi64(
-        _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32)), rnd);
+    const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(a, 32), m), rnd);
     return _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
 }
 
