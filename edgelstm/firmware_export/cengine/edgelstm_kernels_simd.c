@@ -153,6 +153,19 @@ static int el_stream_w(const int8_t *blk_w, int r, int j)
     return (r % 2) ? (int)(int8_t)*b : (int)*b - 128;
 }
 
+/* Byte offset of tile (block b, group g). The AVX-512 kernel runs blocks in pairs: a pair's two
+ * tiles of a group are adjacent (one stream of lines per pair); other kernels, and an odd last
+ * block, read each block's tiles in turn. */
+static long el_tile(const el_packed_t *p, int b, int g)
+{
+#if EL_SIMD_X86 == 3
+    if (b < p->blocks / 2 * 2) {
+        return ((long)(b / 2) * p->groups + g) * 128 + (b % 2) * 64;
+    }
+#endif
+    return ((long)b * p->groups + g) * 64;
+}
+
 /* Zeroed, cache-line aligned (n a multiple of 64): each 64-byte tile one line, one load. */
 static void *el_zalloc64(size_t n)
 {
@@ -204,8 +217,7 @@ static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, 
                 const int col = (j & ~3) | perm[j & 3];
                 const int w = el_stream_w(s + 16, r, j);
                 if (col < cols) {
-                    p->w[((long)(row / 16) * p->groups + col / 4) * 64 + (row % 16) * 4 + col % 4] =
-                        (int8_t)w;
+                    p->w[el_tile(p, row / 16, col / 4) + (row % 16) * 4 + col % 4] = (int8_t)w;
                     sum += w;
                 }
             }
@@ -316,7 +328,7 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
     int pi;
     for (pi = 0; pi < pairs; ++pi) {
         const int bp = 2 * (flip ? pairs - 1 - pi : pi);
-        const int8_t *w0 = p->w + (long)bp * p->groups * 64, *w1 = w0 + (long)p->groups * 64;
+        const int8_t *w0 = p->w + (long)bp * p->groups * 64, *w1 = w0 + 64; /* el_tile */
         const int32_t *x32 = (const int32_t *)(const void *)xp;
         const int n1 = rows - 16 * (bp + 1) < 16 ? rows - 16 * (bp + 1) : 16;
         __m512i a0 = _mm512_loadu_si512(p->bias + 16 * bp), a1 = _mm512_setzero_si512();
@@ -324,15 +336,15 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
         const __m512i kv = _mm512_set1_epi32(k);
         for (g = 0; g + 2 <= p->groups; g += 2) {
             const __m512i x0 = _mm512_set1_epi32(x32[g]), x1 = _mm512_set1_epi32(x32[g + 1]);
-            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_loadu_si512(w0 + 64 * g));
-            c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_loadu_si512(w1 + 64 * g));
-            a1 = _mm512_dpbusd_epi32(a1, x1, _mm512_loadu_si512(w0 + 64 * g + 64));
-            c1 = _mm512_dpbusd_epi32(c1, x1, _mm512_loadu_si512(w1 + 64 * g + 64));
+            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_load_si512(w0 + 128 * g));
+            c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_load_si512(w1 + 128 * g));
+            a1 = _mm512_dpbusd_epi32(a1, x1, _mm512_load_si512(w0 + 128 * g + 128));
+            c1 = _mm512_dpbusd_epi32(c1, x1, _mm512_load_si512(w1 + 128 * g + 128));
         }
         if (g < p->groups) {
             const __m512i x0 = _mm512_set1_epi32(x32[g]);
-            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_loadu_si512(w0 + 64 * g));
-            c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_loadu_si512(w1 + 64 * g));
+            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_load_si512(w0 + 128 * g));
+            c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_load_si512(w1 + 128 * g));
         }
         el_out16(fz, 16 * bp,
                  el_rq16(_mm512_add_epi32(a0, a1), _mm512_loadu_si512(p->mult + 16 * bp),
