@@ -300,6 +300,23 @@ typedef el_fuse_t el_fc_epilogue_t;
 typedef void el_fc_epilogue_t; /* only the AVX-512 kernel fuses an epilogue */
 #endif
 
+#if EL_SIMD_X86 == 3
+/* rows 16 b .. 16 b + 31 from their two blocks' sums */
+static inline void el_pair_out(const el_packed_t *p, const el_fc_epilogue_t *fz, int b, __m512i a,
+                               __m512i c, __m512i kv, int rows, int8_t *y)
+{
+    const int n1 = rows - 16 * (b + 1) < 16 ? rows - 16 * (b + 1) : 16;
+    el_out16(fz, 16 * b,
+             el_rq16(a, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
+                     kv),
+             (__mmask16)0xFFFF, y);
+    el_out16(fz, 16 * b + 16,
+             el_rq16(c, _mm512_loadu_si512(p->mult + 16 * b + 16),
+                     _mm512_loadu_si512(p->e1 + 16 * b + 16), kv),
+             (__mmask16)((1u << n1) - 1u), y);
+}
+#endif
+
 static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows, int32_t out_zp,
                        int16_t *xs, const el_fc_epilogue_t *fz, int8_t *y)
 {
@@ -325,12 +342,15 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
      * instead of on those the streaming evicted first. Rows are independent: the same bytes. */
     const int pairs = p->blocks / 2;
     const int flip = ((el_packed_t *)(void *)p)->flip ^= 1; /* the pack table is ours */
-    int pi;
+    int pi, prev_b = 0;
+    __m512i prev_a = _mm512_setzero_si512(), prev_c = _mm512_setzero_si512();
+    /* each pair's requantization and epilogue run after the next pair's dot products are issued
+     * (software pipelining): issued right after its own, its waiting instructions would fill
+     * the scheduler ahead of the next pair's loads */
     for (pi = 0; pi < pairs; ++pi) {
         const int bp = 2 * (flip ? pairs - 1 - pi : pi);
         const int8_t *w0 = p->w + (long)bp * p->groups * 64, *w1 = w0 + 64; /* el_tile */
         const int32_t *x32 = (const int32_t *)(const void *)xp;
-        const int n1 = rows - 16 * (bp + 1) < 16 ? rows - 16 * (bp + 1) : 16;
         __m512i a0 = _mm512_loadu_si512(p->bias + 16 * bp), a1 = _mm512_setzero_si512();
         __m512i c0 = _mm512_loadu_si512(p->bias + 16 * bp + 16), c1 = _mm512_setzero_si512();
         const __m512i kv = _mm512_set1_epi32(k);
@@ -346,14 +366,15 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
             a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_load_si512(w0 + 128 * g));
             c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_load_si512(w1 + 128 * g));
         }
-        el_out16(fz, 16 * bp,
-                 el_rq16(_mm512_add_epi32(a0, a1), _mm512_loadu_si512(p->mult + 16 * bp),
-                         _mm512_loadu_si512(p->e1 + 16 * bp), kv),
-                 (__mmask16)0xFFFF, y);
-        el_out16(fz, 16 * bp + 16,
-                 el_rq16(_mm512_add_epi32(c0, c1), _mm512_loadu_si512(p->mult + 16 * bp + 16),
-                         _mm512_loadu_si512(p->e1 + 16 * bp + 16), kv),
-                 (__mmask16)((1u << n1) - 1u), y);
+        if (pi > 0) { /* the previous pair's outputs: their sums are ready by now */
+            el_pair_out(p, fz, prev_b, prev_a, prev_c, kv, rows, y);
+        }
+        prev_b = bp;
+        prev_a = _mm512_add_epi32(a0, a1);
+        prev_c = _mm512_add_epi32(c0, c1);
+    }
+    if (pairs > 0) {
+        el_pair_out(p, fz, prev_b, prev_a, prev_c, _mm512_set1_epi32(k), rows, y);
     }
     b = 2 * pairs;
 #endif
