@@ -64,17 +64,23 @@ static inline el_add16_t el_add16_params(const el_add_fast_t *p)
     return q;
 }
 
-/* el_add_fast_one on 16 lanes: int8 a, b (16 bytes each) -> 16 int8 */
-static inline __m128i el_add16(const el_add16_t *q, __m128i a8, __m128i b8)
+/* el_add_fast_one on 16 lanes: int8 values a, b (in int32 lanes) -> 16 int8 */
+static inline __m128i el_add16w(const el_add16_t *q, __m512i a, __m512i b)
 {
-    const __m512i sa = _mm512_add_epi32(q->c1, _mm512_slli_epi32(_mm512_cvtepi8_epi32(a8), 19));
-    const __m512i u = _mm512_add_epi32(q->c2, _mm512_slli_epi32(_mm512_cvtepi8_epi32(b8), 21));
+    const __m512i sa = _mm512_add_epi32(q->c1, _mm512_slli_epi32(a, 19));
+    const __m512i u = _mm512_add_epi32(q->c2, _mm512_slli_epi32(b, 21));
     __m512i t = el_tie_away16(el_smmulr16(u, q->m2), q->e2);
     __m512i raw;
     t = _mm512_srai_epi32(_mm512_add_epi32(t, _mm512_set1_epi32(1)), 1);
     raw = q->sign > 0 ? _mm512_add_epi32(sa, t) : _mm512_sub_epi32(sa, t);
     t = el_tie_away16(el_smmulr16(_mm512_add_epi32(raw, raw), q->mo), q->eo);
     return _mm512_cvtsepi32_epi8(_mm512_srai_epi32(_mm512_add_epi32(t, q->k), 1));
+}
+
+/* the same on int8 a, b (16 bytes each) */
+static inline __m128i el_add16(const el_add16_t *q, __m128i a8, __m128i b8)
+{
+    return el_add16w(q, _mm512_cvtepi8_epi32(a8), _mm512_cvtepi8_epi32(b8));
 }
 
 static inline __mmask16 el_mask16(int n)
@@ -91,12 +97,17 @@ typedef struct {
     const int8_t *const *luts;
 } el_fuse_t;
 
-static inline void el_out16(const el_fuse_t *fz, int r0, __m128i f, __mmask16 m, int8_t *y)
+/* v: 16 FC outputs before the int8 clamp (el_rq16w) */
+static inline void el_out16(const el_fuse_t *fz, int r0, __m512i v, __mmask16 m, int8_t *y)
 {
+    __m128i f;
     if (fz) {
-        const __m128i o = _mm_maskz_loadu_epi8(m, fz->other + r0);
+        /* the clamp in the int32 lanes the ADD works in (no narrowing and widening back) */
+        const __m512i f32 =
+            _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(-128)), _mm512_set1_epi32(127));
+        const __m512i o = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, fz->other + r0));
         const int8_t *tb = fz->luts[r0 / fz->seg];
-        __m128i r = fz->fc_second ? el_add16(&fz->q, o, f) : el_add16(&fz->q, f, o);
+        __m128i r = fz->fc_second ? el_add16w(&fz->q, o, f32) : el_add16w(&fz->q, f32, o);
 #if defined(__AVX512VBMI__)
         const __m512i idx = _mm512_castsi128_si512(_mm_xor_si128(r, _mm_set1_epi8((char)0x80)));
         const __m512i lo =
@@ -114,6 +125,8 @@ static inline void el_out16(const el_fuse_t *fz, int r0, __m128i f, __mmask16 m,
         r = _mm_loadu_si128((const __m128i *)(const void *)v);
 #endif
         f = r;
+    } else {
+        f = _mm512_cvtsepi32_epi8(v);
     }
     _mm_mask_storeu_epi8(y + r0, m, f);
 }
@@ -236,9 +249,9 @@ static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, 
 }
 
 #if EL_SIMD_X86 == 3
-/* y = sat8((tie_away(SMMULR(2 acc, m), e1) + k) >> 1) on 16 lanes: the portable kernel's
- * requantization, with SMMULR as two even/odd 32x32->64 multiplies. */
-static inline __m128i el_rq16(__m512i acc, __m512i m, __m512i e1, __m512i k)
+/* (tie_away(SMMULR(2 acc, m), e1) + k) >> 1 on 16 lanes, y being its int8 clamp (el_out16): the
+ * portable kernel's requantization, with SMMULR as two even/odd 32x32->64 multiplies. */
+static inline __m512i el_rq16w(__m512i acc, __m512i m, __m512i e1, __m512i k)
 {
     const __m512i rnd = _mm512_set1_epi64((long long)1 << 31);
     const __m512i a2 = _mm512_add_epi32(acc, acc);
@@ -247,8 +260,7 @@ static inline __m128i el_rq16(__m512i acc, __m512i m, __m512i e1, __m512i k)
         _mm512_mul_epi32(_mm512_srli_epi64(a2, 32), _mm512_srli_epi64(m, 32)), rnd);
     __m512i v = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
     v = _mm512_srav_epi32(_mm512_add_epi32(v, _mm512_srai_epi32(v, 31)), e1);
-    v = _mm512_srai_epi32(_mm512_add_epi32(v, k), 1);
-    return _mm512_cvtsepi32_epi8(v);
+    return _mm512_srai_epi32(_mm512_add_epi32(v, k), 1); /* el_out16 clamps */
 }
 #endif
 
@@ -307,11 +319,11 @@ static inline void el_pair_out(const el_packed_t *p, const el_fc_epilogue_t *fz,
 {
     const int n1 = rows - 16 * (b + 1) < 16 ? rows - 16 * (b + 1) : 16;
     el_out16(fz, 16 * b,
-             el_rq16(a, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
+             el_rq16w(a, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
                      kv),
              (__mmask16)0xFFFF, y);
     el_out16(fz, 16 * b + 16,
-             el_rq16(c, _mm512_loadu_si512(p->mult + 16 * b + 16),
+             el_rq16w(c, _mm512_loadu_si512(p->mult + 16 * b + 16),
                      _mm512_loadu_si512(p->e1 + 16 * b + 16), kv),
              (__mmask16)((1u << n1) - 1u), y);
 }
@@ -385,7 +397,7 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
 #if EL_SIMD_X86 == 3
         __m512i a0 = _mm512_loadu_si512(p->bias + 16 * b), a1 = _mm512_setzero_si512();
         __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
-        __m128i q;
+        __m512i q;
         for (g = 0; g + 4 <= p->groups; g += 4) {
             a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x32[g]), _mm512_loadu_si512(wp + 64 * g));
             a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(x32[g + 1]),
@@ -399,7 +411,7 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
             a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x32[g]), _mm512_loadu_si512(wp + 64 * g));
         }
         a0 = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
-        q = el_rq16(a0, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
+        q = el_rq16w(a0, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
                     _mm512_set1_epi32(k));
         el_out16(fz, 16 * b, q, (__mmask16)((1u << n) - 1u), y);
 #elif EL_SIMD_X86 == 2
