@@ -32,10 +32,10 @@ void el_fc_s8_fast_add_lut(const int8_t *x, int cols, int cols_pad, const int8_t
  * saturating narrowing of VPMOVSDB. Integer ops in the same order as the scalar code: same bytes. */
 static inline __m512i el_smmulr16(__m512i a, __m512i m)
 {
+    /* m is the same in every lane (a broadcast): its even lanes serve the odd products too */
     const __m512i rnd = _mm512_set1_epi64((long long)1 << 31);
     const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(a, m), rnd);
-    const __m512i po = _mm512_add_epi64(
-        _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32)), rnd);
+    const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(a, 32), m), rnd);
     return _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
 }
 
@@ -64,17 +64,23 @@ static inline el_add16_t el_add16_params(const el_add_fast_t *p)
     return q;
 }
 
-/* el_add_fast_one on 16 lanes: int8 a, b (16 bytes each) -> 16 int8 */
-static inline __m128i el_add16(const el_add16_t *q, __m128i a8, __m128i b8)
+/* el_add_fast_one on 16 lanes: int8 values a, b (in int32 lanes) -> 16 int8 */
+static inline __m128i el_add16w(const el_add16_t *q, __m512i a, __m512i b)
 {
-    const __m512i sa = _mm512_add_epi32(q->c1, _mm512_slli_epi32(_mm512_cvtepi8_epi32(a8), 19));
-    const __m512i u = _mm512_add_epi32(q->c2, _mm512_slli_epi32(_mm512_cvtepi8_epi32(b8), 21));
+    const __m512i sa = _mm512_add_epi32(q->c1, _mm512_slli_epi32(a, 19));
+    const __m512i u = _mm512_add_epi32(q->c2, _mm512_slli_epi32(b, 21));
     __m512i t = el_tie_away16(el_smmulr16(u, q->m2), q->e2);
     __m512i raw;
     t = _mm512_srai_epi32(_mm512_add_epi32(t, _mm512_set1_epi32(1)), 1);
     raw = q->sign > 0 ? _mm512_add_epi32(sa, t) : _mm512_sub_epi32(sa, t);
     t = el_tie_away16(el_smmulr16(_mm512_add_epi32(raw, raw), q->mo), q->eo);
     return _mm512_cvtsepi32_epi8(_mm512_srai_epi32(_mm512_add_epi32(t, q->k), 1));
+}
+
+/* the same on int8 a, b (16 bytes each) */
+static inline __m128i el_add16(const el_add16_t *q, __m128i a8, __m128i b8)
+{
+    return el_add16w(q, _mm512_cvtepi8_epi32(a8), _mm512_cvtepi8_epi32(b8));
 }
 
 static inline __mmask16 el_mask16(int n)
@@ -91,12 +97,17 @@ typedef struct {
     const int8_t *const *luts;
 } el_fuse_t;
 
-static inline void el_out16(const el_fuse_t *fz, int r0, __m128i f, __mmask16 m, int8_t *y)
+/* v: 16 FC outputs before the int8 clamp (el_rq16w) */
+static inline void el_out16(const el_fuse_t *fz, int r0, __m512i v, __mmask16 m, int8_t *y)
 {
+    __m128i f;
     if (fz) {
-        const __m128i o = _mm_maskz_loadu_epi8(m, fz->other + r0);
+        /* the clamp in the int32 lanes the ADD works in (no narrowing and widening back) */
+        const __m512i f32 =
+            _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(-128)), _mm512_set1_epi32(127));
+        const __m512i o = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, fz->other + r0));
         const int8_t *tb = fz->luts[r0 / fz->seg];
-        __m128i r = fz->fc_second ? el_add16(&fz->q, o, f) : el_add16(&fz->q, f, o);
+        __m128i r = fz->fc_second ? el_add16w(&fz->q, o, f32) : el_add16w(&fz->q, f32, o);
 #if defined(__AVX512VBMI__)
         const __m512i idx = _mm512_castsi128_si512(_mm_xor_si128(r, _mm_set1_epi8((char)0x80)));
         const __m512i lo =
@@ -114,6 +125,8 @@ static inline void el_out16(const el_fuse_t *fz, int r0, __m128i f, __mmask16 m,
         r = _mm_loadu_si128((const __m128i *)(const void *)v);
 #endif
         f = r;
+    } else {
+        f = _mm512_cvtsepi32_epi8(v);
     }
     _mm_mask_storeu_epi8(y + r0, m, f);
 }
@@ -128,6 +141,7 @@ static inline void el_out16(const el_fuse_t *fz, int r0, __m128i f, __mmask16 m,
 typedef struct {
     const int8_t *key;
     int rows, cols, cols_pad, blocks, groups;
+    int flip; /* the AVX-512 kernel's block-pair order alternates per call (see el_fc_core) */
     int8_t *w;
     int32_t *bias, *mult, *e1;
 } el_packed_t;
@@ -152,6 +166,29 @@ static int el_stream_w(const int8_t *blk_w, int r, int j)
     return (r % 2) ? (int)(int8_t)*b : (int)*b - 128;
 }
 
+/* Byte offset of tile (block b, group g). The AVX-512 kernel runs blocks in pairs: a pair's two
+ * tiles of a group are adjacent (one stream of lines per pair); other kernels, and an odd last
+ * block, read each block's tiles in turn. */
+static long el_tile(const el_packed_t *p, int b, int g)
+{
+#if EL_SIMD_X86 == 3
+    if (b < p->blocks / 2 * 2) {
+        return ((long)(b / 2) * p->groups + g) * 128 + (b % 2) * 64;
+    }
+#endif
+    return ((long)b * p->groups + g) * 64;
+}
+
+/* Zeroed, cache-line aligned (n a multiple of 64): each 64-byte tile one line, one load. */
+static void *el_zalloc64(size_t n)
+{
+    void *q = aligned_alloc(64, n);
+    if (q) {
+        memset(q, 0, n);
+    }
+    return q;
+}
+
 static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, int rows)
 {
     static const int perm[4] = {0, 2, 1, 3};
@@ -172,10 +209,10 @@ static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, 
     p->cols_pad = cols_pad;
     p->blocks = (rows + 15) / 16;
     p->groups = (cols + 3) / 4;
-    p->w = (int8_t *)calloc((size_t)p->blocks * p->groups * 64, 1);
-    p->bias = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
-    p->mult = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
-    p->e1 = (int32_t *)calloc((size_t)p->blocks * 16, sizeof(int32_t));
+    p->w = (int8_t *)el_zalloc64((size_t)p->blocks * p->groups * 64);
+    p->bias = (int32_t *)el_zalloc64((size_t)p->blocks * 16 * sizeof(int32_t));
+    p->mult = (int32_t *)el_zalloc64((size_t)p->blocks * 16 * sizeof(int32_t));
+    p->e1 = (int32_t *)el_zalloc64((size_t)p->blocks * 16 * sizeof(int32_t));
     if (!p->w || !p->bias || !p->mult || !p->e1) {
         free(p->w);
         free(p->bias);
@@ -193,8 +230,7 @@ static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, 
                 const int col = (j & ~3) | perm[j & 3];
                 const int w = el_stream_w(s + 16, r, j);
                 if (col < cols) {
-                    p->w[((long)(row / 16) * p->groups + col / 4) * 64 + (row % 16) * 4 + col % 4] =
-                        (int8_t)w;
+                    p->w[el_tile(p, row / 16, col / 4) + (row % 16) * 4 + col % 4] = (int8_t)w;
                     sum += w;
                 }
             }
@@ -213,9 +249,9 @@ static const el_packed_t *el_pack(const int8_t *stream, int cols, int cols_pad, 
 }
 
 #if EL_SIMD_X86 == 3
-/* y = sat8((tie_away(SMMULR(2 acc, m), e1) + k) >> 1) on 16 lanes: the portable kernel's
- * requantization, with SMMULR as two even/odd 32x32->64 multiplies. */
-static inline __m128i el_rq16(__m512i acc, __m512i m, __m512i e1, __m512i k)
+/* (tie_away(SMMULR(2 acc, m), e1) + k) >> 1 on 16 lanes, y being its int8 clamp (el_out16): the
+ * portable kernel's requantization, with SMMULR as two even/odd 32x32->64 multiplies. */
+static inline __m512i el_rq16w(__m512i acc, __m512i m, __m512i e1, __m512i k)
 {
     const __m512i rnd = _mm512_set1_epi64((long long)1 << 31);
     const __m512i a2 = _mm512_add_epi32(acc, acc);
@@ -224,8 +260,7 @@ static inline __m128i el_rq16(__m512i acc, __m512i m, __m512i e1, __m512i k)
         _mm512_mul_epi32(_mm512_srli_epi64(a2, 32), _mm512_srli_epi64(m, 32)), rnd);
     __m512i v = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
     v = _mm512_srav_epi32(_mm512_add_epi32(v, _mm512_srai_epi32(v, 31)), e1);
-    v = _mm512_srai_epi32(_mm512_add_epi32(v, k), 1);
-    return _mm512_cvtsepi32_epi8(v);
+    return _mm512_srai_epi32(_mm512_add_epi32(v, k), 1); /* el_out16 clamps */
 }
 #endif
 
@@ -277,6 +312,23 @@ typedef el_fuse_t el_fc_epilogue_t;
 typedef void el_fc_epilogue_t; /* only the AVX-512 kernel fuses an epilogue */
 #endif
 
+#if EL_SIMD_X86 == 3
+/* rows 16 b .. 16 b + 31 from their two blocks' sums */
+static inline void el_pair_out(const el_packed_t *p, const el_fc_epilogue_t *fz, int b, __m512i a,
+                               __m512i c, __m512i kv, int rows, int8_t *y)
+{
+    const int n1 = rows - 16 * (b + 1) < 16 ? rows - 16 * (b + 1) : 16;
+    el_out16(fz, 16 * b,
+             el_rq16w(a, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
+                     kv),
+             (__mmask16)0xFFFF, y);
+    el_out16(fz, 16 * b + 16,
+             el_rq16w(c, _mm512_loadu_si512(p->mult + 16 * b + 16),
+                     _mm512_loadu_si512(p->e1 + 16 * b + 16), kv),
+             (__mmask16)((1u << n1) - 1u), y);
+}
+#endif
+
 static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows, int32_t out_zp,
                        int16_t *xs, const el_fc_epilogue_t *fz, int8_t *y)
 {
@@ -296,35 +348,47 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
     }
     b = 0;
 #if EL_SIMD_X86 == 3
-    /* two 16-row blocks per broadcast of 4 x bytes (half the broadcasts), 4 dpbusd chains */
-    for (; b + 2 <= p->blocks; b += 2) {
-        const int8_t *w0 = p->w + (long)b * p->groups * 64, *w1 = w0 + (long)p->groups * 64;
+    /* two 16-row blocks per broadcast of 4 x bytes (half the broadcasts), 4 dpbusd chains. The
+     * pairs run forwards and backwards on alternate calls: a matrix larger than L1 (an LSTM's
+     * recurrent weights) then starts where the previous call ended, on the lines still in L1,
+     * instead of on those the streaming evicted first. Rows are independent: the same bytes. */
+    const int pairs = p->blocks / 2;
+    const int flip = ((el_packed_t *)(void *)p)->flip ^= 1; /* the pack table is ours */
+    int pi, prev_b = 0;
+    __m512i prev_a = _mm512_setzero_si512(), prev_c = _mm512_setzero_si512();
+    /* each pair's requantization and epilogue run after the next pair's dot products are issued
+     * (software pipelining): issued right after its own, its waiting instructions would fill
+     * the scheduler ahead of the next pair's loads */
+    for (pi = 0; pi < pairs; ++pi) {
+        const int bp = 2 * (flip ? pairs - 1 - pi : pi);
+        const int8_t *w0 = p->w + (long)bp * p->groups * 64, *w1 = w0 + 64; /* el_tile */
         const int32_t *x32 = (const int32_t *)(const void *)xp;
-        const int n1 = rows - 16 * (b + 1) < 16 ? rows - 16 * (b + 1) : 16;
-        __m512i a0 = _mm512_loadu_si512(p->bias + 16 * b), a1 = _mm512_setzero_si512();
-        __m512i c0 = _mm512_loadu_si512(p->bias + 16 * b + 16), c1 = _mm512_setzero_si512();
+        __m512i a0 = _mm512_loadu_si512(p->bias + 16 * bp), a1 = _mm512_setzero_si512();
+        __m512i c0 = _mm512_loadu_si512(p->bias + 16 * bp + 16), c1 = _mm512_setzero_si512();
         const __m512i kv = _mm512_set1_epi32(k);
         for (g = 0; g + 2 <= p->groups; g += 2) {
             const __m512i x0 = _mm512_set1_epi32(x32[g]), x1 = _mm512_set1_epi32(x32[g + 1]);
-            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_loadu_si512(w0 + 64 * g));
-            c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_loadu_si512(w1 + 64 * g));
-            a1 = _mm512_dpbusd_epi32(a1, x1, _mm512_loadu_si512(w0 + 64 * g + 64));
-            c1 = _mm512_dpbusd_epi32(c1, x1, _mm512_loadu_si512(w1 + 64 * g + 64));
+            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_load_si512(w0 + 128 * g));
+            c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_load_si512(w1 + 128 * g));
+            a1 = _mm512_dpbusd_epi32(a1, x1, _mm512_load_si512(w0 + 128 * g + 128));
+            c1 = _mm512_dpbusd_epi32(c1, x1, _mm512_load_si512(w1 + 128 * g + 128));
         }
         if (g < p->groups) {
             const __m512i x0 = _mm512_set1_epi32(x32[g]);
-            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_loadu_si512(w0 + 64 * g));
-            c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_loadu_si512(w1 + 64 * g));
+            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_load_si512(w0 + 128 * g));
+            c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_load_si512(w1 + 128 * g));
         }
-        el_out16(fz, 16 * b,
-                 el_rq16(_mm512_add_epi32(a0, a1), _mm512_loadu_si512(p->mult + 16 * b),
-                         _mm512_loadu_si512(p->e1 + 16 * b), kv),
-                 (__mmask16)0xFFFF, y);
-        el_out16(fz, 16 * b + 16,
-                 el_rq16(_mm512_add_epi32(c0, c1), _mm512_loadu_si512(p->mult + 16 * b + 16),
-                         _mm512_loadu_si512(p->e1 + 16 * b + 16), kv),
-                 (__mmask16)((1u << n1) - 1u), y);
+        if (pi > 0) { /* the previous pair's outputs: their sums are ready by now */
+            el_pair_out(p, fz, prev_b, prev_a, prev_c, kv, rows, y);
+        }
+        prev_b = bp;
+        prev_a = _mm512_add_epi32(a0, a1);
+        prev_c = _mm512_add_epi32(c0, c1);
     }
+    if (pairs > 0) {
+        el_pair_out(p, fz, prev_b, prev_a, prev_c, _mm512_set1_epi32(k), rows, y);
+    }
+    b = 2 * pairs;
 #endif
     for (; b < p->blocks; ++b) {
         const int8_t *wp = p->w + (long)b * p->groups * 64;
@@ -333,7 +397,7 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
 #if EL_SIMD_X86 == 3
         __m512i a0 = _mm512_loadu_si512(p->bias + 16 * b), a1 = _mm512_setzero_si512();
         __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
-        __m128i q;
+        __m512i q;
         for (g = 0; g + 4 <= p->groups; g += 4) {
             a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x32[g]), _mm512_loadu_si512(wp + 64 * g));
             a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(x32[g + 1]),
@@ -347,7 +411,7 @@ static void el_fc_core(const el_packed_t *p, const int8_t *x, int cols, int rows
             a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(x32[g]), _mm512_loadu_si512(wp + 64 * g));
         }
         a0 = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
-        q = el_rq16(a0, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
+        q = el_rq16w(a0, _mm512_loadu_si512(p->mult + 16 * b), _mm512_loadu_si512(p->e1 + 16 * b),
                     _mm512_set1_epi32(k));
         el_out16(fz, 16 * b, q, (__mmask16)((1u << n) - 1u), y);
 #elif EL_SIMD_X86 == 2

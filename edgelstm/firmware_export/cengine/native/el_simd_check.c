@@ -84,9 +84,11 @@ static int check_fc_s8(int cases)
 {
     int c, bad = 0;
     for (c = 0; c < cases; ++c) {
-        /* half the cases in whole 16-row blocks (the fused FC + ADD + table path needs them) */
-        const int rows = range(0, 1) ? range(1, 80) : 16 * range(1, 8);
-        const int cols = range(1, 300), cols_pad = (cols + 7) / 8 * 8;
+        /* half the cases in whole 16-row blocks (the fused FC + ADD + table path needs them);
+         * the first two LSTM(128)-sized (gates x h and x x, D = 40: the recurrent one larger than
+         * L1, whose block pairs the AVX-512 kernel runs forwards and backwards on alternate calls) */
+        const int rows = c < 2 ? 512 : range(0, 1) ? range(1, 80) : 16 * range(1, 8);
+        const int cols = c == 0 ? 128 : c == 1 ? 40 : range(1, 300), cols_pad = (cols + 7) / 8 * 8;
         int8_t *w = (int8_t *)malloc((size_t)rows * cols);
         int32_t *bias = (int32_t *)malloc(sizeof(int32_t) * rows);
         int32_t *mult = (int32_t *)malloc(sizeof(int32_t) * rows);
@@ -116,6 +118,9 @@ static int check_fc_s8(int cases)
                 x[i] = (int8_t)range(-128, 127);
             }
             el_fc_s8_fast(x, cols, cols_pad, stream, rows, zp, xs, ya);
+            if (t % 3 == 1) { /* an extra call: each SIMD FC below meets both pair orders */
+                el_simd_fc_s8_fast(x, cols, cols_pad, stream, rows, zp, xs, yb);
+            }
             el_simd_fc_s8_fast(x, cols, cols_pad, stream, rows, zp, xs, yb);
             if (memcmp(ya, yb, (size_t)rows) != 0) {
                 if (bad++ < 5) {
