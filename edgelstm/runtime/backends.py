@@ -291,7 +291,17 @@ class _InterpreterBackend(Backend):
                 self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BadInputError(f"{self.runtime.value} cannot load the model: {first}") from None
+            hint = ""
+            if "QUANTIZE" in first and "kTfLiteInt8" in first:
+                # tflite-runtime 2.14 has no int8 -> int16 QUANTIZE, which an int8 step model's
+                # int16 LSTM cell (convert's default) starts with.
+                hint = (
+                    " (an int8 step model whose LSTM cell runs in int16 needs a newer runtime: "
+                    "convert with --int8-lstm-cell int8 for this one, or use --runtime native)"
+                )
+            raise BadInputError(
+                f"{self.runtime.value} cannot load the model: {first}{hint}"
+            ) from None
         # Report what runs, not what was asked: the delegate can fail to load (LiteRT under
         # qemu-user drops it silently when /proc/cpuinfo does not look like an ARM CPU) or take
         # no op at all (a model of ops it lacks, e.g. a lone fused LSTM): builtin kernels run.
