@@ -164,11 +164,15 @@ class BatchNormHandler(Handler):
         beta = vals.get("beta", np.zeros_like(vals["moving_mean"]))
         scale = gamma / np.sqrt(vals["moving_variance"] + cfg.get("epsilon", 1e-3))
         shift = beta - vals["moving_mean"] * scale
+        return self._affine(layer, scale, shift, in_dim)
+
+    def _affine(self, layer: Any, scale: Any, shift: Any, in_dim: int | None) -> LayerSpec:
+        """The spec of x * scale + shift per feature (float32 weights)."""
         return LayerSpec(
             kind=self.kind,
             name=layer.name,
             config={},
-            weights=[scale.astype(np.float32), shift.astype(np.float32)],
+            weights=[np.asarray(scale, np.float32), np.asarray(shift, np.float32)],
             out_dim=in_dim,
         )
 
@@ -222,13 +226,7 @@ class NormalizationHandler(BatchNormHandler):
             scale, shift = std, mean
         else:
             scale, shift = 1.0 / std, -mean / std
-        return LayerSpec(
-            kind=self.kind,
-            name=layer.name,
-            config={},
-            weights=[scale.astype(np.float32), shift.astype(np.float32)],
-            out_dim=in_dim,
-        )
+        return self._affine(layer, scale, shift, in_dim)
 
 
 @register("Rescaling")
@@ -242,13 +240,7 @@ class RescalingHandler(BatchNormHandler):
         cfg = _cfg(layer)
         scale = _per_feature(layer, "scale", cfg.get("scale", 1.0), in_dim)
         shift = _per_feature(layer, "offset", cfg.get("offset", 0.0), in_dim)
-        return LayerSpec(
-            kind=self.kind,
-            name=layer.name,
-            config={},
-            weights=[scale, shift],
-            out_dim=in_dim,
-        )
+        return self._affine(layer, scale, shift, in_dim)
 
 
 @register("LayerNormalization")
